@@ -1,0 +1,27 @@
+# degflow: RNA-seq and single-cell RNA-seq counts to differential-expression answers.
+#   snakemake --cores all                          # the bundled example (config/config.yaml)
+#   snakemake --cores all --configfile my.yaml     # another experiment
+# The config is validated (keys, types, sample sheet, design, counts) before the DAG is built.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+if "bulk" in CFG:
+
+    include: "workflow/rules/bulk.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,55 @@
+"""Reading and writing tables and datasets; the only module that touches paths for outputs.
+
+Count readers live in :mod:`degflow.formats` (one ``read_counts`` dispatching on format).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: Fixed float formatting: 10 significant digits, so tables are byte-identical across runs and thread counts.
+FLOAT_FORMAT = "%.10g"
+
+
+def write_tsv(df: pd.DataFrame, path: str | Path, *, index: bool = False) -> None:
+    """Write a TSV deterministically (fixed float format, ``NA`` for missing, ``\\n`` line ends).
+
+    The file is written to a temporary name and renamed, so a failure never leaves half a table.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, sep="\t", index=index, float_format=FLOAT_FORMAT, na_rep="NA", lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_tsv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """Read a TSV written by :func:`write_tsv`."""
+    return pd.read_csv(path, sep="\t", na_values=["NA"], keep_default_na=False, **kwargs)
+
+
+def save_pickle(obj: Any, path: str | Path) -> None:
+    """Pickle an intermediate object (e.g. a fitted DeseqDataSet) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def load_pickle(path: str | Path) -> Any:
+    """Load an object saved by :func:`save_pickle`."""
+    with open(path, "rb") as fh:
+        return pickle.load(fh)

@@ -1,0 +1,37 @@
+"""The pins in envs/*.yaml agree with pyproject.toml and requirements.lock."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+import yaml
+
+
+def _pins(lines):
+    out = {}
+    for line in lines:
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)==([^\s;#]+).*", line)
+        if m:
+            out[m.group(1).lower()] = m.group(2)
+    return out
+
+
+@pytest.mark.parametrize("env", ["bulk", "singlecell"])
+def test_env_pins_match_pyproject(repo, env):
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    pinned = _pins(project["dependencies"])
+    spec = yaml.safe_load((repo / "envs" / f"{env}.yaml").read_text())
+    pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+    env_pins = _pins(pip)
+    assert env_pins, f"envs/{env}.yaml pins nothing"
+    for name, version in env_pins.items():
+        assert pinned.get(name) == version, f"envs/{env}.yaml pins {name}=={version}, pyproject {pinned.get(name)}"
+
+
+def test_lock_matches_pyproject(repo):
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    lock = _pins((repo / "requirements.lock").read_text().splitlines())
+    for name, version in _pins(project["dependencies"]).items():
+        assert lock.get(name) == version, f"requirements.lock has {name}=={lock.get(name)}, pyproject {version}"

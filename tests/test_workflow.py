@@ -1,0 +1,110 @@
+"""Real snakemake runs of the bundled example (airway): every public output, R concordance, determinism."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+pytestmark = pytest.mark.workflow
+
+CONTRAST = "dex_vs_untrt"
+PUBLIC_OUTPUTS = [
+    "bulk/counts/size_factors.tsv",
+    "bulk/counts/normalized_counts.tsv",
+    "bulk/de/summary.tsv",
+    f"bulk/de/{CONTRAST}/results.tsv",
+    f"bulk/de/{CONTRAST}/deg.tsv",
+    f"bulk/plots/{CONTRAST}/volcano.png",
+    f"bulk/plots/{CONTRAST}/ma.png",
+    "bulk/qc/pca.tsv",
+    "bulk/qc/pca.png",
+]
+
+
+def run_example(repo: Path, results: Path, cores: int) -> subprocess.CompletedProcess:
+    """Run the bundled config exactly as the README does, into another results folder."""
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "--cores", str(cores), "--config", f"results={results}", "--nolock"],
+        cwd=repo, capture_output=True, text=True, timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def runs(repo, tmp_path_factory):
+    """The example run twice: with 1 core and with 2 cores."""
+    base = tmp_path_factory.mktemp("example")
+    one, two = base / "cores1", base / "cores2"
+    run_example(repo, one, 1)
+    run_example(repo, two, 2)
+    return one, two
+
+
+def test_every_public_output_is_filled(runs):
+    one, _ = runs
+    for rel in PUBLIC_OUTPUTS:
+        f = one / rel
+        assert f.is_file() and f.stat().st_size > 0, rel
+
+
+def test_results_columns_and_deg_rule(runs):
+    one, _ = runs
+    res = pd.read_csv(one / f"bulk/de/{CONTRAST}/results.tsv", sep="\t")
+    assert list(res.columns) == ["gene_id", "gene_name", "baseMean", "log2FoldChange", "lfcSE", "stat",
+                                 "pvalue", "padj", "regulation"]
+    deg = pd.read_csv(one / f"bulk/de/{CONTRAST}/deg.tsv", sep="\t")
+    expect = res[(res.padj < 0.05) & (res.log2FoldChange.abs() > 1)]
+    assert set(deg.gene_id) == set(expect.gene_id)
+    assert deg.padj.is_monotonic_increasing
+    summary = pd.read_csv(one / "bulk/de/summary.tsv", sep="\t").set_index("contrast")
+    assert summary.loc[CONTRAST, "n_up"] == (deg.log2FoldChange > 0).sum()
+    assert summary.loc[CONTRAST, "n_down"] == (deg.log2FoldChange < 0).sum()
+    # the famous glucocorticoid-responsive genes (Himes et al. 2014) are up
+    named = deg.set_index("gene_name")
+    for gene in ["DUSP1", "KLF15", "PER1", "TSC22D3", "CRISPLD2"]:
+        assert named.loc[gene, "regulation"] == "up", gene
+
+
+def test_pipeline_matches_deseq2_in_r(runs, shared_data):
+    """The workflow's own tables against DESeq2 1.38.3 (R) on the same counts."""
+    one, _ = runs
+    r = pd.read_csv(shared_data / "airway/deseq2_r/airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0)
+    ours = pd.read_csv(one / f"bulk/de/{CONTRAST}/results.tsv", sep="\t", index_col=0)
+    both = ours.join(r, rsuffix="_r", how="inner").dropna(subset=["log2FoldChange", "log2FoldChange_r"])
+    assert len(both) == (r.baseMean > 0).sum()
+    pearson = np.corrcoef(both.log2FoldChange, both.log2FoldChange_r)[0, 1]
+    assert pearson >= 0.999
+    sig = lambda d, s="": set(d.index[(d["padj" + s] < 0.05) & (d["log2FoldChange" + s].abs() > 1)])  # noqa: E731
+    ours_deg, r_deg = sig(ours), sig(r.dropna(subset=["padj"]))
+    agreement = len(ours_deg & r_deg) / len(ours_deg | r_deg)
+    assert agreement >= 0.97, (agreement, len(ours_deg), len(r_deg))
+    sf_r = pd.read_csv(shared_data / "airway/deseq2_r/airway.size_factors.tsv.gz", sep="\t", index_col=0).iloc[:, 0]
+    sf = pd.read_csv(one / "bulk/counts/size_factors.tsv", sep="\t", index_col=0)["size_factor"]
+    np.testing.assert_allclose(sf.loc[sf_r.index], sf_r, rtol=1e-6)
+
+
+def test_byte_identical_with_1_and_2_cores(runs):
+    one, two = runs
+    tables = sorted(p.relative_to(one) for p in one.rglob("*.tsv"))
+    assert len(tables) >= 5
+    for rel in tables:
+        assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+
+
+def test_pca_separates_dexamethasone(runs):
+    one, _ = runs
+    pca = pd.read_csv(one / "bulk/qc/pca.tsv", sep="\t", index_col=0)
+    assert {"PC1", "PC2"} <= set(pca.columns)
+    assert "dex" in pca.columns
+    separated = False
+    for pc in ("PC1", "PC2"):
+        trt, untrt = pca.loc[pca.dex == "trt", pc], pca.loc[pca.dex == "untrt", pc]
+        separated |= trt.max() < untrt.min() or trt.min() > untrt.max()
+    assert separated, pca

@@ -1,0 +1,50 @@
+"""Shared set-up for the workflow's scripts (imported first by every script).
+
+``setup(snakemake)`` sends stderr and logging to the rule's log, sets ``NUMBA_CACHE_DIR`` before numba
+is imported, caps BLAS/OpenMP and numba at the rule's threads, and turns a DegflowInputError into one
+line (in the log and on the terminal) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+_SRC = Path(__file__).resolve().parents[2] / "src"
+if str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))
+
+
+def setup(snakemake) -> int:
+    """Prepare the process for a rule; returns the number of threads to use."""
+    threads = int(getattr(snakemake, "threads", 1) or 1)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".snakemake", "numba_cache").resolve()))
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    terminal = sys.stderr
+    if snakemake.log:
+        Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115 - lives as long as the process
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+    from degflow.errors import DegflowInputError
+
+    def _hook(exc_type, exc, tb):
+        if issubclass(exc_type, DegflowInputError):
+            msg = f"degflow: {exc}"
+            print(msg, file=sys.stderr, flush=True)
+            if sys.stderr is not terminal:
+                print(msg, file=terminal, flush=True)
+            return  # the process still exits with status 1: Snakemake removes this job's outputs
+        sys.__excepthook__(exc_type, exc, tb)
+
+    sys.excepthook = _hook
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    logging.getLogger("degflow").info("rule %s: %d thread(s)", getattr(snakemake, "rule", "?"), threads)
+    return threads

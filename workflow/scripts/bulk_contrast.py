@@ -1,0 +1,19 @@
+"""Wald test for one contrast: every tested gene (results.tsv) and the DEGs (deg.tsv)."""
+from _common import setup
+
+threads = setup(snakemake)
+import pandas as pd
+
+from degflow.bulk import annotate_results, deg_table
+from degflow.deseq import contrast_results
+from degflow.io import load_pickle, write_tsv
+
+p, de, th = snakemake.params, snakemake.params.de, snakemake.params.thresholds
+dds = load_pickle(snakemake.input[0])
+res = contrast_results(dds, list(p.contrast), alpha=de["alpha"], cooks_filter=de["cooks_filter"],
+                       independent_filter=de["independent_filter"], lfc_null=de["lfc_null"],
+                       alt_hypothesis=de["alt_hypothesis"], shrink=de["shrink"], n_cpus=threads)
+names = pd.Series(dds.uns["degflow_gene_names"])
+table = annotate_results(res, names if (names != "").any() else None, lfc=th["lfc"], padj=th["padj"])
+write_tsv(table, snakemake.output.results)
+write_tsv(deg_table(table), snakemake.output.deg)

@@ -1,0 +1,14 @@
+"""Read and check the counts, sample sheet and annotation; write the analysis dataset (h5ad)."""
+from _common import setup
+
+setup(snakemake)
+from degflow.bulk import build_dataset, plan_bulk, read_gene_annotation
+
+p = snakemake.params
+bulk = {"counts": p.counts, "samples": snakemake.input.samples, "design": p.design,
+        "reference_levels": p.reference_levels, "contrasts": p.contrasts, "exclude": p.exclude}
+plan, table = plan_bulk(bulk)
+adata = build_dataset(table, plan, design=p.design, reference_levels=p.reference_levels,
+                      annotation=read_gene_annotation(snakemake.input.get("annotation")),
+                      min_count=p.filter["min_count"], min_samples=p.filter["min_samples"])
+adata.write_h5ad(snakemake.output[0])
