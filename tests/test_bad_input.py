@@ -1,6 +1,8 @@
 """Bad input stops snakemake before the DAG is built: one line naming the file/row/key, no traceback, no output.
 
-Each case edits a small real experiment (the first 3,000 airway genes) and runs ``snakemake -n`` on it.
+Each case edits a small real experiment (the first 3,000 airway genes). Every case goes through
+``validate_config`` + ``plan_bulk`` (exactly what the Snakefile runs at parse time); a representative subset
+also runs the real ``snakemake`` command line, to check the user sees one line and no traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from degflow.bulk import plan_bulk
+from degflow.config import validate_config
+from degflow.errors import DegflowInputError
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
@@ -118,8 +124,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_bad_input_stops_with_one_line(repo, tmp_path, airway_small, case):
+def _prepare(tmp_path, airway_small, case):
     mutate, overrides, fragments = CASES[case]
     counts, sheet = airway_small
     if callable(mutate):
@@ -127,5 +132,25 @@ def test_bad_input_stops_with_one_line(repo, tmp_path, airway_small, case):
     cfg = make_experiment(tmp_path, counts, sheet, **overrides)
     if mutate == "empty":
         (tmp_path / "counts.tsv").write_text("")
+    return cfg, fragments
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_is_refused(tmp_path, airway_small, case):
+    cfg, fragments = _prepare(tmp_path, airway_small, case)
+    with pytest.raises(DegflowInputError) as info:
+        plan_bulk(validate_config(yaml.safe_load(cfg.read_text()))["bulk"])
+    msg = str(info.value)
+    assert "\n" not in msg
+    for frag in fragments:
+        assert frag in msg, f"{frag!r} not in {msg!r}"
+
+
+CLI_CASES = ["typo_config_key", "sample_not_in_counts", "non_integer_counts", "design_not_full_rank"]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=CLI_CASES)
+def test_bad_input_stops_snakemake_with_one_line(repo, tmp_path, airway_small, case):
+    cfg, fragments = _prepare(tmp_path, airway_small, case)
     proc = run_snakemake(repo, tmp_path, cfg)
     assert_clean_stop(proc, *fragments, tmp=tmp_path)

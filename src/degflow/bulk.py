@@ -9,14 +9,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
 from degflow.config import BulkPlan, check_design, check_samples_match, read_sample_sheet
 from degflow.errors import DegflowInputError
 from degflow.formats import CountTable, read_annotation, read_counts
+
+if TYPE_CHECKING:  # anndata is slow to import; the Snakefile imports this module at parse time
+    import anndata as ad
 
 log = logging.getLogger("degflow")
 
@@ -135,6 +138,8 @@ def build_dataset(
         reference level first) and every other sheet column; ``var["gene_name"]``;
         ``uns["degflow"]["filter"]``: the pre-filter settings and gene numbers.
     """
+    import anndata as ad
+
     counts = table.counts[plan.samples]
     _, _, meta = check_design(plan.sheet, design, reference_levels, plan.contrasts)
     obs = plan.sheet.copy()

@@ -46,7 +46,7 @@ def get_contrast(wildcards):
     return BULK_PLAN.contrasts[wildcards.contrast]
 
 
-def bulk_optional_inputs():
+def bulk_optional_inputs(wildcards):
     """Annotation / tx2gene files when configured."""
     extra = {}
     if CFG["bulk"].get("annotation"):
