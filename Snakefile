@@ -16,6 +16,9 @@ include: "workflow/rules/common.smk"
 report: "workflow/report/workflow.rst"
 
 
+include: "workflow/rules/report.smk"
+
+
 if "bulk" in CFG:
 
     include: "workflow/rules/bulk.smk"

@@ -53,3 +53,23 @@ def load_pickle(path: str | Path) -> Any:
     """Load an object saved by :func:`save_pickle`."""
     with open(path, "rb") as fh:
         return pickle.load(fh)
+
+
+def read_bulk_dataset(path: str | Path, size_factors: str | Path | None = None):
+    """The bulk dataset written by the workflow: ``(adata, counts genes x samples[, size factors])``.
+
+    Parameters
+    ----------
+    path
+        ``results/bulk/counts/dataset.h5ad``.
+    size_factors
+        Optional ``size_factors.tsv``; when given, a third element (Series indexed by sample) is returned.
+    """
+    import anndata as ad
+
+    adata = ad.read_h5ad(path)
+    counts = pd.DataFrame(adata.X.T, index=adata.var_names, columns=adata.obs_names)
+    if size_factors is None:
+        return adata, counts
+    sf = read_tsv(size_factors).set_index("sample")["size_factor"].reindex(adata.obs_names)
+    return adata, counts, sf

@@ -1,5 +1,8 @@
 # Bulk RNA-seq: counts -> dataset -> one DESeq2 fit -> per-contrast Wald tests, tables and figures.
 BULK = CFG["bulk"]
+QC = "1. Bulk sample QC"
+DE = "2. Bulk differential expression"
+OVERVIEW = "3. Bulk contrasts compared"
 
 
 rule bulk_dataset:
@@ -8,7 +11,8 @@ rule bulk_dataset:
         counts=bulk_count_files(),
         samples=BULK["samples"],
     output:
-        f"{RESULTS}/bulk/counts/dataset.h5ad",
+        dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
+        quantifier_qc=f"{RESULTS}/bulk/qc/quantifier_qc.tsv",
     params:
         counts=BULK["counts"],
         design=BULK["design"],
@@ -91,7 +95,8 @@ rule bulk_volcano:
     input:
         f"{RESULTS}/bulk/de/{{contrast}}/results.tsv",
     output:
-        png=f"{RESULTS}/bulk/plots/{{contrast}}/volcano.png",
+        png=report(f"{RESULTS}/bulk/plots/{{contrast}}/volcano.png", caption="../report/volcano.rst",
+                   category=DE, subcategory="{contrast}", labels={"contrast": "{contrast}", "figure": "volcano"}),
         pdf=f"{RESULTS}/bulk/plots/{{contrast}}/volcano.pdf",
     params:
         kind="volcano",
@@ -108,7 +113,8 @@ rule bulk_volcano:
 
 use rule bulk_volcano as bulk_ma with:
     output:
-        png=f"{RESULTS}/bulk/plots/{{contrast}}/ma.png",
+        png=report(f"{RESULTS}/bulk/plots/{{contrast}}/ma.png", caption="../report/ma.rst",
+                   category=DE, subcategory="{contrast}", labels={"contrast": "{contrast}", "figure": "MA plot"}),
         pdf=f"{RESULTS}/bulk/plots/{{contrast}}/ma.pdf",
     params:
         kind="ma",
@@ -124,7 +130,8 @@ rule bulk_pca:
         size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
     output:
         table=f"{RESULTS}/bulk/qc/pca.tsv",
-        png=f"{RESULTS}/bulk/qc/pca.png",
+        outliers=report(f"{RESULTS}/bulk/qc/outliers.tsv", caption="../report/outliers.rst", category=QC),
+        png=report(f"{RESULTS}/bulk/qc/pca.png", caption="../report/pca.rst", category=QC),
         pdf=f"{RESULTS}/bulk/qc/pca.pdf",
     params:
         color_by=BULK_PLAN.factors,
@@ -136,3 +143,117 @@ rule bulk_pca:
         "../../envs/bulk.yaml"
     script:
         "../scripts/bulk_pca.py"
+
+
+rule bulk_sample_qc:
+    input:
+        dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
+        quantifier_qc=f"{RESULTS}/bulk/qc/quantifier_qc.tsv",
+    output:
+        table=f"{RESULTS}/bulk/qc/sample_qc.tsv",
+        html=report(f"{RESULTS}/bulk/qc/sample_qc.html", caption="../report/sample_qc_table.rst", category=QC),
+        png=report(f"{RESULTS}/bulk/qc/sample_qc.png", caption="../report/sample_qc.rst", category=QC),
+        pdf=f"{RESULTS}/bulk/qc/sample_qc.pdf",
+    log:
+        f"{RESULTS}/logs/bulk/qc/sample_qc.log",
+    threads: 1
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_sample_qc.py"
+
+
+rule bulk_distances:
+    input:
+        dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
+        size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
+    output:
+        table=f"{RESULTS}/bulk/qc/sample_distances.tsv",
+        png=report(f"{RESULTS}/bulk/qc/distance_heatmap.png", caption="../report/distance_heatmap.rst", category=QC),
+        pdf=f"{RESULTS}/bulk/qc/distance_heatmap.pdf",
+    params:
+        annotate_by=BULK_PLAN.factors,
+    log:
+        f"{RESULTS}/logs/bulk/qc/distances.log",
+    threads: 1
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_distances.py"
+
+
+rule bulk_deg_heatmap:
+    input:
+        results=f"{RESULTS}/bulk/de/{{contrast}}/results.tsv",
+        dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
+        size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
+    output:
+        png=report(f"{RESULTS}/bulk/plots/{{contrast}}/deg_heatmap.png", caption="../report/deg_heatmap.rst",
+                   category=DE, subcategory="{contrast}", labels={"contrast": "{contrast}", "figure": "DEG heatmap"}),
+        pdf=f"{RESULTS}/bulk/plots/{{contrast}}/deg_heatmap.pdf",
+    params:
+        annotate_by=BULK_PLAN.factors,
+        thresholds=BULK["thresholds"],
+        n_top=BULK["plots"]["heatmap_top_genes"],
+    log:
+        f"{RESULTS}/logs/bulk/plots/{{contrast}}.deg_heatmap.log",
+    threads: 1
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_deg_heatmap.py"
+
+
+rule bulk_deg_html:
+    input:
+        f"{RESULTS}/bulk/de/{{contrast}}/deg.tsv",
+    output:
+        report(f"{RESULTS}/bulk/de/{{contrast}}/deg.html", caption="../report/deg_table.rst", category=DE,
+               subcategory="{contrast}", labels={"contrast": "{contrast}", "figure": "DEG table"}),
+    params:
+        thresholds=BULK["thresholds"],
+    log:
+        f"{RESULTS}/logs/bulk/de/{{contrast}}.html.log",
+    threads: 1
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_deg_html.py"
+
+
+rule bulk_overview:
+    input:
+        summary=f"{RESULTS}/bulk/de/summary.tsv",
+        results=expand(f"{RESULTS}/bulk/de/{{contrast}}/results.tsv", contrast=CONTRASTS),
+    output:
+        counts_png=report(f"{RESULTS}/bulk/plots/deg_counts.png", caption="../report/deg_counts.rst", category=OVERVIEW),
+        counts_pdf=f"{RESULTS}/bulk/plots/deg_counts.pdf",
+        overlap_png=report(f"{RESULTS}/bulk/plots/deg_overlap.png", caption="../report/deg_overlap.rst", category=OVERVIEW),
+        overlap_pdf=f"{RESULTS}/bulk/plots/deg_overlap.pdf",
+        summary_html=report(f"{RESULTS}/bulk/de/summary.html", caption="../report/summary_table.rst", category=OVERVIEW),
+    params:
+        contrasts=CONTRASTS,
+    log:
+        f"{RESULTS}/logs/bulk/overview.log",
+    threads: 1
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_overview.py"
+
+
+rule bulk_workbook:
+    input:
+        summary=f"{RESULTS}/bulk/de/summary.tsv",
+        deg=expand(f"{RESULTS}/bulk/de/{{contrast}}/deg.tsv", contrast=CONTRASTS),
+    output:
+        f"{RESULTS}/bulk/de/deg_tables.xlsx",
+    params:
+        contrasts=CONTRASTS,
+    log:
+        f"{RESULTS}/logs/bulk/workbook.log",
+    threads: 1
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_workbook.py"

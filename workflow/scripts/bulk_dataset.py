@@ -2,7 +2,10 @@
 from _common import setup
 
 setup(snakemake)
+import pandas as pd
+
 from degflow.bulk import build_dataset, plan_bulk, read_gene_annotation
+from degflow.io import write_tsv
 
 p = snakemake.params
 bulk = {"counts": p.counts, "samples": snakemake.input.samples, "design": p.design,
@@ -11,4 +14,7 @@ plan, table = plan_bulk(bulk)
 adata = build_dataset(table, plan, design=p.design, reference_levels=p.reference_levels,
                       annotation=read_gene_annotation(snakemake.input.get("annotation")),
                       min_count=p.filter["min_count"], min_samples=p.filter["min_samples"])
-adata.write_h5ad(snakemake.output[0])
+adata.write_h5ad(snakemake.output.dataset)
+quant = table.qc.loc[table.qc.index.isin(plan.samples)] if table.qc is not None else pd.DataFrame(index=plan.samples)
+quant.index.name = "sample"
+write_tsv(quant, snakemake.output.quantifier_qc, index=True)

@@ -1,0 +1,12 @@
+"""Sample-to-sample distances on variance-stabilised counts, clustered heatmap."""
+from _common import setup
+
+setup(snakemake)
+from degflow import plots, qc
+from degflow.io import read_bulk_dataset, write_tsv
+
+data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)
+dist = qc.sample_distances(qc.variance_stabilised(counts, sf))
+write_tsv(dist.distances, snakemake.output.table, index=True)
+fig = plots.distance_heatmap(dist, data.obs, annotate_by=snakemake.params.annotate_by)
+plots.save(fig, snakemake.output.png, snakemake.output.pdf)

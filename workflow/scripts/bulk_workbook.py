@@ -1,0 +1,11 @@
+"""All DEG tables in one XLSX workbook: the summary, then a sheet per contrast."""
+from _common import setup
+
+setup(snakemake)
+from degflow.io import read_tsv
+from degflow.report import write_workbook
+
+sheets = {"summary": read_tsv(snakemake.input.summary)}
+for name, path in zip(snakemake.params.contrasts, snakemake.input.deg):
+    sheets[name] = read_tsv(path, dtype={"gene_name": str})
+write_workbook(snakemake.output[0], sheets)
