@@ -25,6 +25,9 @@ def write_tsv(df: pd.DataFrame, path: str | Path, *, index: bool = False) -> Non
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; tables should be readable like any other output
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             df.to_csv(fh, sep="\t", index=index, float_format=FLOAT_FORMAT, na_rep="NA", lineterminator="\n")
