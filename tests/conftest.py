@@ -33,3 +33,42 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return find_shared_data()
+
+
+def _ensure_chromium() -> tuple[str, str]:
+    """Chromium and ChromeDriver from Debian, installed when missing (CI runs as root on a new machine)."""
+    import shutil
+    import subprocess
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    steps = [["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]]
+    for cmd in steps:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if proc.returncode != 0:
+            pytest.fail(f"could not install Chromium for the browser test ({' '.join(cmd)}): {proc.stderr[-500:]}")
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail("chromium / chromedriver still missing after apt-get install")
+    return chromium, driver
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by Selenium, with the browser console log captured."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = _ensure_chromium()
+    opts = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--disable-quic", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    opts.binary_location = chromium
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(driver_path), options=opts)
+    yield drv
+    drv.quit()

@@ -98,6 +98,27 @@ def test_byte_identical_with_1_and_2_cores(runs):
         assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
 
 
+def test_xlsx_workbook_holds_every_deg_table(runs):
+    one, _ = runs
+    book = pd.read_excel(one / "bulk/de/deg_tables.xlsx", sheet_name=None)
+    assert list(book) == ["summary", CONTRAST, "N061011_vs_N61311"]
+    for name in (CONTRAST, "N061011_vs_N61311"):
+        deg = pd.read_csv(one / f"bulk/de/{name}/deg.tsv", sep="\t")
+        assert list(book[name].gene_id) == list(deg.gene_id)
+        np.testing.assert_allclose(book[name].log2FoldChange, deg.log2FoldChange, rtol=1e-9)
+
+
+def test_qc_tables(runs, shared_data):
+    one, _ = runs
+    qc = pd.read_csv(one / "bulk/qc/sample_qc.tsv", sep="\t", index_col=0)
+    counts = pd.read_csv(shared_data / "airway/counts.tsv", sep="\t", index_col=0)
+    assert qc["library_size"].to_dict() == counts.sum().to_dict()
+    outliers = pd.read_csv(one / "bulk/qc/outliers.tsv", sep="\t", index_col=0)
+    assert len(outliers) == 8 and not outliers["outlier"].any()
+    dist = pd.read_csv(one / "bulk/qc/sample_distances.tsv", sep="\t", index_col=0)
+    assert dist.shape == (8, 8) and np.allclose(np.diag(dist), 0)
+
+
 def test_pca_separates_dexamethasone(runs):
     one, _ = runs
     pca = pd.read_csv(one / "bulk/qc/pca.tsv", sep="\t", index_col=0)
@@ -108,3 +129,70 @@ def test_pca_separates_dexamethasone(runs):
         trt, untrt = pca.loc[pca.dex == "trt", pc], pca.loc[pca.dex == "untrt", pc]
         separated |= trt.max() < untrt.min() or trt.min() > untrt.max()
     assert separated, pca
+
+
+def _severe(browser) -> list[str]:
+    return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_report_renders_in_a_real_browser(repo, runs, browser, tmp_path):
+    """`snakemake --report` on the example; Chromium shows every category, figure and table, no JS errors."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    one, _ = runs
+    report = tmp_path / "report.html"
+    proc = subprocess.run([str(SNAKEMAKE), "--cores", "1", "--config", f"results={one}", "--report", str(report)],
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ERROR/" not in proc.stderr, proc.stderr[-3000:]  # a caption with broken RST
+    assert report.stat().st_size < 15e6
+    source = report.read_text()
+    for name in ["volcano.png", "ma.png", "deg_heatmap.png", "pca.png", "distance_heatmap.png", "sample_qc.png",
+                 "deg_counts.png", "deg_overlap.png", "deg.html", "summary.html", "sample_qc.html",
+                 "outliers.tsv", "run_info.html"]:
+        assert name in source, f"{name} missing from the report"
+    browser.get(report.as_uri())
+    time.sleep(2)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    for category in ["0. About this run", "1. Bulk sample QC", "2. Bulk differential expression",
+                     "3. Bulk contrasts compared"]:
+        assert category in body
+    browser.find_element(By.XPATH, "//*[contains(text(), '2. Bulk differential expression')]").click()
+    time.sleep(1)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert CONTRAST in body and "N061011_vs_N61311" in body
+    browser.save_screenshot(str(tmp_path / "report.png"))
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert _severe(browser) == []
+
+
+def test_deg_table_page_sorts_and_searches(runs, browser):
+    """The per-contrast DEG page works by itself: the search box filters, a header click sorts."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    one, _ = runs
+    page = one / f"bulk/de/{CONTRAST}/deg.html"
+    browser.get(page.as_uri())
+    rows = lambda: [r for r in browser.find_elements(By.CSS_SELECTOR, "#t tbody tr") if r.is_displayed()]  # noqa: E731
+    deg = pd.read_csv(one / f"bulk/de/{CONTRAST}/deg.tsv", sep="\t")
+    assert len(rows()) == len(deg)
+    box = browser.find_element(By.ID, "q")
+    box.send_keys("CRISPLD2")
+    time.sleep(0.3)
+    visible = rows()
+    assert len(visible) == 1 and "CRISPLD2" in visible[0].text
+    browser.execute_script("var q=document.getElementById('q'); q.value=''; q.dispatchEvent(new Event('input'));")
+    time.sleep(0.3)
+    assert len(rows()) == len(deg)
+    header = browser.find_element(By.XPATH, "//th[text()='baseMean']")
+    header.click()
+    header.click()  # descending
+    time.sleep(0.3)
+    first = rows()[0].find_elements(By.TAG_NAME, "td")
+    top = deg.sort_values("baseMean", ascending=False).iloc[0]
+    assert first[0].text == top.gene_id
+    assert _severe(browser) == []

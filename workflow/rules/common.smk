@@ -71,6 +71,7 @@ def all_outputs():
             f"{RESULTS}/bulk/qc/sample_qc.tsv",
             f"{RESULTS}/bulk/qc/sample_qc.png",
             f"{RESULTS}/bulk/qc/distance_heatmap.png",
+            f"{RESULTS}/bulk/qc/sample_distances.tsv",
             f"{RESULTS}/bulk/plots/deg_counts.png",
             f"{RESULTS}/bulk/plots/deg_overlap.png",
         ]

@@ -1,0 +1,327 @@
+# Compound study (control / disease model / model + compound): treatment rescue, pathway panels, offline
+# enrichment (ORA + preranked GSEA) and qRT-PCR concordance. Included by the Snakefile when the bulk section has
+# any of rescue / pathways / enrichment / qpcr. Reuses the bulk DE tables; restyling a figure re-runs no DE.
+from degflow.rescue import plan_compound
+
+COMPOUND_CAT = "4. Compound study"
+
+try:
+    COMPOUND = plan_compound(BULK, bundled_dir=Path(workflow.basedir) / "resources" / "genesets")
+except DegflowInputError as err:
+    _stop(err)
+
+PANELS = COMPOUND.panels  # gene-set name -> file-safe name
+PATHWAY_GROUP = (BULK.get("pathways") or {}).get("group_by") or next(iter(BULK["contrasts"].values()))[0]
+
+if COMPOUND.treatments:
+
+    wildcard_constraints:
+        treatment="|".join(COMPOUND.treatments),
+
+
+if PANELS:
+
+    wildcard_constraints:
+        panel="|".join(PANELS.values()),
+
+
+def rescue_inputs(wildcards):
+    """The disease and treatment results tables of one treatment."""
+    return {
+        "disease": f"{RESULTS}/bulk/de/{COMPOUND.disease}/results.tsv",
+        "treatment": f"{RESULTS}/bulk/de/{wildcards.treatment}/results.tsv",
+    }
+
+
+def rescue_group_sizes(wildcards):
+    """Samples in the model (reference) and treated groups of a treatment contrast."""
+    factor, treated, model = BULK_PLAN.contrasts[wildcards.treatment]
+    levels = BULK_PLAN.sheet[factor].astype(str)
+    return {"n_reference": int((levels == str(model)).sum()), "n_treated": int((levels == str(treated)).sum())}
+
+
+def compound_outputs():
+    """Every final output of the compound-study rules (for rule all)."""
+    out = []
+    if COMPOUND.treatments:
+        out.append(f"{RESULTS}/bulk/rescue/summary.tsv")
+        for t in COMPOUND.treatments:
+            out += [f"{RESULTS}/bulk/rescue/{t}/genes.tsv", f"{RESULTS}/bulk/rescue/{t}/summary.tsv",
+                    f"{RESULTS}/bulk/rescue/{t}/rescue.png"]
+    if PANELS:
+        out += [f"{RESULTS}/bulk/pathways/scores.tsv", f"{RESULTS}/bulk/pathways/scores.png"]
+        for p in PANELS.values():
+            out += [f"{RESULTS}/bulk/pathways/{p}/genes.tsv", f"{RESULTS}/bulk/pathways/{p}/heatmap.png"]
+    if BULK.get("enrichment") is not None:
+        for c in CONTRASTS:
+            out += [f"{RESULTS}/bulk/enrichment/{c}/ora.tsv", f"{RESULTS}/bulk/enrichment/{c}/dotplot.png"]
+            if BULK["enrichment"]["gsea"]:
+                out.append(f"{RESULTS}/bulk/enrichment/{c}/gsea.tsv")
+    if COMPOUND.qpcr_contrasts:
+        out += [f"{RESULTS}/bulk/qpcr/fold_changes.tsv", f"{RESULTS}/bulk/qpcr/concordance.tsv",
+                f"{RESULTS}/bulk/qpcr/concordance.png"]
+    if out:
+        out.append(f"{RESULTS}/bulk/compound_tables.xlsx")
+    return out
+
+
+def enrichment_gsea_input(wildcards):
+    """GSEA table of a contrast when GSEA is on (the dot plot draws it)."""
+    if BULK["enrichment"]["gsea"]:
+        return {"gsea": f"{RESULTS}/bulk/enrichment/{wildcards.contrast}/gsea.tsv"}
+    return {}
+
+
+def workbook_inputs(wildcards):
+    """Tables gathered into compound_tables.xlsx."""
+    out = {}
+    if COMPOUND.treatments:
+        out["rescue_summary"] = f"{RESULTS}/bulk/rescue/summary.tsv"
+        out["rescue_genes"] = expand(f"{RESULTS}/bulk/rescue/{{t}}/genes.tsv", t=COMPOUND.treatments)
+    if PANELS:
+        out["scores"] = f"{RESULTS}/bulk/pathways/scores.tsv"
+        out["panel_genes"] = expand(f"{RESULTS}/bulk/pathways/{{p}}/genes.tsv", p=PANELS.values())
+    if BULK.get("enrichment") is not None:
+        out["ora"] = expand(f"{RESULTS}/bulk/enrichment/{{c}}/ora.tsv", c=CONTRASTS)
+        if BULK["enrichment"]["gsea"]:
+            out["gsea"] = expand(f"{RESULTS}/bulk/enrichment/{{c}}/gsea.tsv", c=CONTRASTS)
+    if COMPOUND.qpcr_contrasts:
+        out["qpcr"] = f"{RESULTS}/bulk/qpcr/fold_changes.tsv"
+        out["qpcr_pairs"] = f"{RESULTS}/bulk/qpcr/concordance.tsv"
+    return out
+
+
+if COMPOUND.treatments:
+
+    rule compound_rescue:
+        input:
+            unpack(rescue_inputs),
+        output:
+            genes=report(f"{RESULTS}/bulk/rescue/{{treatment}}/genes.tsv", caption="../report/rescue_genes.rst",
+                         category=COMPOUND_CAT, subcategory="Rescue", labels={"treatment": "{treatment}", "table": "genes"}),
+            summary=f"{RESULTS}/bulk/rescue/{{treatment}}/summary.tsv",
+        params:
+            disease=COMPOUND.disease,
+            rescue=BULK["rescue"],
+            thresholds=BULK["thresholds"],
+            sizes=rescue_group_sizes,
+        log:
+            f"{RESULTS}/logs/bulk/rescue/{{treatment}}.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_rescue.py"
+
+    rule compound_rescue_plot:
+        input:
+            f"{RESULTS}/bulk/rescue/{{treatment}}/genes.tsv",
+        output:
+            png=report(f"{RESULTS}/bulk/rescue/{{treatment}}/rescue.png", caption="../report/rescue_plot.rst",
+                       category=COMPOUND_CAT, subcategory="Rescue", labels={"treatment": "{treatment}", "figure": "rescue plot"}),
+            pdf=f"{RESULTS}/bulk/rescue/{{treatment}}/rescue.pdf",
+        params:
+            thresholds=BULK["thresholds"],
+            top_n=BULK["rescue"]["top_n_labels"],
+            disease=COMPOUND.disease,
+        log:
+            f"{RESULTS}/logs/bulk/rescue/{{treatment}}.plot.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_rescue_plot.py"
+
+    rule compound_rescue_overview:
+        input:
+            expand(f"{RESULTS}/bulk/rescue/{{t}}/summary.tsv", t=COMPOUND.treatments),
+        output:
+            report(f"{RESULTS}/bulk/rescue/summary.tsv", caption="../report/rescue_summary.rst", category=COMPOUND_CAT,
+                   subcategory="Rescue", labels={"treatment": "all", "table": "summary"}),
+        log:
+            f"{RESULTS}/logs/bulk/rescue/summary.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_rescue_overview.py"
+
+
+if PANELS:
+
+    rule compound_pathway_scores:
+        input:
+            dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
+            size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
+            results=expand(f"{RESULTS}/bulk/de/{{c}}/results.tsv", c=CONTRASTS),
+            gene_sets=COMPOUND.gene_set_files,
+        output:
+            scores=f"{RESULTS}/bulk/pathways/scores.tsv",
+            sizes=f"{RESULTS}/bulk/pathways/gene_sets.tsv",
+            expression=f"{RESULTS}/bulk/pathways/panel_expression.tsv",
+            tables=expand(f"{RESULTS}/bulk/pathways/{{p}}/genes.tsv", p=PANELS.values()),
+        params:
+            contrasts=CONTRASTS,
+            panels=PANELS,
+            min_genes=BULK["pathways"]["min_genes"],
+        log:
+            f"{RESULTS}/logs/bulk/pathways/scores.log",
+        threads: 1
+        resources:
+            mem_mb=3000,
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_pathway_scores.py"
+
+    rule compound_pathway_scores_plot:
+        input:
+            scores=f"{RESULTS}/bulk/pathways/scores.tsv",
+            samples=BULK["samples"],
+        output:
+            png=report(f"{RESULTS}/bulk/pathways/scores.png", caption="../report/pathway_scores.rst",
+                       category=COMPOUND_CAT, subcategory="Pathway panels", labels={"panel": "all", "figure": "scores"}),
+            pdf=f"{RESULTS}/bulk/pathways/scores.pdf",
+        params:
+            group_by=PATHWAY_GROUP,
+        log:
+            f"{RESULTS}/logs/bulk/pathways/scores.plot.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_pathway_scores_plot.py"
+
+    rule compound_panel_heatmap:
+        input:
+            expression=f"{RESULTS}/bulk/pathways/panel_expression.tsv",
+            genes=f"{RESULTS}/bulk/pathways/{{panel}}/genes.tsv",
+            samples=BULK["samples"],
+        output:
+            png=report(f"{RESULTS}/bulk/pathways/{{panel}}/heatmap.png", caption="../report/pathway_heatmap.rst",
+                       category=COMPOUND_CAT, subcategory="Pathway panels", labels={"panel": "{panel}", "figure": "heatmap"}),
+            pdf=f"{RESULTS}/bulk/pathways/{{panel}}/heatmap.pdf",
+        params:
+            group_by=PATHWAY_GROUP,
+        log:
+            f"{RESULTS}/logs/bulk/pathways/{{panel}}.heatmap.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_panel_heatmap.py"
+
+
+if BULK.get("enrichment") is not None:
+
+    rule compound_ora:
+        input:
+            results=f"{RESULTS}/bulk/de/{{contrast}}/results.tsv",
+            gene_sets=COMPOUND.gene_set_files,
+        output:
+            report(f"{RESULTS}/bulk/enrichment/{{contrast}}/ora.tsv", caption="../report/enrichment_table.rst",
+                   category=COMPOUND_CAT, subcategory="Enrichment", labels={"contrast": "{contrast}", "table": "ORA"}),
+        params:
+            enrichment=BULK["enrichment"],
+        log:
+            f"{RESULTS}/logs/bulk/enrichment/{{contrast}}.ora.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_ora.py"
+
+    rule compound_gsea:
+        input:
+            results=f"{RESULTS}/bulk/de/{{contrast}}/results.tsv",
+            gene_sets=COMPOUND.gene_set_files,
+        output:
+            report(f"{RESULTS}/bulk/enrichment/{{contrast}}/gsea.tsv", caption="../report/enrichment_table.rst",
+                   category=COMPOUND_CAT, subcategory="Enrichment", labels={"contrast": "{contrast}", "table": "GSEA"}),
+        params:
+            enrichment=BULK["enrichment"],
+        log:
+            f"{RESULTS}/logs/bulk/enrichment/{{contrast}}.gsea.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_gsea.py"
+
+    rule compound_enrichment_plot:
+        input:
+            unpack(enrichment_gsea_input),
+            ora=f"{RESULTS}/bulk/enrichment/{{contrast}}/ora.tsv",
+        output:
+            png=report(f"{RESULTS}/bulk/enrichment/{{contrast}}/dotplot.png", caption="../report/enrichment_dotplot.rst",
+                       category=COMPOUND_CAT, subcategory="Enrichment", labels={"contrast": "{contrast}", "figure": "dot plot"}),
+            pdf=f"{RESULTS}/bulk/enrichment/{{contrast}}/dotplot.pdf",
+        params:
+            padj=BULK["enrichment"]["padj"],
+        log:
+            f"{RESULTS}/logs/bulk/enrichment/{{contrast}}.plot.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_enrichment_plot.py"
+
+
+if COMPOUND.qpcr_contrasts:
+
+    rule compound_qpcr:
+        input:
+            ct=BULK["qpcr"]["ct_table"],
+            samples=BULK["samples"],
+            results=expand(f"{RESULTS}/bulk/de/{{c}}/results.tsv", c=COMPOUND.qpcr_contrasts),
+        output:
+            fold_changes=report(f"{RESULTS}/bulk/qpcr/fold_changes.tsv", caption="../report/qpcr_table.rst",
+                                category=COMPOUND_CAT, subcategory="qRT-PCR", labels={"table": "fold changes"}),
+            pairs=f"{RESULTS}/bulk/qpcr/concordance.tsv",
+            stats=f"{RESULTS}/bulk/qpcr/concordance_stats.tsv",
+        params:
+            contrasts={c: BULK["contrasts"][c] for c in COMPOUND.qpcr_contrasts},
+            reference_genes=BULK["qpcr"]["reference_genes"],
+        log:
+            f"{RESULTS}/logs/bulk/qpcr/ddct.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_qpcr.py"
+
+    rule compound_qpcr_plot:
+        input:
+            pairs=f"{RESULTS}/bulk/qpcr/concordance.tsv",
+            stats=f"{RESULTS}/bulk/qpcr/concordance_stats.tsv",
+        output:
+            png=report(f"{RESULTS}/bulk/qpcr/concordance.png", caption="../report/qpcr_concordance.rst",
+                       category=COMPOUND_CAT, subcategory="qRT-PCR", labels={"figure": "concordance"}),
+            pdf=f"{RESULTS}/bulk/qpcr/concordance.pdf",
+        log:
+            f"{RESULTS}/logs/bulk/qpcr/plot.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_qpcr_plot.py"
+
+
+if compound_outputs():
+
+    rule compound_workbook:
+        input:
+            unpack(workbook_inputs),
+        output:
+            f"{RESULTS}/bulk/compound_tables.xlsx",
+        params:
+            treatments=COMPOUND.treatments,
+            panels=list(PANELS.values()),
+            contrasts=CONTRASTS,
+        log:
+            f"{RESULTS}/logs/bulk/compound_workbook.log",
+        threads: 1
+        conda:
+            "../../envs/bulk.yaml"
+        script:
+            "../scripts/compound_workbook.py"

@@ -1,0 +1,11 @@
+"""Enrichment dot plot of one contrast (ORA up/down, and GSEA when run), PNG + PDF."""
+from _common import setup
+
+setup(snakemake)
+from degflow import compound_plots, plots
+from degflow.io import read_tsv
+
+ora = read_tsv(snakemake.input.ora)
+gsea = read_tsv(snakemake.input.gsea) if "gsea" in snakemake.input.keys() else None
+fig = compound_plots.enrichment_dotplot(ora, gsea, padj=snakemake.params.padj, title=snakemake.wildcards.contrast)
+plots.save(fig, snakemake.output.png, snakemake.output.pdf)

@@ -1,0 +1,13 @@
+"""Preranked GSEA of a contrast on the Wald statistic (gseapy prerank, offline)."""
+from _common import setup
+
+threads = setup(snakemake)
+from degflow import pathways
+from degflow.io import read_tsv, write_tsv
+
+e = snakemake.params.enrichment
+res = read_tsv(snakemake.input.results, dtype={"gene_id": str, "gene_name": str})
+sets = pathways.read_gene_sets(snakemake.input.gene_sets)
+table = pathways.prerank_gsea(pathways.ranking_from_results(res, column="stat"), sets, permutations=e["permutations"],
+                              seed=e["seed"], min_size=e["min_size"], max_size=e["max_size"], threads=threads)
+write_tsv(table, snakemake.output[0])

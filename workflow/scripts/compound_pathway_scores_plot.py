@@ -1,0 +1,12 @@
+"""Per-sample pathway scores, grouped by a design variable, PNG + PDF."""
+from _common import setup
+
+setup(snakemake)
+from degflow import compound_plots, plots
+from degflow.config import read_sample_sheet
+from degflow.io import read_tsv
+
+scores = read_tsv(snakemake.input.scores).set_index("sample")
+sheet = read_sample_sheet(snakemake.input.samples)
+fig = compound_plots.pathway_scores(scores, sheet, group_by=snakemake.params.group_by, title="Pathway scores")
+plots.save(fig, snakemake.output.png, snakemake.output.pdf)

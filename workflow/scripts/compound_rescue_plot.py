@@ -1,0 +1,14 @@
+"""Rescue plot of one treatment (disease log2FC against treatment log2FC), PNG + PDF."""
+from _common import setup
+
+setup(snakemake)
+from degflow import compound_plots, plots
+from degflow.io import read_tsv
+
+p = snakemake.params
+genes = read_tsv(snakemake.input[0], dtype={"gene_id": str, "gene_name": str})
+t = snakemake.wildcards.treatment
+fig = compound_plots.rescue(genes, lfc=p.thresholds["lfc"], top_n=p.top_n, title=f"Rescue by {t}",
+                            disease_label=f"disease log2 fold change ({p.disease})",
+                            treatment_label=f"treatment log2 fold change ({t})")
+plots.save(fig, snakemake.output.png, snakemake.output.pdf)

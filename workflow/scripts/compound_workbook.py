@@ -1,0 +1,27 @@
+"""The compound-study tables in one XLSX workbook (rescue, pathway panels, enrichment, qPCR)."""
+from _common import setup
+
+setup(snakemake)
+from degflow.io import read_tsv
+from degflow.report import write_workbook
+
+i, p = snakemake.input, snakemake.params
+dt = {"gene_id": str, "gene_name": str}
+sheets = {}
+if "rescue_summary" in i.keys():
+    sheets["rescue summary"] = read_tsv(i.rescue_summary)
+    for t, f in zip(p.treatments, i.rescue_genes):
+        g = read_tsv(f, dtype=dt)
+        sheets[f"rescue {t}"] = g[g["disease_deg"] | g["treatment_deg"]]
+if "scores" in i.keys():
+    sheets["pathway scores"] = read_tsv(i.scores)
+    for name, f in zip(p.panels, i.panel_genes):
+        sheets[f"panel {name.removeprefix('HALLMARK_')}"] = read_tsv(f, dtype=dt)
+for kind in ("ora", "gsea"):
+    if kind in i.keys():
+        for c, f in zip(p.contrasts, i[kind]):
+            sheets[f"{kind.upper()} {c}"] = read_tsv(f)
+if "qpcr" in i.keys():
+    sheets["qPCR fold changes"] = read_tsv(i.qpcr)
+    sheets["qPCR vs RNA-seq"] = read_tsv(i.qpcr_pairs)
+write_workbook(snakemake.output[0], sheets)
