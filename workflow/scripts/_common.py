@@ -50,5 +50,9 @@ def setup(snakemake) -> int:
         sys.__excepthook__(exc_type, exc, tb)
 
     sys.excepthook = _hook
+    if "numpy" in sys.modules:  # loaded before us (e.g. by the script preamble): cap the live pools too
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
     logging.getLogger("degflow").info("rule %s: %d thread(s)", getattr(snakemake, "rule", "?"), threads)
     return threads
