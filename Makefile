@@ -21,7 +21,7 @@ report: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 
-# Exact versions come from requirements.lock (made with `uv pip compile pyproject.toml --extra test --extra slurm`).
+# Exact versions come from requirements.lock (made with `uv pip compile pyproject.toml --extra test --extra slurm --extra harmony`).
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "degflow needs Python 3.11: make PYTHON=/path/to/python3.11"'
 	$(PYTHON) -m venv $(VENV)

@@ -26,5 +26,5 @@ if "bulk" in CFG:
 
 rule all:
     input:
-        all_outputs(),
+        FINAL_OUTPUTS,
     default_target: True

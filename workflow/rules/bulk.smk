@@ -4,6 +4,33 @@ QC = "1. Bulk sample QC"
 DE = "2. Bulk differential expression"
 OVERVIEW = "3. Bulk contrasts compared"
 
+FINAL_OUTPUTS += [
+    f"{RESULTS}/bulk/counts/size_factors.tsv",
+    f"{RESULTS}/bulk/counts/normalized_counts.tsv",
+    f"{RESULTS}/bulk/de/summary.tsv",
+    f"{RESULTS}/bulk/de/summary.html",
+    f"{RESULTS}/bulk/de/deg_tables.xlsx",
+    f"{RESULTS}/bulk/qc/pca.tsv",
+    f"{RESULTS}/bulk/qc/pca.png",
+    f"{RESULTS}/bulk/qc/outliers.tsv",
+    f"{RESULTS}/bulk/qc/sample_qc.tsv",
+    f"{RESULTS}/bulk/qc/sample_qc.png",
+    f"{RESULTS}/bulk/qc/distance_heatmap.png",
+    f"{RESULTS}/bulk/qc/sample_distances.tsv",
+    f"{RESULTS}/bulk/plots/deg_counts.png",
+    f"{RESULTS}/bulk/plots/deg_overlap.png",
+]
+for c in CONTRASTS:
+    FINAL_OUTPUTS += [
+        f"{RESULTS}/bulk/de/{c}/results.tsv",
+        f"{RESULTS}/bulk/de/{c}/deg.tsv",
+        f"{RESULTS}/bulk/de/{c}/deg.html",
+        f"{RESULTS}/bulk/plots/{c}/volcano.png",
+        f"{RESULTS}/bulk/plots/{c}/ma.png",
+        f"{RESULTS}/bulk/plots/{c}/deg_heatmap.png",
+    ]
+
+
 
 rule bulk_dataset:
     input:

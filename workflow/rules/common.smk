@@ -56,32 +56,5 @@ def bulk_optional_inputs(wildcards):
     return extra
 
 
-def all_outputs():
-    out = [f"{RESULTS}/run_info.html"]
-    if "bulk" in CFG:
-        out += [
-            f"{RESULTS}/bulk/counts/size_factors.tsv",
-            f"{RESULTS}/bulk/counts/normalized_counts.tsv",
-            f"{RESULTS}/bulk/de/summary.tsv",
-            f"{RESULTS}/bulk/de/summary.html",
-            f"{RESULTS}/bulk/de/deg_tables.xlsx",
-            f"{RESULTS}/bulk/qc/pca.tsv",
-            f"{RESULTS}/bulk/qc/pca.png",
-            f"{RESULTS}/bulk/qc/outliers.tsv",
-            f"{RESULTS}/bulk/qc/sample_qc.tsv",
-            f"{RESULTS}/bulk/qc/sample_qc.png",
-            f"{RESULTS}/bulk/qc/distance_heatmap.png",
-            f"{RESULTS}/bulk/qc/sample_distances.tsv",
-            f"{RESULTS}/bulk/plots/deg_counts.png",
-            f"{RESULTS}/bulk/plots/deg_overlap.png",
-        ]
-        for c in CONTRASTS:
-            out += [
-                f"{RESULTS}/bulk/de/{c}/results.tsv",
-                f"{RESULTS}/bulk/de/{c}/deg.tsv",
-                f"{RESULTS}/bulk/de/{c}/deg.html",
-                f"{RESULTS}/bulk/plots/{c}/volcano.png",
-                f"{RESULTS}/bulk/plots/{c}/ma.png",
-                f"{RESULTS}/bulk/plots/{c}/deg_heatmap.png",
-            ]
-    return out
+#: Final targets of `rule all`; each rule file extends it with its own outputs.
+FINAL_OUTPUTS = [f"{RESULTS}/run_info.html"]
