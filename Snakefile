@@ -7,7 +7,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The bundled example is the default; `--configfile my.yaml` replaces it (it is not merged into it), while
+# `--config key=value` overrides single keys of whichever config is in use.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -22,6 +26,10 @@ include: "workflow/rules/report.smk"
 if "bulk" in CFG:
 
     include: "workflow/rules/bulk.smk"
+
+    if any(k in CFG["bulk"] for k in ("rescue", "pathways", "enrichment", "qpcr")):
+
+        include: "workflow/rules/compound.smk"
 
 
 rule all:

@@ -22,6 +22,8 @@ def _pins(lines):
 def test_env_pins_match_pyproject(repo, env):
     project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
     pinned = _pins(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        pinned.update(_pins(extra))
     spec = yaml.safe_load((repo / "envs" / f"{env}.yaml").read_text())
     pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
     env_pins = _pins(pip)

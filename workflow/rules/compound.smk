@@ -1,94 +1,9 @@
 # Compound study (control / disease model / model + compound): treatment rescue, pathway panels, offline
 # enrichment (ORA + preranked GSEA) and qRT-PCR concordance. Included by the Snakefile when the bulk section has
 # any of rescue / pathways / enrichment / qpcr. Reuses the bulk DE tables; restyling a figure re-runs no DE.
-from degflow.rescue import plan_compound
-
-COMPOUND_CAT = "4. Compound study"
-
-try:
-    COMPOUND = plan_compound(BULK, bundled_dir=Path(workflow.basedir) / "resources" / "genesets")
-except DegflowInputError as err:
-    _stop(err)
-
-PANELS = COMPOUND.panels  # gene-set name -> file-safe name
-PATHWAY_GROUP = (BULK.get("pathways") or {}).get("group_by") or next(iter(BULK["contrasts"].values()))[0]
-
-if COMPOUND.treatments:
-
-    wildcard_constraints:
-        treatment="|".join(COMPOUND.treatments),
 
 
-if PANELS:
-
-    wildcard_constraints:
-        panel="|".join(PANELS.values()),
-
-
-def rescue_inputs(wildcards):
-    """The disease and treatment results tables of one treatment."""
-    return {
-        "disease": f"{RESULTS}/bulk/de/{COMPOUND.disease}/results.tsv",
-        "treatment": f"{RESULTS}/bulk/de/{wildcards.treatment}/results.tsv",
-    }
-
-
-def rescue_group_sizes(wildcards):
-    """Samples in the model (reference) and treated groups of a treatment contrast."""
-    factor, treated, model = BULK_PLAN.contrasts[wildcards.treatment]
-    levels = BULK_PLAN.sheet[factor].astype(str)
-    return {"n_reference": int((levels == str(model)).sum()), "n_treated": int((levels == str(treated)).sum())}
-
-
-def compound_outputs():
-    """Every final output of the compound-study rules (for rule all)."""
-    out = []
-    if COMPOUND.treatments:
-        out.append(f"{RESULTS}/bulk/rescue/summary.tsv")
-        for t in COMPOUND.treatments:
-            out += [f"{RESULTS}/bulk/rescue/{t}/genes.tsv", f"{RESULTS}/bulk/rescue/{t}/summary.tsv",
-                    f"{RESULTS}/bulk/rescue/{t}/rescue.png"]
-    if PANELS:
-        out += [f"{RESULTS}/bulk/pathways/scores.tsv", f"{RESULTS}/bulk/pathways/scores.png"]
-        for p in PANELS.values():
-            out += [f"{RESULTS}/bulk/pathways/{p}/genes.tsv", f"{RESULTS}/bulk/pathways/{p}/heatmap.png"]
-    if BULK.get("enrichment") is not None:
-        for c in CONTRASTS:
-            out += [f"{RESULTS}/bulk/enrichment/{c}/ora.tsv", f"{RESULTS}/bulk/enrichment/{c}/dotplot.png"]
-            if BULK["enrichment"]["gsea"]:
-                out.append(f"{RESULTS}/bulk/enrichment/{c}/gsea.tsv")
-    if COMPOUND.qpcr_contrasts:
-        out += [f"{RESULTS}/bulk/qpcr/fold_changes.tsv", f"{RESULTS}/bulk/qpcr/concordance.tsv",
-                f"{RESULTS}/bulk/qpcr/concordance.png"]
-    if out:
-        out.append(f"{RESULTS}/bulk/compound_tables.xlsx")
-    return out
-
-
-def enrichment_gsea_input(wildcards):
-    """GSEA table of a contrast when GSEA is on (the dot plot draws it)."""
-    if BULK["enrichment"]["gsea"]:
-        return {"gsea": f"{RESULTS}/bulk/enrichment/{wildcards.contrast}/gsea.tsv"}
-    return {}
-
-
-def workbook_inputs(wildcards):
-    """Tables gathered into compound_tables.xlsx."""
-    out = {}
-    if COMPOUND.treatments:
-        out["rescue_summary"] = f"{RESULTS}/bulk/rescue/summary.tsv"
-        out["rescue_genes"] = expand(f"{RESULTS}/bulk/rescue/{{t}}/genes.tsv", t=COMPOUND.treatments)
-    if PANELS:
-        out["scores"] = f"{RESULTS}/bulk/pathways/scores.tsv"
-        out["panel_genes"] = expand(f"{RESULTS}/bulk/pathways/{{p}}/genes.tsv", p=PANELS.values())
-    if BULK.get("enrichment") is not None:
-        out["ora"] = expand(f"{RESULTS}/bulk/enrichment/{{c}}/ora.tsv", c=CONTRASTS)
-        if BULK["enrichment"]["gsea"]:
-            out["gsea"] = expand(f"{RESULTS}/bulk/enrichment/{{c}}/gsea.tsv", c=CONTRASTS)
-    if COMPOUND.qpcr_contrasts:
-        out["qpcr"] = f"{RESULTS}/bulk/qpcr/fold_changes.tsv"
-        out["qpcr_pairs"] = f"{RESULTS}/bulk/qpcr/concordance.tsv"
-    return out
+include: "compound_common.smk"
 
 
 if COMPOUND.treatments:

@@ -1,0 +1,466 @@
+"""Treatment rescue: does a compound move the disease genes back toward control?
+
+Compute only (the figure is :func:`degflow.compound_plots.rescue`). Inputs are two DE results
+tables of :func:`degflow.bulk.annotate_results` (columns ``gene_id, gene_name, log2FoldChange,
+padj``): the **disease** contrast (model vs control) and one **treatment** contrast (treated
+model vs model). Nothing here reads files or config.
+
+Notation: for gene *g*, ``d`` is its disease log2 fold change and ``t`` its treatment log2 fold
+change. A gene is a *disease DEG* when ``padj_d < padj`` and ``|d| > lfc``, a *treatment DEG*
+when ``padj_t < padj`` and ``|t| > lfc`` (the same thresholds as ``deg.tsv``). A missing
+``padj`` (gene not tested: independent filtering, outliers) never makes a gene a DEG.
+
+Class rules (:data:`CLASSES`), applied in this order:
+
+``reversed``
+    disease DEG and treatment DEG, with opposite signs.
+``aggravated``
+    disease DEG and treatment DEG, with the same sign.
+``partially_reversed``
+    disease DEG, not a treatment DEG, opposite sign, and the treatment undoes at least
+    ``partial`` (default 0.5) of the disease change: ``reversal_score >= partial``.
+``not_rescued``
+    any other disease DEG.
+``treatment_only``
+    not a disease DEG, but a treatment DEG.
+``unchanged``
+    everything else.
+
+Reversal score: ``reversal_score = -t / d`` for disease DEGs (NaN otherwise): the fraction of
+the disease change the treatment undoes. 1 = back to the control level, 0 = no change,
+> 1 = overshoot past control, < 0 = pushed further away (aggravated). Because the treatment
+contrast is against the model, ``d + t`` estimates treated vs control.
+
+Global reversal statistic: the Pearson correlation of ``d`` and ``t`` over the disease DEGs
+tested in both contrasts (Spearman also reported). A negative value means the treatment tends
+to move disease genes back. Its p-value is one-sided (H1: correlation below chance): the
+treatment log2 fold changes are shuffled across all genes tested in the treatment contrast
+(``n_permutations`` times, ``numpy.random.default_rng(seed)``) and
+``p = (1 + #{r_perm <= r_obs}) / (1 + n_permutations)``.
+
+Caveat (written into the summary as ``r_shared_reference``): ``d`` and ``t`` share the model
+group (``d = model - control``, ``t = treated - model``), so noise in the model group's mean
+alone correlates them negatively, even for an inert compound. The gene-shuffling p-value does
+not see this. ``r_shared_reference`` estimates the correlation an inert compound would give:
+``-se_m^2 / sqrt(var_d * var_t)`` averaged over the disease DEGs, where ``se_m`` is the standard
+error of the model group's mean log2 expression (from ``lfcSE``, see
+:func:`shared_reference_correlation`). Judge ``r`` against it, not against 0.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from degflow.errors import DegflowInputError
+
+__all__ = [
+    "CLASSES",
+    "CompoundPlan",
+    "classify_rescue",
+    "global_reversal",
+    "plan_compound",
+    "rescue_summary",
+    "shared_reference_correlation",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The rescue classes, in the order the rules are applied (see the module docstring).
+CLASSES: tuple[str, ...] = (
+    "reversed",
+    "aggravated",
+    "partially_reversed",
+    "not_rescued",
+    "treatment_only",
+    "unchanged",
+)
+
+_NEEDED = ("gene_id", "log2FoldChange", "padj")
+
+
+def _check_results(res: object, name: str) -> pd.DataFrame:
+    if not isinstance(res, pd.DataFrame):
+        raise DegflowInputError(f"{name} must be a DE results DataFrame (results.tsv), got {type(res).__name__}")
+    missing = [c for c in _NEEDED if c not in res.columns]
+    if missing:
+        raise DegflowInputError(
+            f"{name} lacks column(s) {missing}; pass a results.tsv written by the bulk DE step"
+        )
+    dup = res["gene_id"].astype(str).duplicated()
+    if dup.any():
+        raise DegflowInputError(
+            f"{name}: gene_id '{res['gene_id'].astype(str)[dup].iloc[0]}' appears twice; one row per gene is needed"
+        )
+    return res
+
+
+def _check_thresholds(lfc: float, padj: float, partial: float) -> None:
+    if not (isinstance(lfc, (int, float)) and lfc >= 0):
+        raise DegflowInputError(f"lfc must be a number >= 0, got {lfc!r}")
+    if not (isinstance(padj, (int, float)) and 0 < padj <= 1):
+        raise DegflowInputError(f"padj must be in (0, 1], got {padj!r}")
+    if not (isinstance(partial, (int, float)) and 0 < partial <= 1):
+        raise DegflowInputError(f"partial must be in (0, 1], got {partial!r}")
+
+
+def classify_rescue(
+    disease: pd.DataFrame,
+    treatment: pd.DataFrame,
+    *,
+    lfc: float = 1.0,
+    padj: float = 0.05,
+    partial: float = 0.5,
+) -> pd.DataFrame:
+    """Per-gene rescue class and reversal score of one treatment.
+
+    Parameters
+    ----------
+    disease
+        Results of the disease contrast (model vs control): ``gene_id``, ``log2FoldChange``,
+        ``padj`` (``gene_name``, ``lfcSE``, ``baseMean`` used when present).
+    treatment
+        Results of the treatment contrast (treated vs model), same columns.
+    lfc, padj
+        DEG thresholds (``|log2FC| > lfc`` and ``padj < padj``), as for ``deg.tsv``.
+    partial
+        Smallest reversal score of a ``partially_reversed`` gene.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per gene of either table (outer join on ``gene_id``), sorted by class (order
+        of :data:`CLASSES`) then by the larger of the two padj values: ``gene_id``,
+        ``gene_name``, ``baseMean``, ``log2FC_disease``, ``padj_disease``, ``lfcSE_disease``,
+        ``log2FC_treatment``, ``padj_treatment``, ``lfcSE_treatment``, ``disease_deg``,
+        ``treatment_deg`` (bool), ``direction`` (``up``/``down`` in disease, ``""`` for
+        non-DEGs), ``reversal_score`` (float, NaN outside the disease DEGs), ``rescue_class``
+        (one of :data:`CLASSES`) and ``log2FC_treated_vs_control`` (``d + t``).
+    """
+    _check_results(disease, "disease results")
+    _check_results(treatment, "treatment results")
+    _check_thresholds(lfc, padj, partial)
+    cols = ["gene_id", "log2FoldChange", "padj"]
+    d = disease[[*cols, *[c for c in ("gene_name", "baseMean", "lfcSE") if c in disease.columns]]].copy()
+    t = treatment[[*cols, *[c for c in ("gene_name", "lfcSE") if c in treatment.columns]]].copy()
+    d["gene_id"] = d["gene_id"].astype(str)
+    t["gene_id"] = t["gene_id"].astype(str)
+    d = d.rename(columns={"log2FoldChange": "log2FC_disease", "padj": "padj_disease", "lfcSE": "lfcSE_disease"})
+    t = t.rename(columns={"log2FoldChange": "log2FC_treatment", "padj": "padj_treatment", "lfcSE": "lfcSE_treatment",
+                          "gene_name": "gene_name_t"})
+    out = d.merge(t, on="gene_id", how="outer", sort=False)
+    if "gene_name" not in out.columns:
+        out["gene_name"] = ""
+    if "gene_name_t" in out.columns:
+        out["gene_name"] = out["gene_name"].where(out["gene_name"].notna() & (out["gene_name"] != ""),
+                                                  out["gene_name_t"])
+        out = out.drop(columns="gene_name_t")
+    out["gene_name"] = out["gene_name"].fillna("").astype(str)
+    for c in ("baseMean", "lfcSE_disease", "lfcSE_treatment"):
+        if c not in out.columns:
+            out[c] = np.nan
+    dx = out["log2FC_disease"].to_numpy(dtype=float)
+    tx = out["log2FC_treatment"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dis = (out["padj_disease"].to_numpy(dtype=float) < padj) & (np.abs(dx) > lfc)
+        trt = (out["padj_treatment"].to_numpy(dtype=float) < padj) & (np.abs(tx) > lfc)
+        opposite = np.sign(dx) * np.sign(tx) < 0
+        same = np.sign(dx) * np.sign(tx) > 0
+        score = np.where(dis, -tx / dx, np.nan)
+    cls = np.full(len(out), "unchanged", dtype=object)
+    cls[trt] = "treatment_only"
+    cls[dis] = "not_rescued"
+    cls[dis & ~trt & opposite & (score >= partial)] = "partially_reversed"
+    cls[dis & trt & same] = "aggravated"
+    cls[dis & trt & opposite] = "reversed"
+    out["disease_deg"] = dis
+    out["treatment_deg"] = trt
+    out["direction"] = np.where(dis & (dx > 0), "up", np.where(dis, "down", ""))
+    out["reversal_score"] = score
+    out["rescue_class"] = pd.Categorical(cls, categories=list(CLASSES))
+    out["log2FC_treated_vs_control"] = dx + tx
+    worst = np.fmax(out["padj_disease"].to_numpy(dtype=float), out["padj_treatment"].to_numpy(dtype=float))
+    out["_order"] = worst
+    out = out.sort_values(["rescue_class", "_order", "gene_id"], kind="mergesort", na_position="last")
+    out["rescue_class"] = out["rescue_class"].astype(str)
+    order = ["gene_id", "gene_name", "baseMean", "log2FC_disease", "padj_disease", "lfcSE_disease",
+             "log2FC_treatment", "padj_treatment", "lfcSE_treatment", "disease_deg", "treatment_deg", "direction",
+             "reversal_score", "rescue_class", "log2FC_treated_vs_control"]
+    return out[order].reset_index(drop=True)
+
+
+def global_reversal(
+    genes: pd.DataFrame,
+    *,
+    n_permutations: int = 10_000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Correlation of disease and treatment log2FC over the disease DEGs, with a permutation p-value.
+
+    Parameters
+    ----------
+    genes
+        The table of :func:`classify_rescue`.
+    n_permutations
+        Gene-label shuffles of the treatment log2FC (>= 1).
+    seed
+        Seed of ``numpy.random.default_rng``; the same seed gives the same p-value.
+
+    Returns
+    -------
+    dict
+        ``n_genes`` (disease DEGs tested in both contrasts), ``pearson_r``, ``spearman_r``,
+        ``slope`` (least-squares slope of ``t`` on ``d``), ``p_permutation`` (one-sided, see
+        the module docstring), ``n_permutations``, ``seed``. With fewer than 3 genes the
+        statistics are NaN and a warning is logged.
+    """
+    if not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
+        raise DegflowInputError(f"n_permutations must be an integer >= 1, got {n_permutations!r}")
+    need = ("log2FC_disease", "log2FC_treatment", "disease_deg")
+    miss = [c for c in need if c not in genes.columns]
+    if miss:
+        raise DegflowInputError(f"genes lacks column(s) {miss}; pass the table of rescue.classify_rescue")
+    d_all = genes["log2FC_disease"].to_numpy(dtype=float)
+    t_all = genes["log2FC_treatment"].to_numpy(dtype=float)
+    sel = genes["disease_deg"].to_numpy(dtype=bool) & np.isfinite(d_all) & np.isfinite(t_all)
+    d, t = d_all[sel], t_all[sel]
+    out = {"n_genes": int(sel.sum()), "pearson_r": np.nan, "spearman_r": np.nan, "slope": np.nan,
+           "p_permutation": np.nan, "n_permutations": int(n_permutations), "seed": int(seed)}
+    if sel.sum() < 3 or np.ptp(d) == 0 or np.ptp(t) == 0:
+        logger.warning("global reversal: %d disease DEG(s) with both fold changes; too few for a correlation",
+                       int(sel.sum()))
+        return out
+    r_obs = float(np.corrcoef(d, t)[0, 1])
+    out["pearson_r"] = r_obs
+    out["spearman_r"] = float(stats.spearmanr(d, t).statistic)
+    out["slope"] = float(np.polyfit(d, t, 1)[0])
+    pool = t_all[np.isfinite(t_all)]
+    rng = np.random.default_rng(seed)
+    dc = (d - d.mean()) / np.sqrt(((d - d.mean()) ** 2).sum())
+    n = len(d)
+    hits = 0
+    chunk = 1000
+    for start in range(0, n_permutations, chunk):
+        k = min(chunk, n_permutations - start)
+        idx = np.stack([rng.choice(pool.size, size=n, replace=False) for _ in range(k)])
+        tp = pool[idx]
+        tp = tp - tp.mean(axis=1, keepdims=True)
+        norm = np.sqrt((tp ** 2).sum(axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (tp @ dc) / norm
+        hits += int(np.sum(r <= r_obs + 1e-12))
+    out["p_permutation"] = (1 + hits) / (1 + n_permutations)
+    return out
+
+
+def shared_reference_correlation(genes: pd.DataFrame, *, n_reference: int, n_treated: int) -> float:
+    """The correlation an inert compound would give, from the model group both contrasts share.
+
+    ``d = m - c`` and ``t = x - m`` share the model-group mean ``m``. For an inert compound
+    (``t`` is noise only) the covariance of ``d`` and ``t`` across genes is
+    ``-mean(se_m^2)``, where ``se_m`` is the standard error of a gene's model-group mean, so
+    the expected correlation over the disease DEGs is::
+
+        r_shared = -mean(se_m^2) / sqrt(var(d) * mean(lfcSE_t^2))
+
+    with ``se_m^2 = lfcSE_t^2 * (1/n_m) / (1/n_x + 1/n_m)`` (``lfcSE_t^2`` is the variance of
+    ``t``: one part from the model group, one from the treated group, in proportion to
+    ``1/n``). It is an approximation (the DESeq2 standard errors are on the log2 scale and
+    include the dispersion prior); judge the observed ``pearson_r`` against it, not against 0.
+
+    Parameters
+    ----------
+    genes
+        Table of :func:`classify_rescue` (needs ``lfcSE_treatment``).
+    n_reference, n_treated
+        Samples in the model (reference of the treatment contrast) and treated groups.
+
+    Returns
+    -------
+    float
+        NaN when fewer than 3 disease DEGs have both fold changes and a standard error.
+    """
+    for name, v in (("n_reference", n_reference), ("n_treated", n_treated)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise DegflowInputError(f"{name} must be a positive number of samples, got {v!r}")
+    d = genes["log2FC_disease"].to_numpy(dtype=float)
+    t = genes["log2FC_treatment"].to_numpy(dtype=float)
+    se = genes["lfcSE_treatment"].to_numpy(dtype=float)
+    sel = genes["disease_deg"].to_numpy(dtype=bool) & np.isfinite(d) & np.isfinite(t) & np.isfinite(se)
+    if sel.sum() < 3 or np.ptp(d[sel]) == 0:
+        return float("nan")
+    var_t = se[sel] ** 2
+    a, b = 1.0 / n_reference, 1.0 / n_treated
+    var_m = var_t * a / (a + b)
+    return float(-var_m.mean() / np.sqrt(d[sel].var() * var_t.mean()))
+
+
+def rescue_summary(
+    genes: pd.DataFrame,
+    *,
+    treatment: str,
+    disease: str,
+    reversal: Mapping[str, float],
+    shared_reference_r: float | None = None,
+) -> dict[str, object]:
+    """One row of ``summary.tsv`` for a treatment.
+
+    Returns
+    -------
+    dict
+        ``treatment``, ``disease``, ``n_disease_deg`` (+ ``_up``/``_down``), the number of
+        genes per class (``n_reversed`` ...), ``share_reversed`` (reversed / disease DEGs),
+        ``share_reversed_or_partial``, ``median_reversal_score`` (over disease DEGs tested in
+        the treatment contrast), the fields of :func:`global_reversal` and
+        ``r_shared_reference``.
+    """
+    cls = genes["rescue_class"].astype(str)
+    dis = genes["disease_deg"].to_numpy(dtype=bool)
+    n_dis = int(dis.sum())
+    row: dict[str, object] = {
+        "treatment": treatment,
+        "disease": disease,
+        "n_disease_deg": n_dis,
+        "n_disease_deg_up": int((genes["direction"] == "up").sum()),
+        "n_disease_deg_down": int((genes["direction"] == "down").sum()),
+    }
+    for c in CLASSES:
+        row[f"n_{c}"] = int((cls == c).sum())
+    row["share_reversed"] = row["n_reversed"] / n_dis if n_dis else np.nan
+    row["share_reversed_or_partial"] = (row["n_reversed"] + row["n_partially_reversed"]) / n_dis if n_dis else np.nan
+    sc = genes.loc[dis, "reversal_score"].to_numpy(dtype=float)
+    sc = sc[np.isfinite(sc)]
+    row["median_reversal_score"] = float(np.median(sc)) if sc.size else np.nan
+    row.update({k: reversal[k] for k in ("n_genes", "pearson_r", "spearman_r", "slope", "p_permutation",
+                                         "n_permutations", "seed")})
+    row["r_shared_reference"] = np.nan if shared_reference_r is None else float(shared_reference_r)
+    return row
+
+
+# --------------------------------------------------------------------------------------
+# config checks for the compound study (run by workflow/rules/compound.smk before the DAG)
+# --------------------------------------------------------------------------------------
+@dataclass
+class CompoundPlan:
+    """What the compound-study rules will run, derived from a validated ``bulk`` config section.
+
+    Attributes
+    ----------
+    treatments
+        Treatment contrast names of ``bulk.rescue`` (empty without rescue).
+    disease
+        The disease contrast name (``None`` without rescue).
+    gene_set_files
+        Bundled + user GMT files (empty without ``bulk.pathways``).
+    panels
+        Gene-set name -> file-safe panel name.
+    qpcr_contrasts
+        Contrasts compared with qPCR (empty without ``bulk.qpcr``).
+    """
+
+    treatments: list[str] = field(default_factory=list)
+    disease: str | None = None
+    gene_set_files: list[str] = field(default_factory=list)
+    panels: dict[str, str] = field(default_factory=dict)
+    qpcr_contrasts: list[str] = field(default_factory=list)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "set"
+
+
+def plan_compound(bulk_cfg: Mapping, *, bundled_dir: str | Path) -> CompoundPlan:
+    """Check the ``rescue`` / ``pathways`` / ``enrichment`` / ``qpcr`` sections against the contrasts.
+
+    Parameters
+    ----------
+    bulk_cfg
+        The ``bulk`` section after :func:`degflow.config.validate_config`.
+    bundled_dir
+        Folder of the bundled GMT files (``resources/genesets``).
+
+    Returns
+    -------
+    CompoundPlan
+
+    Raises
+    ------
+    DegflowInputError
+        A contrast named in ``rescue``/``qpcr`` that is not in ``bulk.contrasts``; a treatment
+        contrast whose reference level is not the disease contrast's test level (then
+        ``d + t`` would not be treated vs control); ``enrichment`` without gene sets; a
+        missing or malformed GMT; a panel that is in no gene-set file.
+    """
+    from degflow.pathways import read_gene_sets
+
+    contrasts = {k: list(v) for k, v in bulk_cfg["contrasts"].items()}
+    plan = CompoundPlan()
+    rc = bulk_cfg.get("rescue")
+    if rc:
+        dis = rc["disease"]
+        if dis not in contrasts:
+            raise DegflowInputError(
+                f"config key 'bulk.rescue.disease': '{dis}' is not a contrast; choose one of {list(contrasts)}"
+            )
+        seen = set()
+        for t in rc["treatments"]:
+            if t not in contrasts:
+                raise DegflowInputError(
+                    f"config key 'bulk.rescue.treatments': '{t}' is not a contrast; choose among {list(contrasts)}"
+                )
+            if t == dis or t in seen:
+                raise DegflowInputError(
+                    f"config key 'bulk.rescue.treatments': '{t}' is listed twice or is the disease contrast"
+                )
+            seen.add(t)
+            df, dt, _ = contrasts[dis]
+            tf, _, tr = contrasts[t]
+            if tf != df or tr != dt:
+                raise DegflowInputError(
+                    f"config key 'bulk.rescue.treatments': contrast '{t}' is {contrasts[t]}, but a treatment contrast "
+                    f"must compare against the disease model, i.e. [{df}, <treated level>, {dt}]"
+                )
+        plan.disease, plan.treatments = dis, list(rc["treatments"])
+    pw = bulk_cfg.get("pathways")
+    if pw:
+        files = []
+        if pw.get("bundled"):
+            files.append(str(Path(bundled_dir) / f"hallmark_v7.0_selected.{pw['bundled']}.gmt"))
+        files += [str(p) for p in pw.get("gmt", [])]
+        if not files:
+            raise DegflowInputError(
+                "config key 'bulk.pathways': no gene sets; set 'bundled: mouse' (or human) and/or list GMT files in 'gmt'"
+            )
+        sets = read_gene_sets(files, label="config key 'bulk.pathways' gene-set file")
+        names = list(pw.get("panels") or sets)
+        for n in names:
+            if n not in sets:
+                near = difflib.get_close_matches(n, list(sets), n=1)
+                hint = f"did you mean '{near[0]}'?" if near else f"the files define {len(sets)} sets"
+                raise DegflowInputError(f"config key 'bulk.pathways.panels': gene set '{n}' is in no gene-set file; {hint}")
+        safe = {n: _safe(n) for n in names}
+        if len(set(safe.values())) != len(safe):
+            raise DegflowInputError("config key 'bulk.pathways.panels': two gene-set names give the same file name")
+        plan.gene_set_files, plan.panels = files, safe
+    if bulk_cfg.get("enrichment") is not None and not plan.gene_set_files:
+        raise DegflowInputError(
+            "config key 'bulk.enrichment' needs gene sets: add a 'bulk.pathways' section (bundled: mouse|human, or gmt)"
+        )
+    qc = bulk_cfg.get("qpcr")
+    if qc:
+        qcs = list(qc.get("contrasts") or contrasts)
+        for c in qcs:
+            if c not in contrasts:
+                raise DegflowInputError(
+                    f"config key 'bulk.qpcr.contrasts': '{c}' is not a contrast; choose among {list(contrasts)}"
+                )
+        plan.qpcr_contrasts = qcs
+    return plan

@@ -1,0 +1,211 @@
+"""degflow.rescue: class rules and reversal score on hand-checkable tables, the global statistic, config checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from degflow import rescue
+from degflow.errors import DegflowInputError
+
+#                 gene   d     padj_d   t      padj_t    expected class       score
+CASES = [
+    ("g_rev",     2.0,  0.001,  -1.5,  0.001,    "reversed",            0.75),
+    ("g_rev_dn",  -3.0, 0.001,  3.0,   0.01,     "reversed",            1.0),
+    ("g_agg",     2.0,  0.001,  1.5,   0.001,    "aggravated",          -0.75),
+    ("g_part",    2.0,  0.001,  -1.2,  0.2,      "partially_reversed",  0.6),
+    ("g_part_lo", -2.0, 0.001,  0.8,   0.001,    "not_rescued",         0.4),  # |t| <= lfc, score < partial
+    ("g_norsc",   2.0,  0.001,  -0.4,  0.5,      "not_rescued",         0.2),
+    ("g_norsc2",  4.0,  0.001,  1.5,   0.3,      "not_rescued",         -0.375),
+    ("g_trt",     0.2,  0.9,    -2.0,  0.001,    "treatment_only",      np.nan),
+    ("g_small_d", 0.8,  0.001,  -2.0,  0.001,    "treatment_only",      np.nan),  # |d| <= lfc: not a disease DEG
+    ("g_na",      3.0,  np.nan, -3.0,  0.001,    "treatment_only",      np.nan),  # untested in disease: never a DEG
+    ("g_none",    0.1,  0.8,    0.1,   0.9,      "unchanged",           np.nan),
+]
+
+
+def _tables(cases=CASES):
+    d = pd.DataFrame({"gene_id": [c[0] for c in cases], "gene_name": [c[0].upper() for c in cases],
+                      "log2FoldChange": [c[1] for c in cases], "padj": [c[2] for c in cases],
+                      "lfcSE": 0.3, "baseMean": 100.0})
+    t = pd.DataFrame({"gene_id": [c[0] for c in cases], "gene_name": [c[0].upper() for c in cases],
+                      "log2FoldChange": [c[3] for c in cases], "padj": [c[4] for c in cases], "lfcSE": 0.3})
+    return d, t
+
+
+@pytest.fixture
+def genes():
+    d, t = _tables()
+    return rescue.classify_rescue(d, t, lfc=1.0, padj=0.05, partial=0.5).set_index("gene_id")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_class_rules(genes, case):
+    gid, d, _, t, _, expected, score = case
+    row = genes.loc[gid]
+    assert row["rescue_class"] == expected
+    if np.isnan(score):
+        assert np.isnan(row["reversal_score"])
+    else:
+        assert row["reversal_score"] == pytest.approx(-t / d)
+        assert row["reversal_score"] == pytest.approx(score)
+    assert row["log2FC_treated_vs_control"] == pytest.approx(d + t)
+
+
+def test_partial_threshold_is_configurable():
+    d, t = _tables()
+    g = rescue.classify_rescue(d, t, partial=0.4).set_index("gene_id")
+    assert g.loc["g_part_lo", "rescue_class"] == "partially_reversed"
+    assert g.loc["g_norsc", "rescue_class"] == "not_rescued"  # score 0.2
+
+
+def test_columns_order_and_flags(genes):
+    assert list(genes.reset_index().columns) == [
+        "gene_id", "gene_name", "baseMean", "log2FC_disease", "padj_disease", "lfcSE_disease", "log2FC_treatment",
+        "padj_treatment", "lfcSE_treatment", "disease_deg", "treatment_deg", "direction", "reversal_score",
+        "rescue_class", "log2FC_treated_vs_control"]
+    assert genes.loc["g_rev", "direction"] == "up" and genes.loc["g_rev_dn", "direction"] == "down"
+    assert genes.loc["g_trt", "direction"] == ""
+    # rows come sorted by class, in the order of rescue.CLASSES
+    order = [rescue.CLASSES.index(c) for c in genes["rescue_class"]]
+    assert order == sorted(order)
+
+
+def test_genes_in_one_table_only_are_kept():
+    d, t = _tables()
+    g = rescue.classify_rescue(d.iloc[:-1], t.iloc[1:])
+    assert set(g["gene_id"]) == {c[0] for c in CASES}
+    assert g.set_index("gene_id").loc["g_rev", "rescue_class"] == "not_rescued"  # no treatment value
+
+
+def test_summary_counts_and_shares(genes):
+    rev = rescue.global_reversal(genes.reset_index(), n_permutations=99, seed=1)
+    row = rescue.rescue_summary(genes.reset_index(), treatment="trt", disease="dis", reversal=rev,
+                                shared_reference_r=-0.1)
+    # disease DEGs: g_rev g_rev_dn g_agg g_part g_part_lo g_norsc g_norsc2 = 7
+    assert row["n_disease_deg"] == 7
+    assert (row["n_reversed"], row["n_aggravated"], row["n_partially_reversed"], row["n_not_rescued"]) == (2, 1, 1, 3)
+    assert row["n_treatment_only"] == 3 and row["n_unchanged"] == 1
+    assert row["share_reversed"] == pytest.approx(2 / 7)
+    assert row["share_reversed_or_partial"] == pytest.approx(3 / 7)
+    assert row["median_reversal_score"] == pytest.approx(np.median([0.75, 1.0, -0.75, 0.6, 0.4, 0.2, -0.375]))
+    assert row["r_shared_reference"] == -0.1
+
+
+def _synthetic(n=400, rho=-0.9, seed=0):
+    rng = np.random.default_rng(seed)
+    d = rng.normal(0, 2, n)
+    t = rho * d + rng.normal(0, 2 * np.sqrt(1 - rho ** 2), n)
+    return pd.DataFrame({"gene_id": [f"g{i}" for i in range(n)], "log2FC_disease": d, "log2FC_treatment": t,
+                         "disease_deg": np.abs(d) > 1, "lfcSE_treatment": 0.3})
+
+
+def test_global_reversal_detects_reversal_and_is_seeded():
+    g = _synthetic(rho=-0.9)
+    a = rescue.global_reversal(g, n_permutations=2000, seed=7)
+    b = rescue.global_reversal(g, n_permutations=2000, seed=7)
+    assert a == b
+    sel = g[g["disease_deg"]]
+    assert a["pearson_r"] == pytest.approx(np.corrcoef(sel["log2FC_disease"], sel["log2FC_treatment"])[0, 1])
+    assert a["pearson_r"] < -0.8
+    assert a["p_permutation"] == pytest.approx(1 / 2001)  # no shuffle is as extreme
+    assert a["n_genes"] == int(g["disease_deg"].sum())
+
+
+def test_global_reversal_null_is_not_significant():
+    g = _synthetic(rho=0.0, seed=3)
+    r = rescue.global_reversal(g, n_permutations=2000, seed=0)
+    assert abs(r["pearson_r"]) < 0.2
+    assert r["p_permutation"] > 0.05
+
+
+def test_global_reversal_too_few_genes_gives_nan():
+    g = _synthetic(n=20).assign(disease_deg=False)
+    r = rescue.global_reversal(g, n_permutations=10)
+    assert r["n_genes"] == 0 and np.isnan(r["pearson_r"]) and np.isnan(r["p_permutation"])
+
+
+def test_shared_reference_correlation_formula():
+    # three disease DEGs, d = -2, 0, 2 (var 8/3), lfcSE_t = 0.6 (var 0.36); equal groups: se_m^2 = 0.18
+    g = pd.DataFrame({"log2FC_disease": [-2.0, 0.0, 2.0], "log2FC_treatment": [1.0, 0.0, -1.0],
+                      "lfcSE_treatment": [0.6, 0.6, 0.6], "disease_deg": [True, True, True]})
+    r = rescue.shared_reference_correlation(g, n_reference=3, n_treated=3)
+    assert r == pytest.approx(-0.18 / np.sqrt((8 / 3) * 0.36))
+    with pytest.raises(DegflowInputError, match="n_reference"):
+        rescue.shared_reference_correlation(g, n_reference=0, n_treated=3)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda d: d.drop(columns="padj"), r"lacks column\(s\) \['padj'\]"),
+        (lambda d: pd.concat([d, d.iloc[:1]]), "gene_id 'g_rev' appears twice"),
+        (lambda d: "not a table", "must be a DE results DataFrame"),
+    ],
+    ids=["missing-column", "duplicate-gene", "not-a-frame"],
+)
+def test_bad_results_tables(mutate, match):
+    d, t = _tables()
+    with pytest.raises(DegflowInputError, match=match):
+        rescue.classify_rescue(mutate(d), t)
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"lfc": -1}, "lfc"), ({"padj": 0}, "padj"), ({"partial": 1.5}, "partial")])
+def test_bad_thresholds(kw, match):
+    d, t = _tables()
+    with pytest.raises(DegflowInputError, match=match):
+        rescue.classify_rescue(d, t, **kw)
+
+
+# ------------------------------------------------------------------------------------------
+# config checks (run at parse time by compound.smk)
+# ------------------------------------------------------------------------------------------
+CONTRASTS = {
+    "model_vs_control": ["group", "model", "control"],
+    "ehp_vs_model": ["group", "treated_ehp101", "model"],
+    "aja_vs_model": ["group", "treated_aja", "model"],
+    "ehp_vs_control": ["group", "treated_ehp101", "control"],
+}
+
+
+def _bulk(**extra):
+    return {"contrasts": CONTRASTS, **extra}
+
+
+def test_plan_compound_good(repo):
+    plan = rescue.plan_compound(
+        _bulk(rescue={"disease": "model_vs_control", "treatments": ["ehp_vs_model", "aja_vs_model"]},
+              pathways={"bundled": "mouse", "gmt": [], "panels": ["HALLMARK_APOPTOSIS"]}, enrichment={},
+              qpcr={"ct_table": "x.tsv", "reference_genes": ["Actb"], "contrasts": []}),
+        bundled_dir=repo / "resources" / "genesets")
+    assert plan.disease == "model_vs_control" and plan.treatments == ["ehp_vs_model", "aja_vs_model"]
+    assert plan.panels == {"HALLMARK_APOPTOSIS": "HALLMARK_APOPTOSIS"}
+    assert plan.qpcr_contrasts == list(CONTRASTS)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"rescue": {"disease": "model_vs_ctrl", "treatments": ["ehp_vs_model"]}},
+         "'bulk.rescue.disease': 'model_vs_ctrl' is not a contrast"),
+        ({"rescue": {"disease": "model_vs_control", "treatments": ["ehp_vs_mdl"]}},
+         "'bulk.rescue.treatments': 'ehp_vs_mdl' is not a contrast"),
+        ({"rescue": {"disease": "model_vs_control", "treatments": ["ehp_vs_control"]}},
+         r"must compare against the disease model, i.e. \[group, <treated level>, model\]"),
+        ({"rescue": {"disease": "model_vs_control", "treatments": ["ehp_vs_model", "ehp_vs_model"]}},
+         "listed twice"),
+        ({"enrichment": {}}, "'bulk.enrichment' needs gene sets"),
+        ({"pathways": {"bundled": None, "gmt": []}}, "no gene sets"),
+        ({"pathways": {"bundled": "mouse", "gmt": [], "panels": ["HALLMARK_APOPTOSYS"]}},
+         "did you mean 'HALLMARK_APOPTOSIS'"),
+        ({"pathways": {"bundled": None, "gmt": ["/nonexistent/sets.gmt"]}}, "'/nonexistent/sets.gmt' does not exist"),
+        ({"qpcr": {"ct_table": "x", "reference_genes": ["Actb"], "contrasts": ["nope"]}},
+         "'bulk.qpcr.contrasts': 'nope' is not a contrast"),
+    ],
+    ids=["disease-typo", "treatment-typo", "wrong-reference", "twice", "enrichment-no-sets", "pathways-empty",
+         "panel-typo", "gmt-missing", "qpcr-contrast"],
+)
+def test_plan_compound_bad(repo, extra, match):
+    with pytest.raises(DegflowInputError, match=match):
+        rescue.plan_compound(_bulk(**extra), bundled_dir=repo / "resources" / "genesets")
