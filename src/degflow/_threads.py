@@ -1,0 +1,182 @@
+"""Thread budget and numba cache location for one process.
+
+A Snakemake job gets ``threads: n`` and must not use more: numba's ``prange`` pool and the
+BLAS/OpenMP pools of NumPy/SciPy (OpenBLAS, MKL, libgomp) each default to every core, so two
+jobs side by side on a 2-core machine would run 8 threads. :func:`configure_runtime` caps all
+of them once, at the start of a workflow script; :func:`set_threads` and :func:`threads`
+change the cap later (a library call with ``n_threads=...`` uses :func:`threads`).
+
+Numba reads ``NUMBA_CACHE_DIR`` when it is imported and fixes each kernel's cache location
+when the kernel module is imported, so the cache directory must be set **before**
+``import numba`` (and before ``import degflow.kernels``, scanpy or pydeseq2, which import
+numba). On a read-only install (a conda env in a shared prefix, a container) numba cannot
+write its cache beside the sources and would recompile every kernel in every job; pointing
+``NUMBA_CACHE_DIR`` at a writable folder (the workflow uses ``<results>/.numba_cache``) makes
+the compile a one-off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import operator
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["configure_runtime", "resolve_threads", "set_threads", "threads"]
+
+logger = logging.getLogger(__name__)
+
+# Environment variables read by the thread pools when their library is loaded.
+_POOL_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def _check_n(n_threads: object, name: str = "n_threads") -> int:
+    # operator.index accepts int and numpy integers without importing numpy here (numpy must
+    # not be loaded before configure_runtime has set the BLAS variables).
+    try:
+        if isinstance(n_threads, bool):
+            raise TypeError
+        n = operator.index(n_threads)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be a positive int or None, got {n_threads!r}") from None
+    if n < 1:
+        raise ValueError(f"{name} must be >= 1, got {n}")
+    return n
+
+
+def configure_runtime(n_threads: int | None = None, cache_dir: str | os.PathLike[str] | None = None) -> None:
+    """Set the numba cache folder and cap every thread pool of this process.
+
+    Call it first thing in a script (``workflow/scripts/common.setup`` does), before numba,
+    scanpy, pydeseq2 or :mod:`degflow.kernels` are imported.
+
+    Parameters
+    ----------
+    n_threads
+        Thread budget of the process (``snakemake.threads``). Sets ``NUMBA_NUM_THREADS`` and
+        the BLAS/OpenMP variables (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+        ``MKL_NUM_THREADS``, ...) if their libraries are not loaded yet, and otherwise applies
+        the cap at run time (:func:`set_threads`). ``None`` leaves the threads alone.
+    cache_dir
+        Writable folder for numba's on-disk cache (created if missing); exported as
+        ``NUMBA_CACHE_DIR``. If numba is already imported the setting is also pushed into
+        ``numba.config``, which only affects kernels defined afterwards: a warning says so
+        when :mod:`degflow.kernels` was imported first.
+
+    Also sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is set: numba's OpenMP threads then sleep
+    at the end of a parallel region instead of spinning. On a busy machine (several jobs on
+    the same cores) spinning threads steal the time slices their team waits for; measured on
+    this project's 2-core machine at load 8: a 10 ms kernel on 2 threads took 6x longer than
+    on 1 with spinning, and no longer with passive waiting. Waking a sleeping thread costs
+    microseconds; degflow's kernels run for milliseconds or more. It takes effect only if set
+    before numba starts its threads (the first parallel kernel call).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if cache_dir is not None:
+        path = Path(cache_dir).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(path)
+        if "numba" in sys.modules:
+            import numba
+
+            numba.config.CACHE_DIR = str(path)
+            if "degflow.kernels" in sys.modules:
+                warnings.warn(
+                    "configure_runtime(cache_dir=...) was called after degflow.kernels was imported; "
+                    "its kernels keep their old cache location. Call configure_runtime before importing "
+                    "degflow.kernels, scanpy or pydeseq2.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+    if n_threads is None:
+        return
+    n = _check_n(n_threads)
+    if "numba" not in sys.modules:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    for var in _POOL_ENV:
+        os.environ[var] = str(n)
+    # Libraries already loaded (numpy's OpenBLAS is loaded by `import numpy`) ignore the
+    # variables above; cap them at run time as well.
+    set_threads(n)
+
+
+def resolve_threads(n_threads: int | None) -> int:
+    """The numba thread count a kernel call will use: ``n_threads``, capped at numba's pool size.
+
+    ``None`` means the current setting (``numba.get_num_threads()``). A request above the pool
+    size (``NUMBA_NUM_THREADS``, by default the number of cores) is lowered with a warning.
+    """
+    import numba
+
+    if n_threads is None:
+        return int(numba.get_num_threads())
+    n = _check_n(n_threads)
+    pool = int(numba.config.NUMBA_NUM_THREADS)
+    if n > pool:
+        warnings.warn(
+            f"n_threads={n} is more than numba's thread pool ({pool} threads, NUMBA_NUM_THREADS); "
+            f"using {pool}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        n = pool
+    return n
+
+
+def set_threads(n_threads: int | None) -> int:
+    """Cap numba and the BLAS/OpenMP pools of this process at ``n_threads``; returns the numba count.
+
+    ``None`` restores numba's full pool (``NUMBA_NUM_THREADS``) and leaves BLAS alone. The cap
+    stays until changed; use :func:`threads` for a temporary one.
+    """
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    if n_threads is None:
+        n = int(numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(n)
+        return n
+    n = resolve_threads(n_threads)
+    numba.set_num_threads(n)
+    # Not used as a context manager: the limit stays in place.
+    threadpool_limits(limits=_check_n(n_threads))
+    logger.debug("threads capped at %d (numba) and %d (BLAS/OpenMP)", n, n_threads)
+    return n
+
+
+@contextlib.contextmanager
+def threads(n_threads: int | None, *, blas: bool = True) -> Iterator[int]:
+    """Temporarily run numba kernels on ``n_threads`` threads (and, with ``blas``, cap BLAS/OpenMP to match).
+
+    Yields the numba thread count actually used. ``None`` keeps the current settings.
+    numba's setting is per calling thread, so this is safe to use from several Python threads.
+    The kernels of :mod:`degflow.kernels` call no BLAS and use ``blas=False`` (threadpoolctl
+    scans the loaded libraries, ~1 ms).
+    """
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    if n_threads is None:
+        yield int(numba.get_num_threads())
+        return
+    n = resolve_threads(n_threads)
+    before = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        if blas:
+            with threadpool_limits(limits=n):
+                yield n
+        else:
+            yield n
+    finally:
+        numba.set_num_threads(before)
