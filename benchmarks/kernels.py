@@ -1,7 +1,7 @@
 """Benchmark of degflow.kernels against scanpy, pydeseq2 and the machine's floors (not pytest).
 
     .venv/bin/python benchmarks/kernels.py                  # 100k cells x 20k genes, 200 M non-zeros
-    .venv/bin/python benchmarks/kernels.py --cells 20000    # smaller (peak memory ~ 30 bytes x non-zeros)
+    .venv/bin/python benchmarks/kernels.py --cells 20000    # smaller: memory grows with the non-zeros
 
 Each timing is an untimed warm-up call (numba compile / cache load), then the median of
 ``--repeats`` runs; within a section all candidates (scanpy, degflow on 1 and on all threads,

@@ -509,12 +509,16 @@ def test_poscounts_rejects_unknown_flavor():
 # ------------------------------------------------------------------------------------------------
 
 
-def test_threads_context_restores_and_caps_blas():
+def test_threads_context_restores():
     before = numba.get_num_threads()
+    blas_before = [p["num_threads"] for p in threadpool_info()]
     with threads(1) as n:
         assert n == 1 and numba.get_num_threads() == 1
+        assert [p["num_threads"] for p in threadpool_info()] == blas_before  # BLAS untouched by default
+    with threads(1, blas_threads=1):
         assert all(p["num_threads"] == 1 for p in threadpool_info())
     assert numba.get_num_threads() == before
+    assert [p["num_threads"] for p in threadpool_info()] == blas_before
 
 
 def test_set_threads_caps_numba_and_blas():
@@ -523,7 +527,8 @@ def test_set_threads_caps_numba_and_blas():
         try:
             assert set_threads(1) == 1
             assert numba.get_num_threads() == 1
-            assert all(p["num_threads"] == 1 for p in threadpool_info())
+            assert all(p["num_threads"] == 1 for p in threadpool_info())  # BLAS capped at 1 by default
+            assert set_threads(None, blas_threads=None) == numba.config.NUMBA_NUM_THREADS
         finally:
             numba.set_num_threads(before)
 

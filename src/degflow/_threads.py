@@ -2,17 +2,19 @@
 
 A Snakemake job gets ``threads: n`` and must not use more: numba's ``prange`` pool and the
 BLAS/OpenMP pools of NumPy/SciPy (OpenBLAS, MKL, libgomp) each default to every core, so two
-jobs side by side on a 2-core machine would run 8 threads. :func:`configure_runtime` caps all
-of them once, at the start of a workflow script; :func:`set_threads` and :func:`threads`
-change the cap later (a library call with ``n_threads=...`` uses :func:`threads`).
+jobs side by side on a 2-core machine would run 8 threads. :func:`configure_runtime` sets all
+of them once, at the start of a script: numba gets ``n`` threads, BLAS 1 (the workflow's
+policy: results must not depend on the thread count, and a multi-threaded OpenBLAS changes its
+summation order with it). :func:`set_threads` and :func:`threads` change the numba count later;
+a kernel call with ``n_threads=...`` uses :func:`threads`.
 
 Numba reads ``NUMBA_CACHE_DIR`` when it is imported and fixes each kernel's cache location
 when the kernel module is imported, so the cache directory must be set **before**
 ``import numba`` (and before ``import degflow.kernels``, scanpy or pydeseq2, which import
 numba). On a read-only install (a conda env in a shared prefix, a container) numba cannot
-write its cache beside the sources and would recompile every kernel in every job; pointing
-``NUMBA_CACHE_DIR`` at a writable folder (the workflow uses ``<results>/.numba_cache``) makes
-the compile a one-off.
+write its cache beside the sources and would recompile every kernel in every job (tens of
+seconds); a writable ``NUMBA_CACHE_DIR`` (``workflow/scripts/_common.py`` uses
+``.snakemake/numba_cache``) makes the compile a one-off.
 """
 
 from __future__ import annotations
@@ -54,24 +56,33 @@ def _check_n(n_threads: object, name: str = "n_threads") -> int:
     return n
 
 
-def configure_runtime(n_threads: int | None = None, cache_dir: str | os.PathLike[str] | None = None) -> None:
+def configure_runtime(
+    n_threads: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    blas_threads: int | None = 1,
+) -> None:
     """Set the numba cache folder and cap every thread pool of this process.
 
-    Call it first thing in a script (``workflow/scripts/common.setup`` does), before numba,
-    scanpy, pydeseq2 or :mod:`degflow.kernels` are imported.
+    Call it first thing in a script (``workflow/scripts/_common.setup`` does the same job),
+    before numba, numpy, scanpy, pydeseq2 or :mod:`degflow.kernels` are imported.
 
     Parameters
     ----------
     n_threads
-        Thread budget of the process (``snakemake.threads``). Sets ``NUMBA_NUM_THREADS`` and
-        the BLAS/OpenMP variables (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
-        ``MKL_NUM_THREADS``, ...) if their libraries are not loaded yet, and otherwise applies
-        the cap at run time (:func:`set_threads`). ``None`` leaves the threads alone.
+        Thread budget of the process (``snakemake.threads``) for numba kernels: sets
+        ``NUMBA_NUM_THREADS`` if numba is not imported yet, else ``numba.set_num_threads``.
+        ``None`` leaves numba alone.
     cache_dir
         Writable folder for numba's on-disk cache (created if missing); exported as
         ``NUMBA_CACHE_DIR``. If numba is already imported the setting is also pushed into
         ``numba.config``, which only affects kernels defined afterwards: a warning says so
         when :mod:`degflow.kernels` was imported first.
+    blas_threads
+        Threads for BLAS/OpenMP (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+        ``MKL_NUM_THREADS``, ...; applied at run time too if numpy is already loaded). Default 1,
+        the workflow's policy: a multi-threaded OpenBLAS sums in a thread-dependent order, so
+        results would change with the thread count. ``None`` leaves BLAS alone.
 
     Also sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is set: numba's OpenMP threads then sleep
     at the end of a parallel region instead of spinning. On a busy machine (several jobs on
@@ -98,16 +109,20 @@ def configure_runtime(n_threads: int | None = None, cache_dir: str | os.PathLike
                     RuntimeWarning,
                     stacklevel=2,
                 )
-    if n_threads is None:
-        return
-    n = _check_n(n_threads)
-    if "numba" not in sys.modules:
-        os.environ["NUMBA_NUM_THREADS"] = str(n)
-    for var in _POOL_ENV:
-        os.environ[var] = str(n)
-    # Libraries already loaded (numpy's OpenBLAS is loaded by `import numpy`) ignore the
-    # variables above; cap them at run time as well.
-    set_threads(n)
+    if blas_threads is not None:
+        b = _check_n(blas_threads, "blas_threads")
+        for var in _POOL_ENV:
+            os.environ[var] = str(b)
+        if "numpy" in sys.modules:  # its OpenBLAS read the variables when it was loaded
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=b)
+    if n_threads is not None:
+        n = _check_n(n_threads)
+        if "numba" in sys.modules:
+            set_threads(n, blas_threads=None)
+        else:
+            os.environ["NUMBA_NUM_THREADS"] = str(n)
 
 
 def resolve_threads(n_threads: int | None) -> int:
@@ -133,50 +148,48 @@ def resolve_threads(n_threads: int | None) -> int:
     return n
 
 
-def set_threads(n_threads: int | None) -> int:
-    """Cap numba and the BLAS/OpenMP pools of this process at ``n_threads``; returns the numba count.
+def set_threads(n_threads: int | None, *, blas_threads: int | None = 1) -> int:
+    """Run numba kernels on ``n_threads`` threads and cap BLAS/OpenMP at ``blas_threads``; returns the numba count.
 
-    ``None`` restores numba's full pool (``NUMBA_NUM_THREADS``) and leaves BLAS alone. The cap
-    stays until changed; use :func:`threads` for a temporary one.
+    ``n_threads=None`` restores numba's full pool (``NUMBA_NUM_THREADS``). ``blas_threads``:
+    default 1 (see :func:`configure_runtime`), ``None`` leaves BLAS alone. Either way no
+    process runs more than ``max(n_threads, blas_threads)`` compute threads at a time (degflow's
+    kernels call no BLAS). The setting stays until changed; :func:`threads` is the temporary
+    form. numba's count is per calling Python thread.
     """
     import numba
-    from threadpoolctl import threadpool_limits
 
-    if n_threads is None:
-        n = int(numba.config.NUMBA_NUM_THREADS)
-        numba.set_num_threads(n)
-        return n
-    n = resolve_threads(n_threads)
+    n = int(numba.config.NUMBA_NUM_THREADS) if n_threads is None else resolve_threads(n_threads)
     numba.set_num_threads(n)
-    # Not used as a context manager: the limit stays in place.
-    threadpool_limits(limits=_check_n(n_threads))
-    logger.debug("threads capped at %d (numba) and %d (BLAS/OpenMP)", n, n_threads)
+    if blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=_check_n(blas_threads, "blas_threads"))  # not a `with`: stays in place
+    logger.debug("threads: numba %d, BLAS/OpenMP %s", n, blas_threads if blas_threads is not None else "unchanged")
     return n
 
 
 @contextlib.contextmanager
-def threads(n_threads: int | None, *, blas: bool = True) -> Iterator[int]:
-    """Temporarily run numba kernels on ``n_threads`` threads (and, with ``blas``, cap BLAS/OpenMP to match).
+def threads(n_threads: int | None, *, blas_threads: int | None = None) -> Iterator[int]:
+    """Temporarily run numba kernels on ``n_threads`` threads (and, if given, BLAS on ``blas_threads``).
 
-    Yields the numba thread count actually used. ``None`` keeps the current settings.
-    numba's setting is per calling thread, so this is safe to use from several Python threads.
-    The kernels of :mod:`degflow.kernels` call no BLAS and use ``blas=False`` (threadpoolctl
-    scans the loaded libraries, ~1 ms).
+    Yields the numba thread count actually used; ``None`` keeps numba's current setting.
+    Restores both on exit. numba's setting is per calling Python thread, so this is safe to use
+    from several threads. degflow's kernels use it with BLAS untouched (they call no BLAS, and
+    threadpoolctl's scan of the loaded libraries costs ~1 ms).
     """
     import numba
-    from threadpoolctl import threadpool_limits
 
-    if n_threads is None:
-        yield int(numba.get_num_threads())
-        return
-    n = resolve_threads(n_threads)
     before = numba.get_num_threads()
+    n = before if n_threads is None else resolve_threads(n_threads)
     numba.set_num_threads(n)
     try:
-        if blas:
-            with threadpool_limits(limits=n):
-                yield n
-        else:
+        if blas_threads is None:
             yield n
+        else:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=_check_n(blas_threads, "blas_threads")):
+                yield n
     finally:
         numba.set_num_threads(before)

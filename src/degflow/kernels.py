@@ -13,7 +13,7 @@ with, besides scanpy and pydeseq2/DESeq2 themselves (``tests/test_kernels.py``).
 :func:`size_factors_ratio`      DESeq2 median-of-ratios size factors (pydeseq2
                                 ``deseq2_norm``, R ``estimateSizeFactors``)
 :func:`size_factors_poscounts`  DESeq2 ``type="poscounts"`` size factors
-:func:`set_threads`             cap numba and BLAS/OpenMP threads
+:func:`set_threads`             numba threads for the kernels; caps BLAS/OpenMP
 ==============================  =====================================================
 
 Numerics. Sums are accumulated in float64 whatever the input dtype; nothing is compiled with
@@ -556,7 +556,7 @@ def normalize_log1p(
     if x.dtype.kind in "iu":
         x, copied = x.astype(np.float32), True  # as scanpy: integer counts become float32
     rows, cols = x.shape
-    with threads(n_threads, blas=False) as n:
+    with threads(n_threads) as n:
         x, fixed = _canonical_csr(x, name="X", copy=not (inplace or copied), n_threads=n)
         copied |= fixed
         indptr, indices, data = x.indptr, x.indices, x.data
@@ -781,7 +781,7 @@ def mean_var(
     data = X.data
     if data.dtype.kind in "iu":
         data = data.astype(np.float64)  # exact for counts < 2**53; one compiled variant fewer
-    with threads(n_threads, blas=False) as nt:
+    with threads(n_threads) as nt:
         x, _ = _canonical_csr(
             _StructView(X.indptr, X.indices, data, (n_major, n_minor), getattr(X, "_has_canonical_format", False)),
             name="X",
@@ -1026,7 +1026,7 @@ def size_factors_ratio(counts: Any, *, n_threads: int | None = None) -> np.ndarr
     """
     start = time.perf_counter()
     arr = _check_counts(counts)
-    with threads(n_threads, blas=False) as n:
+    with threads(n_threads) as n:
         logmeans, _, n_bad = _log_geomeans(arr, False, _gene_chunks(arr.shape[1], n))
         _raise_bad_counts(arr, n_bad, "counts")
         usable = np.isfinite(logmeans)
@@ -1083,7 +1083,7 @@ def size_factors_poscounts(
         raise ValueError(f"flavor must be 'deseq2' or 'pydeseq2', got {flavor!r}")
     start = time.perf_counter()
     arr = _check_counts(counts)
-    with threads(n_threads, blas=False) as n:
+    with threads(n_threads) as n:
         logmeans, n_pos, n_bad = _log_geomeans(arr, True, _gene_chunks(arr.shape[1], n))
         _raise_bad_counts(arr, n_bad, "counts")
         usable = n_pos > 0 if flavor == "deseq2" else logmeans > 0

@@ -29,6 +29,9 @@ def setup(snakemake) -> int:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    # numba's OpenMP pool busy-waits by default; with two jobs on two cores that made 2 threads up to 6x
+    # slower than 1 (measured by benchmarks/kernels.py under load).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".snakemake", "numba_cache").resolve()))
     os.environ.setdefault("MPLBACKEND", "Agg")
     terminal = sys.stderr

@@ -5,6 +5,7 @@ setup(snakemake)
 import pandas as pd
 
 from degflow.bulk import build_dataset, plan_bulk, read_gene_annotation
+from degflow.formats import strandedness_table
 from degflow.io import write_tsv
 
 p = snakemake.params
@@ -18,3 +19,5 @@ adata.write_h5ad(snakemake.output.dataset)
 quant = table.qc.loc[table.qc.index.isin(plan.samples)] if table.qc is not None else pd.DataFrame(index=plan.samples)
 quant.index.name = "sample"
 write_tsv(quant, snakemake.output.quantifier_qc, index=True)
+if "strandedness" in snakemake.output.keys():
+    write_tsv(strandedness_table(table), snakemake.output.strandedness)

@@ -1,0 +1,22 @@
+"""Cells removed per sample by each QC rule and by doublet removal, in one table (samples in sheet order)."""
+from _common import setup
+
+setup(snakemake)
+import pandas as pd
+
+from degflow.io import read_tsv, write_tsv
+from degflow.report import html_table
+
+qc, doublets = snakemake.input.qc, snakemake.input.doublets
+parts = []
+for i, path in enumerate(qc):
+    parts.append(read_tsv(path))
+    if doublets:  # one more row per sample: rule "doublets", after the QC rules
+        d = read_tsv(doublets[i])
+        parts.append(pd.DataFrame({"sample": d["sample"], "rule": "doublets", "metric": "doublet_score",
+                                   "threshold": d["threshold"], "n_removed": d["removed"],
+                                   "n_before": d["n_cells"], "n_after": d["n_after"]}))
+table = pd.concat(parts, ignore_index=True)
+write_tsv(table, snakemake.output.table)
+with open(snakemake.output.html, "w") as fh:
+    fh.write(html_table(table, title="Cells removed by QC and doublet detection"))

@@ -1,0 +1,11 @@
+"""Counts -> clusters: normalise + log1p, HVGs, PCA (Harmony), neighbours, Leiden at each resolution, UMAP."""
+from _common import setup
+
+threads = setup(snakemake)
+import anndata as ad
+
+from degflow import single_cell as scm
+
+adata = ad.read_h5ad(snakemake.input[0])
+scm.process(adata, **snakemake.params.process, n_threads=threads)
+adata.write_h5ad(snakemake.output[0])
