@@ -35,6 +35,18 @@ def shared_data() -> Path:
     return find_shared_data()
 
 
+@pytest.fixture(scope="session")
+def airway(shared_data):
+    """The airway experiment as shipped: (counts genes x samples, sample sheet, gene symbols). Do not mutate."""
+    import pandas as pd
+
+    d = shared_data / "airway"
+    counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0)
+    samples = pd.read_csv(d / "samples.tsv", sep="\t", index_col=0)
+    genes = pd.read_csv(d / "genes.tsv", sep="\t", index_col=0)
+    return counts, samples, genes
+
+
 def _ensure_chromium() -> tuple[str, str]:
     """Chromium and ChromeDriver from Debian, installed when missing (CI runs as root on a new machine)."""
     import shutil

@@ -23,15 +23,6 @@ CAPTIONS = [
 
 
 @pytest.fixture(scope="module")
-def airway(shared_data):
-    d = shared_data / "airway"
-    counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0)
-    samples = pd.read_csv(d / "samples.tsv", sep="\t", index_col=0)
-    genes = pd.read_csv(d / "genes.tsv", sep="\t", index_col=0)
-    return counts, samples, genes
-
-
-@pytest.fixture(scope="module")
 def res(shared_data, airway):
     """DESeq2 (R) results for dex trt vs untrt, with gene symbols as gene_name."""
     r = pd.read_csv(shared_data / "airway" / "deseq2_r" / "airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0)

@@ -26,15 +26,6 @@ R_TOP10 = [
 
 
 @pytest.fixture(scope="module")
-def airway(shared_data):
-    d = shared_data / "airway"
-    counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0)
-    samples = pd.read_csv(d / "samples.tsv", sep="\t", index_col=0)
-    genes = pd.read_csv(d / "genes.tsv", sep="\t", index_col=0)
-    return counts, samples, genes
-
-
-@pytest.fixture(scope="module")
 def r_results(shared_data):
     return pd.read_csv(shared_data / "airway" / "deseq2_r" / "airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0)
 

@@ -25,6 +25,9 @@ PUBLIC_OUTPUTS = [
     "bulk/qc/pca.tsv",
     "bulk/qc/pca.png",
 ]
+FIGURES = [  # every figure as PNG (report, slides) and PDF (papers)
+    f"bulk/plots/{c}/{kind}" for c in (CONTRAST, "N061011_vs_N61311") for kind in ("volcano", "ma", "deg_heatmap")
+] + ["bulk/qc/pca", "bulk/qc/distance_heatmap", "bulk/qc/sample_qc", "bulk/plots/deg_counts", "bulk/plots/deg_overlap"]
 
 
 def run_example(repo: Path, results: Path, cores: int) -> subprocess.CompletedProcess:
@@ -52,6 +55,15 @@ def test_every_public_output_is_filled(runs):
     for rel in PUBLIC_OUTPUTS:
         f = one / rel
         assert f.is_file() and f.stat().st_size > 0, rel
+
+
+def test_every_figure_as_png_and_pdf(runs):
+    one, _ = runs
+    for fig in FIGURES:
+        png, pdf = one / f"{fig}.png", one / f"{fig}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000, fig
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000, fig
+        assert png.stat().st_size < 1_500_000, f"{fig}.png is too heavy for the report"
 
 
 def test_results_columns_and_deg_rule(runs):
