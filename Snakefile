@@ -32,6 +32,11 @@ if "bulk" in CFG:
         include: "workflow/rules/compound.smk"
 
 
+if "singlecell" in CFG:
+
+    include: "workflow/rules/singlecell.smk"
+
+
 rule all:
     input:
         FINAL_OUTPUTS,

@@ -24,7 +24,8 @@ def example_config(repo):
 def test_bundled_config_is_valid_and_defaults_filled(example_config):
     cfg = validate_config(example_config)
     assert cfg["bulk"]["counts"] == {"path": "resources/airway/counts.tsv", "format": "matrix",
-                                     "strandedness": "auto", "tx2gene": None, "gene_name_column": None}
+                                     "strandedness": "auto", "tx2gene": None, "counts_from_abundance": "no",
+                                     "gene_name_column": None}
     minimal = {"bulk": {k: example_config["bulk"][k] for k in ("counts", "samples", "design", "contrasts")}}
     filled = validate_config(minimal)
     assert filled["results"] == "results"

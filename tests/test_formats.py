@@ -16,7 +16,17 @@ import pandas as pd
 import pytest
 
 from degflow import DegflowInputError
-from degflow.formats import FORMATS, CountTable, read_annotation, read_counts, read_tx2gene, sniff_format
+from degflow.formats import (
+    FORMATS,
+    CountTable,
+    collapse_replicates,
+    match_annotation,
+    read_annotation,
+    read_counts,
+    read_tx2gene,
+    sniff_format,
+    strandedness_table,
+)
 
 pytximport = pytest.importorskip("pytximport")
 
@@ -278,13 +288,18 @@ def test_star_explicit_and_mixed_strandedness(star_files: list[Path], tmp_path: 
     assert ct.counts["flat"].sum() == 9775873
     per_sample = read_counts({"a": star_files[0]}, strandedness={"a": "unstranded"})
     assert per_sample.counts["a"].sum() == 9775873
-    # column 3 share 0.7: neither >= 0.8 nor within 0.1 of column 4 -> undetermined, column 2 used
+    # column 3 share 0.7: neither >= 0.8 nor within 0.1 of column 4 -> undetermined: an error under auto,
+    # column 2 (with a warning) only under auto_or_unstranded
     undet = table.copy()
     undet[3] = (undet[2] * 3 / 7).round().astype(int)
     undet.to_csv(tmp_path / "undet_ReadsPerGene.out.tab", sep="\t", header=False, index=False)
+    with pytest.raises(DegflowInputError, match=r"undet_ReadsPerGene\.out\.tab: cannot infer the strandedness of "
+                                                 r"sample 'undet' \(column 3 \(forward\) holds 0\.700 and column 4 "
+                                                 r"\(reverse\) 0\.300 .*auto_or_unstranded"):
+        read_counts([tmp_path / "undet_ReadsPerGene.out.tab"])
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="degflow"):
-        ct = read_counts([tmp_path / "undet_ReadsPerGene.out.tab"])
+        ct = read_counts([tmp_path / "undet_ReadsPerGene.out.tab"], strandedness="auto_or_unstranded")
     ev = ct.source["strandedness"]["undet"]
     assert (ev["inferred"], ev["chosen"], ev["column"]) == ("undetermined", "unstranded", 2)
     assert ev["forward_share"] == pytest.approx(0.7, abs=1e-3)
@@ -353,6 +368,9 @@ def test_salmon_yeast_gtf_tx2gene(cf: Path, tmp_path: Path, caplog: pytest.LogCa
     assert ct.counts.shape == (124, 5)
     assert "Gfp_transgene_gene" in caplog.text
     assert ct.source["unmapped_transcripts"]["examples"] == ["Gfp_transgene_gene"]
+    # GFP has no reads in these libraries: nothing is lost, and the warning says so
+    assert "1 of 125 transcripts" in caplog.text and "0 of them with reads" in caplog.text
+    assert (ct.qc["tx2gene_unmapped_reads"] == 0).all()
     wt = pd.read_csv(cf / "salmon/yeast_nfcore_test/WT_REP1/quant.sf", sep="\t", index_col="Name")
     np.testing.assert_array_equal(ct.counts["WT_REP1"].to_numpy(), np.rint(wt.loc[genes, "NumReads"]).to_numpy())
     assert ct.gene_names[genes[0]] == "N0"
@@ -519,7 +537,8 @@ def test_samples_with_different_genes(cf: Path, tmp_path: Path) -> None:
 
 def test_bad_strandedness_and_multicolumn_htseq(cf: Path) -> None:
     star = cf / "star/mouse_tcell_bbcRNA/SRR7240735_1_trimmed_ReadsPerGene.out.tab.gz"
-    with pytest.raises(DegflowInputError, match=r"strandedness 'sense' .* is not one of auto, unstranded"):
+    with pytest.raises(DegflowInputError, match=r"strandedness 'sense' .* is not one of auto, auto_or_unstranded, "
+                                                 r"unstranded"):
         read_counts({"a": star}, strandedness="sense")
     two = cf / "htseq/htseq_repo_yeast_excerpt/yeast_RNASeq_excerpt_withNH_counts_twocolumns.tsv"
     with pytest.raises(DegflowInputError, match=r"holds 2 count columns .* pass this file on its own"):
@@ -530,3 +549,298 @@ def test_mixed_formats(cf: Path) -> None:
     with pytest.raises(DegflowInputError, match=r"count files are in different formats"):
         read_counts({"a": cf / "htseq/airway_GSE52778/SRR1039508_all_counts.txt",
                      "b": cf / "star/mouse_tcell_bbcRNA/SRR7240735_1_trimmed_ReadsPerGene.out.tab.gz"})
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 9, bad input: each gets its own message (library level; tests/test_formats_workflow.py
+# checks the same through plan_bulk and snakemake)
+# ---------------------------------------------------------------------------------------------
+
+STAR_735 = "star/mouse_tcell_bbcRNA/SRR7240735_1_trimmed_ReadsPerGene.out.tab.gz"
+HTSEQ_YEAST = "htseq/htseq_repo_yeast_excerpt/yeast_RNASeq_excerpt_withNH_counts.tsv"
+
+DECLARED_AS_OTHER = {
+    # file, declared format, what the message says the file looks like
+    "star_as_htseq": (STAR_735, "htseq", r"format htseq was set but the file looks like a STAR ReadsPerGene\.out\.tab "
+                                         r"\(first row N_unmapped\), first line 'N_unmapped\\t317834.*set "
+                                         r"bulk\.counts\.format to star"),
+    "htseq_as_star": (HTSEQ_YEAST, "star", r"format star was set but the file looks like htseq-count output"),
+    "featurecounts_as_matrix": ("featurecounts/yeast_snf2_bootcamp/counts.txt", "matrix",
+                                r"format matrix was set but the file looks like featureCounts output"),
+    "salmon_as_kallisto": ("salmon/yeast_nfcore_test/WT_REP1", "kallisto",
+                           r"WT_REP1: format kallisto was set but the file looks like a salmon quant\.sf"),
+    "matrix_as_featurecounts": ("../airway/counts.tsv", "featurecounts",
+                                r"format featurecounts was set but the file looks like a plain table, first line "
+                                r"'gene_id\\tSRR1039508.*set bulk\.counts\.format to matrix"),
+    "htseq_as_matrix": (HTSEQ_YEAST, "matrix", r"format matrix was set but the file looks like htseq-count output"),
+    "rsem_as_salmon": ("rsem/geuvadis_tximportData/ERR188021.genes.results.gz", "salmon",
+                       r"looks like an RSEM \*\.genes\.results"),
+}
+
+
+@pytest.mark.parametrize("case", list(DECLARED_AS_OTHER), ids=list(DECLARED_AS_OTHER))
+def test_file_declared_as_another_format(cf: Path, case: str) -> None:
+    rel, declared, match = DECLARED_AS_OTHER[case]
+    with pytest.raises(DegflowInputError, match=match):
+        read_counts({"s1": cf / rel} if declared not in ("matrix", "featurecounts") else cf / rel, format=declared)
+
+
+def test_mixed_formats_with_a_declared_format(cf: Path) -> None:
+    """Every file is checked, not only the first: one HTSeq file among STAR files is named."""
+    files = {"a": cf / STAR_735, "b": cf / HTSEQ_YEAST}
+    with pytest.raises(DegflowInputError, match=r"withNH_counts\.tsv: format star was set but the file looks like "
+                                                 r"htseq-count output"):
+        read_counts(files, format="star")
+
+
+def test_htseq_without_its_special_rows(cf: Path, tmp_path: Path) -> None:
+    lines = (cf / HTSEQ_YEAST).read_text().splitlines(keepends=True)
+    assert [ln.split("\t")[0] for ln in lines[-5:]] == HTSEQ_SPECIALS
+    none = tmp_path / "none.counts"
+    none.write_text("".join(lines[:-5]))
+    with pytest.raises(DegflowInputError, match=r"none\.counts: has none of htseq-count's 5 summary rows \(missing "
+                                                 r"__no_feature, __ambiguous, .*give the unmodified htseq-count file"):
+        read_counts({"s1": none})  # auto: a header-less ID + count table is taken for HTSeq, then refused
+    one = tmp_path / "one.counts"
+    one.write_text("".join(lines[:-3] + lines[-2:]))  # __too_low_aQual removed
+    with pytest.raises(DegflowInputError, match=r"one\.counts: lacks 1 of htseq-count's 5 summary rows \(missing "
+                                                r"__too_low_aQual\)"):
+        read_counts({"s1": one}, format="htseq")
+
+
+def test_htseq_duplicated_genes(cf: Path, tmp_path: Path) -> None:
+    lines = (cf / HTSEQ_YEAST).read_text().splitlines(keepends=True)
+    dup = tmp_path / "dup.counts"
+    dup.write_text("".join(lines[:10] + lines[5:6] + lines[10:]))
+    gene = lines[5].split("\t")[0]
+    with pytest.raises(DegflowInputError, match=rf"dup\.counts: duplicate gene IDs \('{gene}'; 1 IDs occur more than "
+                                                r"once\)"):
+        read_counts({"s1": dup})
+
+
+def test_star_with_fewer_than_4_columns(cf: Path, tmp_path: Path) -> None:
+    table = pd.read_csv(cf / STAR_735, sep="\t", header=None)
+    three = tmp_path / "s1_ReadsPerGene.out.tab"
+    table[[0, 1, 2]].to_csv(three, sep="\t", header=False, index=False)
+    with pytest.raises(DegflowInputError, match=r"s1_ReadsPerGene\.out\.tab: STAR ReadsPerGene\.out\.tab has 4 "
+                                                r"columns \(gene, unstranded, forward, reverse\), found 3"):
+        read_counts([three])
+
+
+def test_tx2gene_missing_transcripts_that_carry_reads(cf: Path, gencode_tx2gene: Path, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """kallisto run_info/abundance: ENSG00000168671.9's 3 transcripts hold 102.328 + 1592.02 + 68.6528 reads;
+    a tx2gene without them loses exactly those reads, and says so (warning, QC, source)."""
+    path = cf / "kallisto/kallisto_test_pytximport/abundance_1.tsv"
+    abundance = pd.read_csv(path, sep="\t", index_col="target_id")
+    t2g = pd.read_csv(gencode_tx2gene, sep="\t")
+    gone = t2g.loc[t2g.gene_id == "ENSG00000168671.9", "transcript_id"]
+    lost = float(abundance.loc[abundance.index.isin(gone), "est_counts"].sum())
+    assert lost == pytest.approx(1763.0, abs=0.01)
+    short = tmp_path / "tx2gene_short.tsv"
+    t2g[t2g.gene_id != "ENSG00000168671.9"].to_csv(short, sep="\t", index=False)
+    with caplog.at_level(logging.WARNING, logger="degflow"):
+        ct = read_counts({"test": path}, tx2gene=short)
+    assert "ENSG00000168671.9" not in ct.counts.index
+    assert ct.counts["test"].sum() == 9413 - 1763
+    assert f"3 of 14 transcripts in {path} have no gene in {short}" in caplog.text
+    assert "3 of them with reads" in caplog.text and "losing 1763 estimated reads in total" in caplog.text
+    assert "up to 18.73% of a sample's reads, in test" in caplog.text
+    assert ct.qc.loc["test", "tx2gene_unmapped_reads"] == pytest.approx(lost)
+    assert ct.qc.loc["test", "tx2gene_unmapped_fraction"] == pytest.approx(lost / abundance["est_counts"].sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# gzip and Windows line endings must just work (SOURCE.md: no fixture has CRLF, so they are made here)
+# ---------------------------------------------------------------------------------------------
+
+
+def _rewrite(src: Path, dst: Path, *, crlf: bool, gz: bool) -> Path:
+    data = gzip.decompress(src.read_bytes()) if src.name.endswith(".gz") else src.read_bytes()
+    if crlf:
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(gzip.compress(data) if gz else data)
+    return dst
+
+
+@pytest.mark.parametrize(("crlf", "gz"), [(True, False), (False, True), (True, True)],
+                         ids=["crlf", "gzip", "crlf+gzip"])
+@pytest.mark.parametrize("fmt", ["matrix", "featurecounts", "htseq", "star", "salmon", "kallisto", "rsem"])
+def test_gzip_and_windows_line_endings(cf: Path, shared_data: Path, gencode_tx2gene: Path, tmp_path: Path,
+                                       fmt: str, crlf: bool, gz: bool) -> None:
+    """The same counts, QC values, lengths and gene names as from the original file."""
+    suffix = ".gz" if gz else ""
+    tx2gene = None
+    if fmt == "matrix":
+        src = shared_data / "airway/counts.tsv"
+        orig, new = src, _rewrite(src, tmp_path / f"counts.tsv{suffix}", crlf=crlf, gz=gz)
+    elif fmt == "featurecounts":
+        src = cf / "featurecounts/yeast_snf2_bootcamp/counts.txt"
+        _rewrite(Path(f"{src}.summary"), tmp_path / "counts.txt.summary", crlf=crlf, gz=False)
+        orig, new = src, _rewrite(src, tmp_path / f"counts.txt{suffix}", crlf=crlf, gz=gz)
+    elif fmt == "htseq":
+        src = cf / "htseq/htseq_repo_yeast_excerpt/yeast_RNASeq_excerpt_withNH_counts_twocolumns.tsv"
+        orig, new = src, _rewrite(src, tmp_path / f"x.tsv{suffix}", crlf=crlf, gz=gz)
+    elif fmt == "star":
+        src = cf / STAR_735
+        orig, new = {"s": src}, {"s": _rewrite(src, tmp_path / f"s_ReadsPerGene.out.tab{suffix}", crlf=crlf, gz=gz)}
+    elif fmt == "salmon":
+        src = cf / "salmon/yeast_nfcore_test/WT_REP1/quant.sf"
+        quant = pd.read_csv(src, sep="\t")
+        tx2gene = tmp_path / "t2g.tsv"
+        pd.DataFrame({"transcript_id": quant.Name, "gene_id": quant.Name}).to_csv(tx2gene, sep="\t", index=False)
+        _rewrite(tx2gene, tmp_path / "t2g_new.tsv", crlf=crlf, gz=gz)
+        orig, new = {"s": src}, {"s": _rewrite(src, tmp_path / "s" / f"quant.sf{suffix}", crlf=crlf, gz=gz).parent}
+    elif fmt == "kallisto":
+        src = cf / "kallisto/kallisto_test_pytximport/abundance_1.tsv"
+        tx2gene = gencode_tx2gene
+        _rewrite(tx2gene, tmp_path / "t2g_new.tsv", crlf=crlf, gz=gz)
+        orig, new = {"s": src}, {"s": _rewrite(src, tmp_path / f"abundance.tsv{suffix}", crlf=crlf, gz=gz)}
+    else:
+        src = cf / "rsem/geuvadis_tximportData/ERR188021.genes.results.gz"
+        orig, new = {"s": src}, {"s": _rewrite(src, tmp_path / f"s.genes.results{suffix}", crlf=crlf, gz=gz)}
+    a = read_counts(orig, tx2gene=tx2gene)
+    b = read_counts(new, tx2gene=tmp_path / "t2g_new.tsv" if tx2gene is not None else None)
+    assert b.format == fmt
+    np.testing.assert_array_equal(a.counts.to_numpy(), b.counts.to_numpy())
+    assert list(a.counts.index) == list(b.counts.index)
+    if a.qc is not None:
+        shared = [c for c in a.qc.columns if c in b.qc.columns]
+        assert "assigned" in shared
+        np.testing.assert_allclose(a.qc[shared].to_numpy(dtype=float), b.qc[shared].to_numpy(dtype=float))
+    if a.lengths is not None:
+        np.testing.assert_allclose(a.lengths.to_numpy(), b.lengths.to_numpy(), rtol=1e-12)
+    if a.gene_names is not None:
+        assert a.gene_names.fillna("").tolist() == b.gene_names.fillna("").tolist()
+
+
+def test_annotation_and_tx2gene_with_windows_line_endings(shared_data: Path, tmp_path: Path) -> None:
+    ann = _rewrite(shared_data / "airway/genes.tsv", tmp_path / "genes.tsv", crlf=True, gz=False)
+    pd.testing.assert_frame_equal(read_annotation(ann), read_annotation(shared_data / "airway/genes.tsv"))
+    gtf = tmp_path / "a.gtf"
+    gtf.write_bytes(b'1\tensembl\ttranscript\t1\t9\t.\t+\t.\tgene_id "G1"; transcript_id "T1"; gene_name "ACT1"; '
+                    b'gene_biotype "protein_coding";\r\n')
+    assert read_annotation(gtf).to_dict("index") == {"G1": {"gene_name": "ACT1", "gene_biotype": "protein_coding"}}
+    assert read_tx2gene(gtf).to_dict("records") == [{"transcript_id": "T1", "gene_id": "G1", "gene_name": "ACT1"}]
+
+
+# ---------------------------------------------------------------------------------------------
+# countsFromAbundance (tximport) against pytximport
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [("scaledTPM", "scaled_tpm"), ("lengthScaledTPM", "length_scaled_tpm")])
+def test_counts_from_abundance(cf: Path, ours: str, theirs: str) -> None:
+    """The re-made counts equal pytximport's (before rounding); each sample keeps its estimated-count total;
+    no length offset is returned (DESeqDataSetFromTximport ignores txi$length for these options)."""
+    folders = sorted(p for p in (cf / "salmon/yeast_nfcore_test").iterdir() if p.is_dir())
+    quant = pd.read_csv(folders[0] / "quant.sf", sep="\t")
+    t2g = pd.DataFrame({"transcript_id": quant.Name, "gene_id": quant.Name})
+    ct = read_counts(folders, tx2gene=t2g, counts_from_abundance=ours)
+    assert ct.lengths is None and ct.source["counts_from_abundance"] == ours
+    assert ours in ct.source["summarization"]
+    px, _ = _pytximport_counts([p / "quant.sf" for p in folders], "salmon", t2g, counts_from_abundance=theirs)
+    np.testing.assert_array_equal(np.rint(px.loc[ct.counts.index].to_numpy()), ct.counts.to_numpy())
+    totals = [pd.read_csv(p / "quant.sf", sep="\t")["NumReads"].sum() for p in folders]
+    np.testing.assert_allclose(ct.counts.sum().to_numpy(), totals, atol=ct.counts.shape[0] / 2)
+    plain = read_counts(folders, tx2gene=t2g)
+    assert plain.lengths is not None and not plain.counts.equals(ct.counts)
+
+
+def test_counts_from_abundance_needs_transcripts(cf: Path) -> None:
+    with pytest.raises(DegflowInputError, match=r"RSEM \*\.genes\.results are gene level, and counts_from_abundance "
+                                                 r"lengthScaledTPM needs transcript-level input"):
+        read_counts(cf / "rsem/geuvadis_tximportData/ERR188021.genes.results.gz",
+                    counts_from_abundance="lengthScaledTPM")
+    with pytest.raises(DegflowInputError, match=r"counts_from_abundance 'dtuScaledTPM' is unknown"):
+        read_counts(cf / "rsem/geuvadis_tximportData/ERR188021.genes.results.gz", counts_from_abundance="dtuScaledTPM")
+
+
+# ---------------------------------------------------------------------------------------------
+# technical replicates, strandedness evidence, annotation matching
+# ---------------------------------------------------------------------------------------------
+
+
+def test_collapse_replicates_featurecounts(cf: Path) -> None:
+    """Units named after the BAM columns of one featureCounts file; counts and .summary statuses summed."""
+    path = cf / "featurecounts/yeast_snf2_bootcamp/counts.txt"
+    ct = read_counts(path)
+    units = pd.DataFrame({"sample": ["mut", "mut", "wt"], "unit": ["mutant-01", "mutant-02", "wildtype-01"]},
+                         index=["mutant-01", "mutant-02", "wildtype-01"])
+    sub = CountTable(counts=ct.counts[list(units.index)], gene_names=None, qc=ct.qc.loc[list(units.index)],
+                     format=ct.format, source=ct.source)
+    out = collapse_replicates(sub, units)
+    assert list(out.counts.columns) == ["mut", "wt"]
+    raw = pd.read_csv(path, sep="\t", comment="#", index_col="Geneid")
+    np.testing.assert_array_equal(out.counts["mut"].to_numpy(),
+                                  (raw["bam/mutant-01.bam"] + raw["bam/mutant-02.bam"]).to_numpy())
+    summary = pd.read_csv(f"{path}.summary", sep="\t", index_col=0)
+    both = summary[["bam/mutant-01.bam", "bam/mutant-02.bam"]].sum(axis=1)
+    assert out.qc.loc["mut", "assigned"] == both["Assigned"]
+    assert out.qc.loc["mut", "assignment_rate"] == pytest.approx(both["Assigned"] / both.sum())
+    assert out.qc.loc["mut", "n_units"] == 2 and out.qc.loc["wt", "n_units"] == 1
+    with pytest.raises(DegflowInputError, match=r"sample 'wt', unit 'wildtype-07': no such column in the counts"):
+        collapse_replicates(sub, pd.concat([units, pd.DataFrame({"sample": ["wt"], "unit": ["wildtype-07"]},
+                                                                index=["wildtype-07"])]))
+    with pytest.raises(DegflowInputError, match=r"count column 'wildtype-01' belongs to no unit"):
+        collapse_replicates(sub, units.iloc[:2])
+
+
+def test_collapse_replicates_salmon_lengths(cf: Path) -> None:
+    """Lengths of a sample made of two units: the per-gene count-weighted mean of the units' lengths."""
+    folders = {p.name: p for p in (cf / "salmon/yeast_nfcore_test").iterdir() if p.is_dir()}
+    quant = pd.read_csv(folders["WT_REP1"] / "quant.sf", sep="\t")
+    t2g = pd.DataFrame({"transcript_id": quant.Name, "gene_id": quant.Name})
+    ct = read_counts({"a/1": folders["WT_REP1"], "a/2": folders["WT_REP2"]}, tx2gene=t2g)
+    out = collapse_replicates(ct, pd.DataFrame({"sample": ["a", "a"], "unit": ["1", "2"]}, index=["a/1", "a/2"]))
+    np.testing.assert_array_equal(out.counts["a"].to_numpy(), ct.counts.sum(axis=1).to_numpy())
+    w, lens = ct.counts.to_numpy(float), ct.lengths.to_numpy()
+    g = int(np.flatnonzero((w > 0).all(axis=1))[0])
+    assert out.lengths["a"].iloc[g] == pytest.approx((w[g] * lens[g]).sum() / w[g].sum())
+    z = int(np.flatnonzero((w == 0).all(axis=1))[0])
+    assert out.lengths["a"].iloc[z] == pytest.approx(lens[z].mean())
+
+
+def test_strandedness_table(cf: Path) -> None:
+    ct = read_counts({"a": cf / STAR_735})
+    tab = strandedness_table(ct)
+    raw = pd.read_csv(cf / STAR_735, sep="\t", header=None, index_col=0)
+    genes = raw[~raw.index.str.startswith("N_")]
+    row = tab.iloc[0]
+    assert (row["sample"], row["requested"], row["inferred"], row["chosen"], row["column"]) == (
+        "a", "auto", "forward", "forward", 3)
+    assert [row["genes_unstranded"], row["genes_forward"], row["genes_reverse"]] == genes.sum().tolist()
+    assert row["forward_share"] == pytest.approx(genes[2].sum() / (genes[2].sum() + genes[3].sum()))
+    assert [row["N_noFeature_unstranded"], row["N_noFeature_forward"], row["N_noFeature_reverse"]] == (
+        raw.loc["N_noFeature"].tolist())
+    with pytest.raises(DegflowInputError, match=r"STAR ReadsPerGene files only, not htseq"):
+        strandedness_table(read_counts({"h": cf / HTSEQ_YEAST}))
+
+
+def test_match_annotation_versions(cf: Path) -> None:
+    """STAR's GENCODE IDs are versioned (ENSMUSG00000102693.1); an unversioned Ensembl table still annotates
+    them; versions are dropped only when that merges no IDs, else the colliding IDs are named."""
+    ids = read_counts({"a": cf / STAR_735}).counts.index[:4]
+    assert list(ids) == ["ENSMUSG00000102693.1", "ENSMUSG00000064842.1", "ENSMUSG00000051951.5",
+                         "ENSMUSG00000102851.1"]
+    ann = pd.DataFrame({"gene_name": ["4933401J01Rik", "Xkr4"], "gene_biotype": ["TEC", "protein_coding"]},
+                       index=pd.Index(["ENSMUSG00000102693", "ENSMUSG00000051951"], name="gene_id"))
+    out = match_annotation(ids, ann, label="genes.tsv")
+    assert list(out.index) == list(ids)
+    assert out["gene_name"].fillna("").tolist() == ["4933401J01Rik", "", "Xkr4", ""]
+    assert out.loc["ENSMUSG00000051951.5", "gene_biotype"] == "protein_coding"
+    # exact IDs win: a versioned annotation is used as it is
+    versioned = ann.set_axis(["ENSMUSG00000102693.1", "ENSMUSG00000051951.5"])
+    assert match_annotation(ids, versioned)["gene_name"].notna().sum() == 2
+    clash = pd.Index([*ids, "ENSMUSG00000051951.4"])
+    with pytest.raises(DegflowInputError, match=r"removing them would merge distinct IDs in the counts "
+                                                 r"\(ENSMUSG00000051951\.5 / ENSMUSG00000051951\.4; 1 such groups\)"):
+        match_annotation(clash, ann, label="genes.tsv")
+    two = pd.concat([ann, ann.iloc[:1].set_axis(["ENSMUSG00000102693.2"])]).set_axis(
+        ["ENSMUSG00000102693.3", "ENSMUSG00000051951", "ENSMUSG00000102693.2"])
+    with pytest.raises(DegflowInputError, match=r"merge distinct IDs in genes\.tsv \(ENSMUSG00000102693\.3 / "
+                                                 r"ENSMUSG00000102693\.2"):
+        match_annotation(ids, two, label="genes.tsv")
+    with pytest.raises(DegflowInputError, match=r"none of the 4 gene IDs of the counts is in genes\.tsv"):
+        match_annotation(ids, ann.set_axis(["100", "200"]), label="genes.tsv")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from degflow.config import BulkPlan, check_design, check_samples_match, read_sample_sheet
 from degflow.errors import DegflowInputError
-from degflow.formats import CountTable, read_annotation, read_counts
+from degflow.formats import CountTable, collapse_replicates, match_annotation, read_annotation, read_counts
 
 if TYPE_CHECKING:  # anndata is slow to import; the Snakefile imports this module at parse time
     import anndata as ad
@@ -26,37 +27,168 @@ log = logging.getLogger("degflow")
 RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
 
 
-def count_inputs(counts_cfg: Mapping, sheet: pd.DataFrame | None) -> str | dict[str, str]:
-    """Where the counts come from: one file, or a per-sample mapping from the sheet's ``counts_path`` column."""
+#: Sample-sheet column naming technical replicates (several rows, one per unit, for one sample).
+UNIT_COLUMN = "unit"
+
+
+@dataclass
+class BulkCountPlan(BulkPlan):
+    """A :class:`~degflow.config.BulkPlan` plus what the counts are.
+
+    Attributes
+    ----------
+    count_format
+        The format read (after ``auto`` detection), one of :data:`degflow.formats.FORMATS`.
+    count_files
+        Every file the counts were read from (quantifier files inside salmon/kallisto folders,
+        featureCounts' ``.summary``), for the workflow to declare as inputs.
+    units
+        Technical replicates: index = count column (or per-unit file key), columns ``sample``,
+        ``unit`` and, with per-unit files, ``counts_path``; ``None`` without a ``unit`` column.
+    """
+
+    count_format: str = "matrix"
+    count_files: list[str] = field(default_factory=list)
+    units: pd.DataFrame | None = None
+
+
+def read_bulk_sheet(path: str | Path, *, single_file: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Read the sample sheet, with technical replicates when it has a ``unit`` column.
+
+    Parameters
+    ----------
+    path
+        Sample sheet (TSV, or CSV by extension); first column ``sample`` or ``sample_id``.
+    single_file
+        The counts are one file for all samples (``bulk.counts.path``): each ``unit`` then names
+        a column of that file. Otherwise each unit row gives its own ``counts_path``.
+
+    Returns
+    -------
+    sheet, units
+        Without a ``unit`` column: :func:`degflow.config.read_sample_sheet` and ``None``. With
+        one: one row per sample (``unit`` and ``counts_path`` removed; numeric columns converted
+        as ``read_sample_sheet`` does), and the units (index: the count column, or
+        ``"<sample>/<unit>"`` for per-unit files; columns ``sample``, ``unit`` [, ``counts_path``]).
+
+    Raises
+    ------
+    DegflowInputError
+        Empty sample or unit names, a (sample, unit) pair given twice, units of one sample that
+        disagree in another column, a unit without ``counts_path``.
+    """
+    path = Path(path)
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    try:
+        header = list(pd.read_csv(path, sep=sep, dtype=str, nrows=0).columns) if path.is_file() else []
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        header = []
+    if UNIT_COLUMN not in header or header[0] not in ("sample", "sample_id"):
+        return read_sample_sheet(path), None
+    raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    if raw.empty:
+        return read_sample_sheet(path), None
+    name_col = raw.columns[0]
+    raw = raw.apply(lambda col: col.str.strip())
+    for col, what in ((name_col, "sample name"), (UNIT_COLUMN, "unit")):
+        empty = np.flatnonzero(raw[col] == "")
+        if empty.size:
+            raise DegflowInputError(f"sample sheet '{path}', row {int(empty[0]) + 2}: the {what} is empty")
+    dup = raw.duplicated([name_col, UNIT_COLUMN], keep=False)
+    if dup.any():
+        rows = [int(i) + 2 for i in np.flatnonzero(dup)][:2]
+        first = raw.loc[dup].iloc[0]
+        raise DegflowInputError(f"sample sheet '{path}': sample '{first[name_col]}', unit '{first[UNIT_COLUMN]}' "
+                                f"appears more than once (rows {rows}); each unit of a sample needs its own name")
+    per_unit = [name_col, UNIT_COLUMN, "counts_path"]
+    for col in [c for c in raw.columns if c not in per_unit]:
+        n_values = raw.groupby(name_col, sort=False)[col].nunique()
+        if (n_values > 1).any():
+            sample = n_values.index[n_values > 1][0]
+            values = sorted(raw.loc[raw[name_col] == sample, col].unique())[:3]
+            raise DegflowInputError(
+                f"sample sheet '{path}', sample '{sample}': column '{col}' differs between its units "
+                f"({', '.join(map(repr, values))}); technical replicates (rows sharing a sample name) must agree in "
+                "every column but unit and counts_path - give biological replicates their own sample names")
+    units = pd.DataFrame({"sample": raw[name_col].to_numpy(), "unit": raw[UNIT_COLUMN].to_numpy()})
+    if single_file:
+        units.index = pd.Index(units["unit"].to_numpy())
+        again = units.index.duplicated(keep=False)
+        if again.any():
+            raise DegflowInputError(
+                f"sample sheet '{path}': unit '{units.index[again][0]}' is given for several samples; with one counts "
+                "file for all samples (bulk.counts.path) each unit names one column of that file")
+    else:
+        if "counts_path" not in raw.columns:
+            raise DegflowInputError(
+                f"sample sheet '{path}' has a unit column but no counts_path column, and bulk.counts.path is empty: "
+                "give each unit's count file in a counts_path column (or one file for all in bulk.counts.path)")
+        units["counts_path"] = raw["counts_path"].to_numpy()
+        units.index = pd.Index([f"{s}/{u}" for s, u in zip(units["sample"], units["unit"], strict=True)])
+    sheet = raw.drop_duplicates(name_col).drop(columns=[c for c in per_unit[1:] if c in raw.columns])
+    sheet = sheet.set_index(pd.Index(sheet[name_col], name="sample")).drop(columns=[name_col])
+    for col in sheet.columns:  # the conversion read_sample_sheet applies
+        nonempty = sheet[col][sheet[col] != ""]
+        if len(nonempty) and pd.to_numeric(nonempty, errors="coerce").notna().all():
+            sheet[col] = pd.to_numeric(sheet[col].replace("", np.nan))
+    units.index.name = "unit_id"
+    log.info("sample sheet %s: %d units of %d samples (technical replicates are summed)", path, len(units),
+             sheet.shape[0])
+    return sheet, units
+
+
+def count_inputs(
+    counts_cfg: Mapping, sheet: pd.DataFrame | None, units: pd.DataFrame | None = None
+) -> str | dict[str, str]:
+    """Where the counts come from: one file, or a mapping from the sheet's ``counts_path`` column.
+
+    The mapping is sample -> path, or ``"<sample>/<unit>"`` -> path with technical replicates.
+    """
     if counts_cfg.get("path"):
         return str(counts_cfg["path"])
-    if sheet is None or "counts_path" not in sheet.columns:
+    if units is not None and "counts_path" in units.columns:
+        table = units["counts_path"]
+    elif sheet is not None and "counts_path" in sheet.columns:
+        table = sheet["counts_path"]
+    else:
         raise DegflowInputError(
             "config key 'bulk.counts.path' is empty and the sample sheet has no 'counts_path' column: "
             "give one counts file, or one file per sample in a 'counts_path' column"
         )
-    return {str(s): str(p) for s, p in sheet["counts_path"].items()}
+    empty = [str(k) for k, p in table.items() if pd.isna(p) or not str(p).strip()]
+    if empty:
+        raise DegflowInputError(f"sample sheet, sample '{empty[0]}': counts_path is empty; give its count file")
+    return {str(s): str(p).strip() for s, p in table.items()}
 
 
-def load_counts(counts_cfg: Mapping, sheet: pd.DataFrame | None = None) -> CountTable:
-    """Read the counts as configured (``bulk.counts``), dispatching on the format."""
-    paths = count_inputs(counts_cfg, sheet)
+def load_counts(counts_cfg: Mapping, sheet: pd.DataFrame | None = None,
+                units: pd.DataFrame | None = None) -> CountTable:
+    """Read the counts as configured (``bulk.counts``), dispatching on the format.
+
+    With ``units`` (technical replicates, see :func:`read_bulk_sheet`) the units are read, then
+    summed per sample by :func:`degflow.formats.collapse_replicates`.
+    """
+    paths = count_inputs(counts_cfg, sheet, units)
     if isinstance(paths, str) and not Path(paths).is_file():
         raise DegflowInputError(f"counts file '{paths}' does not exist: check bulk.counts in the config")
     if isinstance(paths, dict):
         for s, p in paths.items():
             if not Path(p).exists():
                 raise DegflowInputError(f"sample sheet, sample '{s}': counts_path '{p}' does not exist")
-    return read_counts(
+    table = read_counts(
         paths,
         format=counts_cfg.get("format", "auto"),
         strandedness=counts_cfg.get("strandedness", "auto"),
         tx2gene=counts_cfg.get("tx2gene"),
         gene_name_column=counts_cfg.get("gene_name_column"),
+        counts_from_abundance=counts_cfg.get("counts_from_abundance") or "no",
     )
+    if units is not None:
+        table = collapse_replicates(table, units)
+    return table
 
 
-def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkPlan, CountTable]:
+def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
     """Validate the bulk section against its sample sheet and counts (run before the DAG is built).
 
     Parameters
@@ -67,13 +199,23 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkPlan, CountTable]:
     Returns
     -------
     plan, counts
-        The analysed samples, factors and contrasts; and the counts as read.
+        The analysed samples, factors, contrasts and count files; and the counts as read
+        (technical replicates summed).
     """
     sheet_path = str(bulk_cfg["samples"])
-    sheet = read_sample_sheet(sheet_path)
-    table = load_counts(bulk_cfg["counts"], sheet)
+    sheet, units = read_bulk_sheet(sheet_path, single_file=bool(bulk_cfg["counts"].get("path")))
+    table = load_counts(bulk_cfg["counts"], sheet, units)
     counts_label = str(bulk_cfg["counts"].get("path") or f"{sheet_path}:counts_path")
     exclude = list(bulk_cfg.get("exclude", []))
+    if table.format == "featurecounts" and not set(table.counts.columns) & set(sheet.index):
+        bams = table.source.get("bam_names", {})
+        shown = ", ".join(f"'{bams.get(c, c)}' -> '{c}'" for c in list(table.counts.columns)[:2])
+        raise DegflowInputError(
+            f"featureCounts file '{counts_label}': none of its {table.counts.shape[1]} BAM columns matches a sample "
+            f"of '{sheet_path}' (BAM -> sample name: {shown}; the sheet has {', '.join(map(repr, sheet.index[:2]))}"
+            "); name the samples after their BAM files (folder, .bam and aligner suffixes such as "
+            "Aligned.sortedByCoord.out removed), or give one featureCounts file per sample in a counts_path column"
+        )
     samples = check_samples_match(
         list(sheet.index), list(table.counts.columns), exclude, sheet_path=sheet_path, counts_path=counts_label
     )
@@ -82,15 +224,30 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkPlan, CountTable]:
         sheet.loc[samples], bulk_cfg["design"], bulk_cfg.get("reference_levels", {}), bulk_cfg["contrasts"],
         sheet_path=sheet_path,
     )
-    plan = BulkPlan(
+    plan = BulkCountPlan(
         samples=samples,
         sheet=sheet.loc[samples],
         factors=factors,
         covariates=covariates,
         contrasts={k: list(v) for k, v in bulk_cfg["contrasts"].items()},
         excluded=exclude,
+        count_format=table.format,
+        count_files=count_files(table),
+        units=units,
     )
     return plan, table
+
+
+def count_files(table: CountTable) -> list[str]:
+    """Every file a :class:`CountTable` was read from (sorted, unique), including QC side files."""
+    files = set(table.source.get("files", {}).values())
+    if table.source.get("summary"):
+        files.add(table.source["summary"])
+    for f in list(files):
+        meta = Path(f).parent / "aux_info" / "meta_info.json"  # salmon QC
+        if Path(f).name.startswith("quant.sf") and meta.is_file():
+            files.add(str(meta))
+    return sorted(str(f) for f in files)
 
 
 def check_count_values(counts: pd.DataFrame, label: str) -> None:
@@ -127,7 +284,9 @@ def build_dataset(
     design, reference_levels
         As in the config; factor levels are ordered reference-first in ``obs``.
     annotation
-        Optional gene annotation (index gene_id, column ``gene_name``); fills names the counts lack.
+        Optional gene annotation (index gene_id, column ``gene_name`` [, ``gene_biotype``]), from
+        :func:`read_gene_annotation`; fills names the counts lack. IDs are matched by
+        :func:`degflow.formats.match_annotation` (Ensembl versions ignored when that is safe).
     min_count, min_samples
         Keep genes with ``>= min_count`` reads in ``>= min_samples`` samples (0 keeps all).
 
@@ -135,8 +294,13 @@ def build_dataset(
     -------
     AnnData
         ``X``: int64 counts (samples x genes); ``obs``: the design variables (factors categorical,
-        reference level first) and every other sheet column; ``var["gene_name"]``;
-        ``uns["degflow"]["filter"]``: the pre-filter settings and gene numbers.
+        reference level first) and every other sheet column; ``var["gene_name"]`` and, when the
+        annotation has biotypes, ``var["gene_biotype"]``; ``layers["avg_tx_length"]`` (float64):
+        tximport's average transcript lengths, only for salmon/kallisto/RSEM read with
+        ``counts_from_abundance: no`` (see :func:`length_normalization_factors`);
+        ``uns["degflow"]["filter"]``: the pre-filter settings and gene numbers;
+        ``uns["degflow"]["format"]`` and ``uns["degflow"]["counts"]`` (format,
+        counts_from_abundance, whether a length offset applies).
     """
     import anndata as ad
 
@@ -145,48 +309,98 @@ def build_dataset(
     obs = plan.sheet.copy()
     for col in meta.columns:
         obs[col] = meta[col]
-    obs = obs.drop(columns=[c for c in ("counts_path",) if c in obs.columns])
+    obs = obs.drop(columns=[c for c in ("counts_path", UNIT_COLUMN) if c in obs.columns])
     for col in obs.columns:
         if obs[col].dtype == object:
             obs[col] = obs[col].astype(str)
     names = pd.Series(np.nan, index=counts.index, dtype=object)
+    biotypes: pd.Series | None = None
     if table.gene_names is not None:
         names = table.gene_names.reindex(counts.index).astype(object)
-    if annotation is not None and "gene_name" in annotation.columns:
-        ann = annotation["gene_name"].reindex(counts.index)
-        names = names.where(names.notna(), ann)
+    if annotation is not None:
+        ann = match_annotation(counts.index, annotation, label=str(annotation.attrs.get("path", "the annotation")))
+        if "gene_name" in ann.columns:
+            names = names.where(names.notna(), ann["gene_name"])
+        if "gene_biotype" in ann.columns and ann["gene_biotype"].notna().any():
+            biotypes = ann["gene_biotype"].astype(object)
+    lengths = table.lengths[plan.samples] if table.lengths is not None else None
     n_before = counts.shape[0]
     if min_count > 0 and min_samples > 0:
         keep = (counts >= min_count).sum(axis=1) >= min_samples
         counts = counts.loc[keep]
         names = names.loc[keep]
+        biotypes = biotypes.loc[keep] if biotypes is not None else None
+        lengths = lengths.loc[keep] if lengths is not None else None
     log.info("pre-filter (>= %d reads in >= %d samples): %d of %d genes kept", min_count, min_samples,
              counts.shape[0], n_before)
     if counts.shape[0] == 0:
         raise DegflowInputError(
             f"config key 'bulk.filter': no gene has >= {min_count} reads in >= {min_samples} samples; lower it"
         )
-    adata = ad.AnnData(
-        X=counts.T.to_numpy(dtype=np.int64),
-        obs=obs,
-        var=pd.DataFrame({"gene_name": names.astype(str).where(names.notna(), "")}, index=counts.index.astype(str)),
-    )
+    var = pd.DataFrame({"gene_name": names.astype(str).where(names.notna(), "")}, index=counts.index.astype(str))
+    if biotypes is not None:
+        var["gene_biotype"] = biotypes.astype(str).where(biotypes.notna(), "").to_numpy()
+    adata = ad.AnnData(X=counts.T.to_numpy(dtype=np.int64), obs=obs, var=var)
     adata.var.index.name = "gene_id"
+    if lengths is not None:
+        adata.layers["avg_tx_length"] = lengths.T.to_numpy(dtype=np.float64)
     adata.uns["degflow"] = {
         "filter": {"min_count": int(min_count), "min_samples": int(min_samples), "genes_in": int(n_before),
                    "genes_kept": int(counts.shape[0])},
         "format": table.format,
+        "counts": {"format": table.format,
+                   "counts_from_abundance": str(table.source.get("counts_from_abundance", "")),
+                   "length_offset": lengths is not None},
     }
     return adata
 
 
+def length_normalization_factors(counts: np.ndarray | pd.DataFrame, avg_tx_length: np.ndarray | pd.DataFrame
+                                 ) -> np.ndarray:
+    """DESeq2's normalisation factors from tximport's average transcript lengths.
+
+    Port of ``estimateSizeFactors`` on a ``DESeqDataSetFromTximport`` object (DESeq2 1.38,
+    ``countsFromAbundance = "no"``): ``nm = length / exp(rowMeans(log(length)))``, then
+    ``estimateNormFactors``: median-of-ratios size factors of ``counts / nm``,
+    ``nf = nm * sf`` per sample, and ``nf / exp(rowMeans(log(nf)))``.
+
+    Parameters
+    ----------
+    counts, avg_tx_length
+        Genes x samples (the same shape); lengths must be > 0, as DESeq2 requires.
+
+    Returns
+    -------
+    numpy.ndarray
+        Genes x samples normalisation factors (each gene's geometric mean is 1), for
+        :func:`degflow.deseq.fit_deseq` ``normalization_factors=``.
+    """
+    from degflow.deseq import _r_size_factors  # noqa: PLC0415 - the same median-of-ratios as the fit
+
+    Y = np.asarray(counts, dtype=float)
+    L = np.asarray(avg_tx_length, dtype=float)
+    if L.shape != Y.shape:
+        raise DegflowInputError(f"average transcript lengths ({L.shape}) and counts ({Y.shape}) differ in shape")
+    if not (np.isfinite(L).all() and (L > 0).all()):
+        bad = np.argwhere(~(np.isfinite(L) & (L > 0)))[0]
+        raise DegflowInputError(f"average transcript length {L[bad[0], bad[1]]} for gene row {bad[0] + 1}, sample "
+                                f"column {bad[1] + 1} is not > 0; DESeq2 needs positive lengths (tximport's "
+                                "txi$length); use counts_from_abundance: lengthScaledTPM for such data")
+    nm = L / np.exp(np.log(L).mean(axis=1, keepdims=True))
+    sf = _r_size_factors(Y / nm)
+    nf = nm * sf[None, :]
+    return nf / np.exp(np.log(nf).mean(axis=1, keepdims=True))
+
+
 def annotate_results(
-    res: pd.DataFrame, gene_names: pd.Series | None, *, lfc: float, padj: float
+    res: pd.DataFrame, gene_names: pd.Series | None, *, lfc: float, padj: float,
+    gene_biotypes: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """The public results table: gene_id, gene_name, DESeq2 columns, regulation.
+    """The public results table: gene_id, gene_name [, gene_biotype], DESeq2 columns, regulation.
 
     Genes DESeq2 does not test (zero counts in every analysed sample, baseMean 0) are left out.
     ``regulation`` is ``up``/``down`` for ``padj < padj`` and ``|log2FoldChange| > lfc``, else ``ns``.
+    ``gene_biotype`` is added (after ``gene_name``) when ``gene_biotypes`` has any non-empty value.
     """
     out = res.copy()
     out.index = out.index.astype(str)
@@ -194,6 +408,8 @@ def annotate_results(
     out = out.loc[out["baseMean"] > 0]
     cols = list(RESULT_COLUMNS) + [c for c in out.columns if c not in RESULT_COLUMNS]
     out = out[cols]
+    if gene_biotypes is not None and (gene_biotypes.fillna("").astype(str) != "").any():
+        out.insert(0, "gene_biotype", gene_biotypes.reindex(out.index).fillna("").astype(str).to_numpy())
     if gene_names is not None:
         out.insert(0, "gene_name", gene_names.reindex(out.index).fillna("").astype(str).to_numpy())
     sig = (out["padj"] < padj) & (out["log2FoldChange"].abs() > lfc)
@@ -232,9 +448,11 @@ def normalized_counts(adata: ad.AnnData, size_factors: np.ndarray) -> pd.DataFra
 
 
 def read_gene_annotation(path: str | Path | None) -> pd.DataFrame | None:
-    """Optional gene annotation (gene_id -> gene_name), or None."""
+    """Optional gene annotation (gene_id -> gene_name [, gene_biotype]), or None; ``attrs["path"]`` names it."""
     if not path:
         return None
     if not Path(path).is_file():
         raise DegflowInputError(f"annotation file '{path}' does not exist: check bulk.annotation in the config")
-    return read_annotation(path)
+    ann = read_annotation(path)
+    ann.attrs["path"] = str(path)
+    return ann

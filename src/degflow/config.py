@@ -52,6 +52,28 @@ def _object_branch(schema: Mapping, value: Any) -> Mapping | None:
     return None
 
 
+def _schema_file(where: str) -> str:
+    """The schema file documenting a config key (the singlecell section has its own)."""
+    name = "singlecell" if where.split(".", 1)[0] == "singlecell" else "config"
+    return f"workflow/schemas/{name}.schema.yaml"
+
+
+def resolve_refs(schema: dict, schema_dir: Path | None = None) -> dict:
+    """Replace each ``$ref: <name>.schema.yaml`` under ``properties`` by that file's schema (in place).
+
+    The node's own ``description`` is kept; the referenced schema's ``$schema`` key is dropped.
+    """
+    for key, prop in schema.get("properties", {}).items():
+        ref = prop.get("$ref") if isinstance(prop, dict) else None
+        if isinstance(ref, str) and ref.endswith(".schema.yaml"):
+            sub = load_schema(ref.removesuffix(".schema.yaml"), schema_dir)
+            sub.pop("$schema", None)
+            schema["properties"][key] = {**sub, **({"description": prop["description"]} if "description" in prop
+                                                   else {})}
+            resolve_refs(schema["properties"][key], schema_dir)
+    return schema
+
+
 def check_unknown_keys(config: Mapping, schema: Mapping, prefix: str = "") -> None:
     """Reject keys the schema does not know, suggesting the nearest valid one.
 
@@ -70,9 +92,7 @@ def check_unknown_keys(config: Mapping, schema: Mapping, prefix: str = "") -> No
                 where = f"{prefix}{key}"
                 near = difflib.get_close_matches(str(key), list(props), n=1, cutoff=0.6)
                 hint = f"did you mean '{prefix}{near[0]}'?" if near else f"valid keys here: {', '.join(props)}"
-                raise DegflowInputError(
-                    f"config key '{where}' is not known; {hint} (see workflow/schemas/config.schema.yaml)"
-                )
+                raise DegflowInputError(f"config key '{where}' is not known; {hint} (see {_schema_file(where)})")
     for key, value in config.items():
         if key in props and isinstance(value, Mapping):
             check_unknown_keys(value, props[key], prefix=f"{prefix}{key}.")
@@ -101,7 +121,7 @@ def check_types(config: Mapping, schema: Mapping) -> None:
         if err.context:
             err = max(err.context, key=lambda e: len(e.absolute_path))
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise DegflowInputError(f"config key '{where}': {err.message} (see workflow/schemas/config.schema.yaml)")
+        raise DegflowInputError(f"config key '{where}': {err.message} (see {_schema_file(where)})")
 
 
 def validate_config(config: Mapping, schema_dir: Path | None = None) -> dict:
@@ -123,7 +143,7 @@ def validate_config(config: Mapping, schema_dir: Path | None = None) -> dict:
         raise DegflowInputError(
             "the config is empty: run with --configfile config/config.yaml, or copy it and edit the copy"
         )
-    schema = load_schema("config", schema_dir)
+    schema = resolve_refs(load_schema("config", schema_dir), schema_dir)
     cfg = deepcopy(dict(config))
     check_unknown_keys(cfg, schema)
     fill_defaults(cfg, schema)
@@ -198,8 +218,11 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
 _TERM = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
 
 
-def design_variables(design: str) -> list[str]:
-    """The sample-sheet columns a design formula uses, in order (``"~ cell + dex"`` -> ``["cell", "dex"]``)."""
+def design_variables(design: str, *, section: str = "bulk") -> list[str]:
+    """The sample-sheet columns a design formula uses, in order (``"~ cell + dex"`` -> ``["cell", "dex"]``).
+
+    ``section`` is the config section named in error messages (``bulk``, ``singlecell.pseudobulk``).
+    """
     rhs = design.split("~", 1)[1]
     seen: list[str] = []
     for term in re.split(r"[+*:]", rhs):
@@ -209,7 +232,7 @@ def design_variables(design: str) -> list[str]:
         m = _TERM.fullmatch(term)
         if m is None:
             raise DegflowInputError(
-                f"config key 'bulk.design': term '{term}' is not a plain column name; "
+                f"config key '{section}.design': term '{term}' is not a plain column name; "
                 "use sample-sheet columns joined by + (interactions with :)"
             )
         if term not in seen:
@@ -236,6 +259,7 @@ def check_design(
     contrasts: Mapping[str, list[str]],
     *,
     sheet_path: str | Path = "sample sheet",
+    section: str = "bulk",
 ) -> tuple[list[str], list[str], pd.DataFrame]:
     """Check a design against the sample sheet.
 
@@ -251,26 +275,26 @@ def check_design(
         Missing column, empty value, unknown reference/contrast level, factor with one level,
         design matrix not of full rank.
     """
-    variables = design_variables(design)
+    variables = design_variables(design, section=section)
     if not variables:
-        raise DegflowInputError("config key 'bulk.design' names no variable: write e.g. '~ condition'")
+        raise DegflowInputError(f"config key '{section}.design' names no variable: write e.g. '~ condition'")
     for v in variables:
         if v not in sheet.columns:
             near = difflib.get_close_matches(v, [str(c) for c in sheet.columns], n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else f"; its columns are: {', '.join(map(str, sheet.columns))}"
             raise DegflowInputError(
-                f"config key 'bulk.design': variable '{v}' is not a column of the sample sheet '{sheet_path}'{hint}"
+                f"config key '{section}.design': variable '{v}' is not a column of the sample sheet '{sheet_path}'{hint}"
             )
     contrast_factors = {c[0] for c in contrasts.values()}
     for name, (fac, _, _) in contrasts.items():
         if fac not in variables:
             raise DegflowInputError(
-                f"config key 'bulk.contrasts.{name}': factor '{fac}' is not in the design '{design}'"
+                f"config key '{section}.contrasts.{name}': factor '{fac}' is not in the design '{design}'"
             )
     for fac in reference_levels:
         if fac not in variables:
             raise DegflowInputError(
-                f"config key 'bulk.reference_levels.{fac}': '{fac}' is not a variable of the design '{design}'"
+                f"config key '{section}.reference_levels.{fac}': '{fac}' is not a variable of the design '{design}'"
             )
     meta = pd.DataFrame(index=sheet.index)
     factors, covariates = [], []
@@ -280,7 +304,7 @@ def check_design(
         if missing.any():
             raise DegflowInputError(
                 f"sample sheet '{sheet_path}', sample '{col.index[missing][0]}': column '{v}' is empty; "
-                "fill it in or list the sample under bulk.exclude"
+                + ("fill it in or list the sample under bulk.exclude" if section == "bulk" else "fill it in")
             )
         is_factor = not pd.api.types.is_numeric_dtype(col) or v in reference_levels or v in contrast_factors
         if not is_factor:
@@ -293,13 +317,13 @@ def check_design(
         if len(levels) < 2:
             raise DegflowInputError(
                 f"sample sheet '{sheet_path}', column '{v}': the factor has one level ('{levels[0]}') among the "
-                "analysed samples; a factor needs >= 2 levels: remove it from bulk.design"
+                f"analysed samples; a factor needs >= 2 levels: remove it from {section}.design"
             )
         ref = reference_levels.get(v)
         if ref is not None:
             if ref not in levels:
                 raise DegflowInputError(
-                    f"config key 'bulk.reference_levels.{v}': level '{ref}' is not in column '{v}' of "
+                    f"config key '{section}.reference_levels.{v}': level '{ref}' is not in column '{v}' of "
                     f"'{sheet_path}' (levels: {', '.join(levels)})"
                 )
             levels = [ref] + [lv for lv in levels if lv != ref]
@@ -309,22 +333,23 @@ def check_design(
         for lv in (test, ref):
             if lv not in levels:
                 raise DegflowInputError(
-                    f"config key 'bulk.contrasts.{name}': level '{lv}' is not in column '{fac}' of "
+                    f"config key '{section}.contrasts.{name}': level '{lv}' is not in column '{fac}' of "
                     f"'{sheet_path}' (levels: {', '.join(levels)})"
                 )
         if test == ref:
-            raise DegflowInputError(f"config key 'bulk.contrasts.{name}': test and reference level are both '{test}'")
-    _check_full_rank(meta, design, sheet_path)
+            raise DegflowInputError(
+                f"config key '{section}.contrasts.{name}': test and reference level are both '{test}'")
+    _check_full_rank(meta, design, sheet_path, section)
     return factors, covariates, meta
 
 
-def _check_full_rank(meta: pd.DataFrame, design: str, sheet_path: str | Path) -> None:
+def _check_full_rank(meta: pd.DataFrame, design: str, sheet_path: str | Path, section: str = "bulk") -> None:
     from formulaic import model_matrix
 
     X = np.asarray(model_matrix(design.split("~", 1)[1], meta), dtype=float)
     rank = np.linalg.matrix_rank(X)
     if rank < X.shape[1]:
-        variables = design_variables(design)
+        variables = design_variables(design, section=section)
         culprit = ""
         # name the pair of variables that are confounded, when there is one
         for i, a in enumerate(variables):
@@ -336,7 +361,7 @@ def _check_full_rank(meta: pd.DataFrame, design: str, sheet_path: str | Path) ->
             if culprit:
                 break
         raise DegflowInputError(
-            f"config key 'bulk.design': '{design}' is not of full rank for the samples in '{sheet_path}'{culprit}; "
+            f"config key '{section}.design': '{design}' is not of full rank for the samples in '{sheet_path}'{culprit}; "
             "remove a variable or add samples that separate them"
         )
 
@@ -363,3 +388,110 @@ def check_samples_match(
             f"{f' ({len(extra)} such samples)' if len(extra) > 1 else ''}; add it to the sheet or to bulk.exclude"
         )
     return [s for s in sheet_samples if s not in exclude]
+
+
+# ----------------------------------------------------------------------------------------------
+# single-cell: the sample sheet and the checks across keys of the section
+# ----------------------------------------------------------------------------------------------
+#: obs columns a single-cell run always has (QC metrics, doublet scores) besides the sheet's metadata.
+SC_OBS_METRICS = ("n_genes_by_counts", "total_counts", "log1p_n_genes_by_counts", "log1p_total_counts",
+                  "total_counts_mt", "pct_counts_mt", "total_counts_ribo", "pct_counts_ribo", "total_counts_hb",
+                  "pct_counts_hb", "doublet_score")
+
+
+@dataclass
+class SingleCellPlan:
+    """What the single-cell rules need, after validation."""
+
+    samples: list[str]
+    sheet: pd.DataFrame
+    files: dict[str, list[str]]
+    metadata: dict[str, list[str]]
+    clusterings: list[str]
+    annotation_key: str | None
+
+
+def plan_singlecell(sc_cfg: Mapping) -> SingleCellPlan:
+    """Check the single-cell section beyond types (run at parse time, before the DAG).
+
+    Parameters
+    ----------
+    sc_cfg
+        ``CFG["singlecell"]`` after :func:`validate_config` (defaults filled in).
+
+    Returns
+    -------
+    SingleCellPlan
+        ``samples`` (sheet order); ``sheet`` (validated, indexed by sample, strings); ``files``: the input
+        files of each sample (a directory's files, so editing one re-runs that sample); ``metadata``: obs
+        column -> categories in sheet order (``sample`` and every metadata column such as ``condition``);
+        ``clusterings``: the ``leiden_<resolution>`` columns; ``annotation_key``: the clustering named from
+        the marker YAML (None without ``markers``).
+
+    Raises
+    ------
+    DegflowInputError
+        Missing or malformed sheet (duplicate or empty sample names, unknown format, non-numeric QC
+        override), a path that does not exist, a missing marker YAML, an annotation resolution not among
+        ``leiden_resolutions``, an HVG flavour that needs ``n_top_genes`` without it, a ``batch_key`` or
+        ``pca.regress_out`` column that will not exist, Harmony without harmonypy.
+    """
+    from degflow.sc_io import _READER_COLUMNS, QC_OVERRIDE_COLUMNS, read_sample_sheet
+    from degflow.single_cell import leiden_key, load_markers
+
+    source = sc_cfg["samples"]
+    sheet = read_sample_sheet(source)
+    files: dict[str, list[str]] = {}
+    for row, (sample, rec) in enumerate(sheet.iterrows(), start=2):
+        where = f"single-cell sample sheet '{source}', row {row} (sample '{sample}')"
+        path = Path(rec["path"])
+        if not path.exists():
+            raise DegflowInputError(f"{where}: path '{path}' does not exist; fix it (relative paths start where "
+                                    "snakemake runs)")
+        found = sorted(str(p) for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) \
+            if path.is_dir() else [str(path)]
+        tags = rec.get("bd_sample_tags", "")
+        if tags:
+            if not Path(tags).is_file():
+                raise DegflowInputError(f"{where}: bd_sample_tags file '{tags}' does not exist; fix or empty it")
+            found.append(str(tags))
+        files[str(sample)] = found
+    meta_cols = [c for c in sheet.columns if c not in _READER_COLUMNS and c not in QC_OVERRIDE_COLUMNS]
+    metadata = {"sample": [str(s) for s in sheet.index]}
+    metadata.update({c: list(dict.fromkeys(sheet[c].astype(str))) for c in meta_cols})
+
+    hvg = sc_cfg["hvg"]
+    if hvg["flavor"] in ("seurat_v3", "pearson_residuals") and hvg["n_top_genes"] is None:
+        raise DegflowInputError(f"config key 'singlecell.hvg.n_top_genes': flavor {hvg['flavor']} needs a number "
+                                "(e.g. 2000); null is only for flavor seurat or cell_ranger")
+    batch = sc_cfg["batch_key"]
+    if batch is not None and batch not in metadata:
+        raise DegflowInputError(f"config key 'singlecell.batch_key': '{batch}' is not 'sample' nor a column of "
+                                f"'{source}' (columns: {', '.join(metadata)})")
+    if sc_cfg["integration"] == "harmony":
+        import importlib.util
+
+        if batch is None:
+            raise DegflowInputError("config key 'singlecell.integration': harmony needs singlecell.batch_key")
+        if importlib.util.find_spec("harmonypy") is None:
+            raise DegflowInputError("config key 'singlecell.integration': harmony needs the harmonypy package "
+                                    "(pip install harmonypy==2.1.0), or set it to none")
+    for col in sc_cfg["pca"]["regress_out"]:
+        if col not in SC_OBS_METRICS and col not in metadata:
+            near = difflib.get_close_matches(col, [*SC_OBS_METRICS, *metadata], n=1)
+            raise DegflowInputError(f"config key 'singlecell.pca.regress_out': '{col}' is not an obs column"
+                                    + (f"; did you mean '{near[0]}'?" if near else
+                                       f" (QC metrics: {', '.join(SC_OBS_METRICS)})"))
+
+    resolutions = [float(r) for r in sc_cfg["leiden_resolutions"]]
+    clusterings = [leiden_key(r) for r in resolutions]
+    annotation_key = None
+    if sc_cfg["markers"]:
+        load_markers(sc_cfg["markers"])
+        res = sc_cfg["annotation"]["resolution"]
+        if res is not None and float(res) not in resolutions:
+            raise DegflowInputError(f"config key 'singlecell.annotation.resolution': {res} is not one of "
+                                    f"singlecell.leiden_resolutions {resolutions}")
+        annotation_key = leiden_key(max(resolutions) if res is None else float(res))
+    return SingleCellPlan(samples=metadata["sample"], sheet=sheet, files=files, metadata=metadata,
+                          clusterings=clusterings, annotation_key=annotation_key)

@@ -122,6 +122,16 @@ def _run_blocks(fn: Callable[[np.ndarray], Any], n: int, n_cpus: int) -> list[An
         return list(ex.map(fn, blocks))
 
 
+def _rows(norm: np.ndarray, idx: Any) -> np.ndarray:
+    """Rows ``idx`` of per-gene normalisation factors; size factors (one per sample) as they are."""
+    return norm if norm.ndim == 1 else norm[idx]
+
+
+def _per_cell(norm: np.ndarray) -> np.ndarray:
+    """Size factors as a 1 x samples row (broadcast over genes); normalisation factors unchanged."""
+    return norm[None, :] if norm.ndim == 1 else norm
+
+
 def _xtwx(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     """Stack of ``X' diag(w_g) X`` for every row ``w_g`` of ``W`` (genes x samples)."""
     return np.einsum("mi,gm,mj->gij", X, W, X, optimize=False)
@@ -400,7 +410,7 @@ def _fit_beta_block(
         mu_i = mu[idx]
         y_i = Y[idx]
         w = mu_i / (1.0 + alpha[idx, None] * mu_i)
-        z = np.log(mu_i / sf) + (y_i - mu_i) / mu_i
+        z = np.log(mu_i / _rows(sf, idx)) + (y_i - mu_i) / mu_i
         A = _xtwx(X, w) + ridge
         rhs = (w * z) @ X
         bnew = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
@@ -413,7 +423,7 @@ def _fit_beta_block(
         if ok.size == 0:
             continue
         with np.errstate(over="ignore"):
-            mu[ok] = np.maximum(sf * np.exp(beta[ok] @ X.T), minmu)
+            mu[ok] = np.maximum(_rows(sf, ok) * np.exp(beta[ok] @ X.T), minmu)
         dev = _nb_deviance(Y[ok], alpha[ok], mu[ok])
         with np.errstate(invalid="ignore"):
             conv = np.abs(dev - dev_old[ok]) / (np.abs(dev) + 0.1)
@@ -456,9 +466,10 @@ def _optim_rows(
         start = b2 if (stable[r] and np.all(np.abs(b2) < LARGE_BETA)) else beta_init_nat[r]
         y = Y[r]
         a = alpha[r]
+        sf_r = _rows(sf, r)
 
-        def obj(pv: np.ndarray, y: np.ndarray = y, a: float = a) -> float:
-            mu_row = sf * np.power(2.0, X @ pv)
+        def obj(pv: np.ndarray, y: np.ndarray = y, a: float = a, sf_r: np.ndarray = sf_r) -> float:
+            mu_row = sf_r * np.power(2.0, X @ pv)
             ll = _log_dnbinom_mu(y, np.full_like(y, 1.0 / a), mu_row).sum()
             lprior = stats.norm.logpdf(pv, 0.0, sd).sum()
             v = -(ll + lprior)
@@ -467,7 +478,7 @@ def _optim_rows(
         o = minimize(obj, start, method="L-BFGS-B", bounds=[(-LARGE_BETA, LARGE_BETA)] * X.shape[1])
         pv = o.x
         out_beta[k] = pv / log2e  # back to natural log
-        mu_row = np.maximum(sf * np.power(2.0, X @ pv), minmu)
+        mu_row = np.maximum(sf_r * np.power(2.0, X @ pv), minmu)
         w = 1.0 / (1.0 / mu_row + a)
         xtwx = (X.T * w) @ X
         inv = np.linalg.inv(xtwx + ridge)
@@ -490,7 +501,7 @@ def _fit_nbinom_glms(
     beta_init = np.linalg.solve(R, Q.T @ np.log(normed + 0.1).T).T
 
     def one(b: np.ndarray) -> dict[str, np.ndarray]:
-        return _fit_beta_block(Y[b], X, sf, alpha[b], beta_init[b], minmu=minmu)
+        return _fit_beta_block(Y[b], X, _rows(sf, b), alpha[b], beta_init[b], minmu=minmu)
 
     parts = _run_blocks(one, n, n_cpus)
     res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {
@@ -1058,7 +1069,8 @@ def _genewise_dispersions(
     # roughDispEstimate / momentsDispEstimate
     mu_lin = np.maximum(1.0, _linear_model_mu(normed, X))
     rough = np.maximum((((normed - mu_lin) ** 2 - mu_lin) / mu_lin**2).sum(axis=1) / (m - p), 0.0)
-    xim = np.mean(1.0 / sf)
+    # momentsDispEstimate: mean(1 / colMeans(normalizationFactors)) when they are set
+    xim = np.mean(1.0 / (sf if sf.ndim == 1 else sf.mean(axis=0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         moments = (base_var - xim * base_mean) / base_mean**2
     alpha_init = np.minimum(np.maximum(MIN_DISP, np.minimum(rough, moments)), max_disp)
@@ -1505,6 +1517,7 @@ def fit_deseq(
     *,
     flavor: Flavor = "deseq2",
     size_factors: np.ndarray | pd.Series | None = None,
+    normalization_factors: np.ndarray | pd.DataFrame | None = None,
     refit_cooks: bool = True,
     n_cpus: int = 1,
     seed: int = 0,
@@ -1532,6 +1545,17 @@ def fit_deseq(
     size_factors : array-like, optional
         One positive factor per sample (in ``counts`` column order, or a Series indexed
         by sample); used instead of median-of-ratios, like ``sizeFactors(dds) <-``.
+    normalization_factors : array-like, optional
+        Genes x samples positive factors (the shape of ``counts``; a DataFrame is aligned on
+        its index and columns), used instead of size factors like
+        ``normalizationFactors(dds) <-``: the means are ``mu_ij = NF_ij * exp(x_j' b_i)``,
+        normalised counts and ``baseMean`` use ``counts / NF``, and every step (gene-wise,
+        MAP dispersions, Wald test, Cook's distances, outlier replacement) uses them as
+        DESeq2 does.  Build them from tximport lengths with
+        :func:`degflow.bulk.length_normalization_factors`.  ``"deseq2"`` flavor only; not
+        with ``size_factors``.  ``obs["size_factors"]`` then holds each sample's geometric
+        mean of its factors (a summary; DESeq2 has no size factors then) and
+        ``layers["normalization_factors"]`` the factors.
     refit_cooks : bool
         Replace Cook's-distance outliers in cells with >= 7 replicates and refit, as
         ``DESeq(minReplicatesForReplace = 7)``.
@@ -1596,6 +1620,28 @@ def fit_deseq(
             f"the design '{design}' has {p} coefficients but only {m} samples: no replicates to "
             "estimate dispersion"
         )
+    nf_given: np.ndarray | None = None
+    if normalization_factors is not None:
+        if size_factors is not None:
+            raise DegflowInputError(
+                "give size_factors or normalization_factors, not both (DESeq2 uses one or the other)"
+            )
+        if flavor != "deseq2":
+            raise DegflowInputError(
+                "normalization_factors need flavor 'deseq2' (stock pydeseq2 has no per-gene factors)"
+            )
+        if isinstance(normalization_factors, pd.DataFrame):
+            nf_frame = normalization_factors.copy()
+            nf_frame.index = nf_frame.index.astype(str)
+            nf_frame.columns = nf_frame.columns.astype(str)
+            nf_given = nf_frame.reindex(index=counts.index.astype(str), columns=dds.obs_names).to_numpy(dtype=float)
+        else:
+            nf_given = np.asarray(normalization_factors, dtype=float)
+        if nf_given.shape != counts.shape or not np.all(np.isfinite(nf_given)) or np.any(nf_given <= 0):
+            raise DegflowInputError(
+                f"normalization_factors must be {counts.shape[0]} x {m} positive numbers (genes x samples, as the "
+                f"counts), got shape {nf_given.shape}"
+            )
     sf_given: np.ndarray | None = None
     if size_factors is not None:
         if isinstance(size_factors, pd.Series):
@@ -1634,21 +1680,30 @@ def fit_deseq(
             dds.uns["degflow"]["trend"] = [float(v) for v in dds.uns["trend_coeffs"]]
         dds.uns["degflow"]["prior_var"] = float(np.asarray(dds.uns["prior_disp_var"]))
         return dds
-    _fit_r_faithful(dds, X, sf_given, refit_cooks, n_cpus, 2 if seed == 0 else seed)
+    _fit_r_faithful(dds, X, sf_given, refit_cooks, n_cpus, 2 if seed == 0 else seed, nf_given)
     return dds
 
 
 def _fit_r_faithful(
-    dds: Any, X: np.ndarray, sf_given: np.ndarray | None, refit_cooks: bool, n_cpus: int, rseed: int
+    dds: Any, X: np.ndarray, sf_given: np.ndarray | None, refit_cooks: bool, n_cpus: int, rseed: int,
+    nf_given: np.ndarray | None = None,
 ) -> None:
-    """Run the DESeq2 port and store everything where pydeseq2 keeps it."""
+    """Run the DESeq2 port and store everything where pydeseq2 keeps it.
+
+    ``nf_given`` (genes x samples) replaces the size factors everywhere, as DESeq2's
+    ``normalizationFactors``; ``sf`` below is then that matrix restricted to the genes at hand.
+    """
     counts = np.asarray(dds.X, dtype=np.int64).T  # genes x samples
     G, m = counts.shape
     p = X.shape[1]
     Y = counts.astype(float)
-    sf = _r_size_factors(counts) if sf_given is None else sf_given
     all_zero = counts.sum(axis=1) == 0
     nz = np.flatnonzero(~all_zero)
+    if nf_given is not None:
+        sf_all = nf_given
+        sf = nf_given[nz]
+    else:
+        sf = sf_all = _r_size_factors(counts) if sf_given is None else sf_given
     Ynz = Y[nz]
     core = _deseq_core(Ynz, X, sf, n_cpus, rseed)
     info = core["info"]
@@ -1666,7 +1721,7 @@ def _fit_r_faithful(
         replace = flagged.any(axis=1)
         if replace.any():
             trim_bm = _r_trim_mean(Ynz / sf, 0.2)
-            repl = np.trunc(trim_bm[:, None] * sf[None, :])
+            repl = np.trunc(trim_bm[:, None] * _per_cell(sf))
             newY = Ynz.copy()
             mask = flagged & replaceable[None, :]
             newY[mask] = repl[mask]
@@ -1678,7 +1733,7 @@ def _fit_r_faithful(
                 sub = _deseq_core(
                     newY[refitted],
                     X,
-                    sf,
+                    _rows(sf, refitted),
                     n_cpus,
                     rseed,
                     trend=info["trend"],
@@ -1703,8 +1758,15 @@ def _fit_r_faithful(
         out[nz] = vals
         return out
 
-    dds.obs["size_factors"] = sf
-    dds.layers["normed_counts"] = counts.T / sf[:, None]
+    if nf_given is not None:
+        dds.obs["size_factors"] = np.exp(np.log(nf_given).mean(axis=0))
+        dds.layers["normalization_factors"] = nf_given.T.copy()
+        dds.layers["normed_counts"] = counts.T / nf_given.T
+        dds.uns["degflow"]["normalization"] = "normalization_factors"
+    else:
+        dds.obs["size_factors"] = sf_all
+        dds.layers["normed_counts"] = counts.T / sf_all[:, None]
+        dds.uns["degflow"]["normalization"] = "size_factors"
     bm_full = full(base_mean, 0.0)
     dds.var["_normed_means"] = bm_full
     dds.var["non_zero"] = ~all_zero
@@ -1793,7 +1855,10 @@ def _wald_r(dds: Any, c: np.ndarray, minmu: float = MINMU) -> tuple[np.ndarray, 
     """Natural-log contrast estimate and SE as ``getContrast``/``fitBeta(maxit=0)``."""
     X = np.asarray(dds.obsm["design_matrix"].to_numpy(), dtype=float)
     beta = dds.varm["LFC"].to_numpy()
-    sf = dds.obs["size_factors"].to_numpy(dtype=float)
+    if "normalization_factors" in dds.layers:
+        sf = np.asarray(dds.layers["normalization_factors"], dtype=float).T  # genes x samples
+    else:
+        sf = dds.obs["size_factors"].to_numpy(dtype=float)
     disp = dds.var["dispersions"].to_numpy()
     est = np.full(beta.shape[0], np.nan)
     se = np.full(beta.shape[0], np.nan)
@@ -1802,7 +1867,7 @@ def _wald_r(dds: Any, c: np.ndarray, minmu: float = MINMU) -> tuple[np.ndarray, 
         return est, se
     b = beta[ok]
     with np.errstate(over="ignore"):
-        mu = np.maximum(sf * np.exp(b @ X.T), minmu)
+        mu = np.maximum(_rows(sf, ok) * np.exp(b @ X.T), minmu)
     w = mu / (1.0 + disp[ok, None] * mu)
     xtwx = _xtwx(X, w)
     inv = np.linalg.inv(xtwx + np.eye(X.shape[1]) * LAMBDA_NAT)
@@ -2033,5 +2098,9 @@ def contrast_results(
         se = res["lfcSE"].to_numpy() * math.log(2)
     res.index.name = "gene_id"
     if shrink:
+        if "normalization_factors" in dds.layers:
+            log.warning("log2FoldChange_shrunk: pydeseq2's apeGLM shrinkage takes one offset per sample, so it uses "
+                        "obs['size_factors'] (each sample's geometric mean of the normalisation factors), not the "
+                        "per-gene factors of the fit; the unshrunken log2FoldChange uses them exactly")
         res["log2FoldChange_shrunk"] = _shrink_lfc(dds, var, num, den, est, se, n_cpus)
     return res

@@ -41,12 +41,16 @@ import pandas as pd
 from degflow.errors import DegflowInputError
 
 __all__ = [
+    "COUNTS_FROM_ABUNDANCE",
     "FORMATS",
     "CountTable",
+    "collapse_replicates",
+    "match_annotation",
     "read_annotation",
     "read_counts",
     "read_tx2gene",
     "sniff_format",
+    "strandedness_table",
 ]
 
 logger = logging.getLogger("degflow")
@@ -60,7 +64,7 @@ FORMATS: tuple[str, ...] = ("matrix", "featurecounts", "htseq", "star", "salmon"
 STRANDED_THRESHOLD: float = 0.8
 UNSTRANDED_THRESHOLD: float = 0.1
 
-_STRANDEDNESS_VALUES = ("auto", "unstranded", "forward", "reverse")
+_STRANDEDNESS_VALUES = ("auto", "auto_or_unstranded", "unstranded", "forward", "reverse")
 _STRANDEDNESS_ALIASES = {"no": "unstranded", "yes": "forward", "none": "unstranded", "0": "unstranded",
                          "1": "forward", "2": "reverse"}
 _STAR_COLUMN = {"unstranded": 2, "forward": 3, "reverse": 4}  # 1-based column in ReadsPerGene.out.tab
@@ -147,7 +151,7 @@ def _first_line(path: Path) -> str | None:
 
 
 def _show(line: str, limit: int = 100) -> str:
-    line = line.replace("\t", "\\t")
+    """A line for a message: quoted, tabs shown as \\t, cut at ``limit`` characters."""
     return repr(line if len(line) <= limit else line[:limit] + "...")
 
 
@@ -328,32 +332,37 @@ def sniff_format(path: str | Path) -> str:
         If the path does not exist, is empty, or looks like none of the known formats; the
         message lists the known formats and shows the first line.
     """
-    path = Path(path)
+    return _sniff(Path(path))[0]
+
+
+def _sniff(path: Path) -> tuple[str, bool]:
+    """(format, certain): ``certain`` is False only for the fallbacks (a header-less ID + count table
+    read as HTSeq, or any other table read as a matrix), which carry no quantifier signature."""
     _check_exists(path)
     if path.is_dir():
-        return _sniff_dir(path)
+        return _sniff_dir(path), True
     if _strip_compression(path.name).endswith(".h5"):
-        return "kallisto"
+        return "kallisto", True
     with open(path, "rb") as fh:
         magic = fh.read(8)
     if magic.startswith(b"\x89HDF"):
-        return "kallisto"
+        return "kallisto", True
     line = _first_line(path)
     if line is None:
         raise DegflowInputError(f"{path}: the file is empty; expected a count table")
     fields = line.split("\t")
     if line.startswith("# Program:featureCounts") or fields[:6] == _FC_ANNOTATION:
-        return "featurecounts"
+        return "featurecounts", True
     if fields[0] == "N_unmapped":
-        return "star"
+        return "star", True
     if fields[:5] == _SALMON_HEADER or fields[:4] == ["Name", "Length", "TPM", "NumReads"]:
-        return "salmon"
+        return "salmon", True
     if fields[:1] == ["target_id"] and "est_counts" in fields:
-        return "kallisto"
+        return "kallisto", True
     if fields[:2] in (["gene_id", "transcript_id(s)"], ["transcript_id", "gene_id"]) and "expected_count" in fields:
-        return "rsem"
+        return "rsem", True
     if _has_htseq_specials(path):
-        return "htseq"
+        return "htseq", True
     if line.startswith("#"):
         with _open_text(path) as fh:
             line = next((ln.rstrip("\r\n") for ln in fh if ln.strip() and not ln.startswith("#")), line)
@@ -361,8 +370,8 @@ def sniff_format(path: str | Path) -> str:
     cells = line.split(sep)
     if len(cells) >= 2 and not line.startswith("#"):
         if all(_is_number(c) for c in cells[1:] if c.strip()):
-            return "htseq"  # headerless "gene<TAB>count" (special rows removed)
-        return "matrix"
+            return "htseq", False  # header-less "gene<TAB>count" without HTSeq's __ rows
+        return "matrix", False
     raise DegflowInputError(f"{path}: unrecognised count format; known formats are {', '.join(FORMATS)} "
                             f"(first line: {_show(line)}); set format: explicitly or give a tab-separated table "
                             "of gene IDs and counts")
@@ -490,7 +499,10 @@ def _read_featurecounts(path: Path) -> CountTable:
     source: dict[str, Any] = {"files": {s: str(path) for s in bam_names}, "bam_names": bam_names,
                               **_featurecounts_provenance(comment)}
     qc = pd.DataFrame({"assigned": counts.sum(axis=0)})
-    summary = path.with_name(path.name + ".summary")
+    # featureCounts writes <out>.summary; the counts may have been gzipped since (counts.txt.gz)
+    candidates = dict.fromkeys(path.with_name(n + suf) for n in (path.name, _strip_compression(path.name))
+                               for suf in (".summary", ".summary.gz"))
+    summary = next((c for c in candidates if c.exists()), path.with_name(path.name + ".summary"))
     if summary.exists():
         stats = _read_featurecounts_summary(summary, bam_names)
         if stats is not None:
@@ -537,12 +549,17 @@ def _read_htseq(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series | Non
     bare = ids.str.removeprefix("__")
     special = bare.isin(_HTSEQ_SPECIAL) & (ids.str.startswith("__") | ~ids.str.startswith("_"))
     n_cols = table.shape[1] - 1
-    if special.any():
-        first = table[special.to_numpy()].iloc[0, 1:]
-        n_counts = int((first.astype(str).str.strip() != "").sum())
-    else:
-        n_counts = 1
-        logger.info("%s: no __no_feature/__ambiguous rows; reading the last column as counts", path)
+    present = set(bare[special])
+    missing = [name for name in _HTSEQ_SPECIAL if name not in present]
+    if missing:
+        what = "has none of" if len(missing) == len(_HTSEQ_SPECIAL) else f"lacks {len(missing)} of"
+        raise DegflowInputError(
+            f"{path}: {what} htseq-count's 5 summary rows (missing __{', __'.join(missing)}); htseq-count "
+            "always ends its output with them (they go to QC, and without them this may not be htseq-count "
+            "output at all): give the unmodified htseq-count file, or merge the samples into one table with a "
+            "header row and use format: matrix")
+    first = table[special.to_numpy()].iloc[0, 1:]
+    n_counts = int((first.astype(str).str.strip() != "").sum())
     n_counts = max(1, min(n_counts, n_cols))
     count_cols = list(range(table.shape[1] - n_counts, table.shape[1]))
     attr_cols = list(range(1, table.shape[1] - n_counts))
@@ -633,13 +650,19 @@ def _star_table(files: Mapping[str, Path], strandedness: str | Mapping[str, str]
         totals = counts.sum(axis=0)
         inferred, f_share, r_share = _infer_strandedness(float(totals["forward"]), float(totals["reverse"]))
         chosen = wanted
-        if wanted == "auto":
+        if wanted in ("auto", "auto_or_unstranded"):
             chosen = "unstranded" if inferred == "undetermined" else inferred
+            evidence_text = (f"column 3 (forward) holds {f_share:.3f} and column 4 (reverse) {r_share:.3f} of their "
+                             f"gene counts: neither >= {STRANDED_THRESHOLD} nor within {UNSTRANDED_THRESHOLD} of "
+                             "each other")
+            if inferred == "undetermined" and wanted == "auto":
+                raise DegflowInputError(
+                    f"{path}: cannot infer the strandedness of sample {sample!r} ({evidence_text}); set "
+                    "bulk.counts.strandedness to forward, reverse or unstranded from the library kit, or to "
+                    "auto_or_unstranded to use the unstranded column 2 for such samples as nf-core/rnaseq does")
             if inferred == "undetermined":
-                logger.warning("%s: strandedness undetermined (column 3 share %.3f, column 4 share %.3f; neither "
-                               ">= %.1f nor within %.1f of each other); using the unstranded column 2 as "
-                               "nf-core/rnaseq does - check for genomic DNA contamination or set strandedness",
-                               path, f_share, r_share, STRANDED_THRESHOLD, UNSTRANDED_THRESHOLD)
+                logger.warning("%s: strandedness undetermined (%s); using the unstranded column 2 as configured "
+                               "(auto_or_unstranded) - check for genomic DNA contamination", path, evidence_text)
         elif inferred not in ("undetermined", wanted):
             logger.warning("%s: strandedness set to %s but the counts look %s (column 3 share %.3f); check the "
                            "library kit", path, wanted, inferred, f_share)
@@ -676,7 +699,7 @@ def _star_table(files: Mapping[str, Path], strandedness: str | Mapping[str, str]
         "strandedness_rule": (f"nf-core/rnaseq calculateStrandedness on STAR gene totals: forward if column 3 share "
                               f">= {STRANDED_THRESHOLD}, reverse if column 4 share >= {STRANDED_THRESHOLD}, "
                               f"unstranded if the shares differ by <= {UNSTRANDED_THRESHOLD}, else undetermined "
-                              "(column 2 used)"),
+                              "(an error under auto, column 2 under auto_or_unstranded)"),
     }
     return CountTable(counts=counts, gene_names=None, qc=qc, format="star", source=source)
 
@@ -1053,12 +1076,66 @@ def _summarize_to_gene(tx: Mapping[str, pd.DataFrame], genes: pd.Series
             pd.DataFrame(abundance, index=index, columns=samples))
 
 
+#: What each tximport ``countsFromAbundance`` option does (kept in ``CountTable.source["summarization"]``).
+_SUMMARIZATION = {
+    "no": "tximport countsFromAbundance='no': estimated counts summed per gene; lengths = abundance-weighted mean "
+          "transcript length, passed to DESeq2 as normalisation factors (DESeqDataSetFromTximport)",
+    "scaledTPM": "tximport countsFromAbundance='scaledTPM': gene TPM scaled to each sample's estimated-count total; "
+                 "no length offset",
+    "lengthScaledTPM": "tximport countsFromAbundance='lengthScaledTPM': gene TPM x the gene's mean length over "
+                       "samples, scaled to each sample's estimated-count total; no length offset",
+}
+COUNTS_FROM_ABUNDANCE: tuple[str, ...] = tuple(_SUMMARIZATION)
+
+
+def _counts_from_abundance(counts: pd.DataFrame, abundance: pd.DataFrame, lengths: pd.DataFrame,
+                           how: str) -> pd.DataFrame:
+    """tximport's ``makeCountsFromAbundance``: counts re-made from gene abundances (TPM).
+
+    ``scaledTPM`` uses the TPM, ``lengthScaledTPM`` the TPM times the gene's mean length over
+    samples (``rowMeans(lengthMat)``, after the missing lengths were filled in); either is then
+    scaled so that each sample keeps its total of estimated counts (``colSums(countsMat)``).
+    """
+    new = abundance.to_numpy() * (lengths.to_numpy().mean(axis=1, keepdims=True) if how == "lengthScaledTPM" else 1.0)
+    totals = counts.to_numpy().sum(axis=0)
+    new_sums = new.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = new * (totals / new_sums)
+    scaled[:, new_sums == 0] = 0.0
+    return pd.DataFrame(scaled, index=counts.index, columns=counts.columns)
+
+
+def _report_unmapped(gene_of: pd.Series, tx: Mapping[str, pd.DataFrame], qc_rows: dict[str, dict[str, Any]],
+                     source: dict[str, Any], quant_label: str, t2g_label: str) -> None:
+    """Warn how many transcripts, and how many of each sample's estimated reads, tx2gene drops."""
+    missing = gene_of.isna().to_numpy()
+    unmapped = gene_of.index[missing]
+    samples = list(tx)
+    lost = {s: float(tx[s]["counts"].to_numpy()[missing].sum()) for s in samples}
+    total = {s: float(tx[s]["counts"].to_numpy().sum()) for s in samples}
+    with_reads = int((np.column_stack([tx[s]["counts"].to_numpy()[missing] for s in samples]) > 0).any(axis=1).sum())
+    frac = {s: (lost[s] / total[s] if total[s] > 0 else 0.0) for s in samples}
+    worst = max(frac, key=frac.get)
+    for s in samples:
+        qc_rows[s]["tx2gene_unmapped_reads"] = lost[s]
+        qc_rows[s]["tx2gene_unmapped_fraction"] = frac[s]
+    logger.warning("%d of %d transcripts in %s have no gene in %s (e.g. %s), %d of them with reads: dropped them, "
+                   "losing %.0f estimated reads in total (up to %.2f%% of a sample's reads, in %s); give the tx2gene "
+                   "of the annotation the index was built from if that is too many", len(unmapped), len(gene_of),
+                   quant_label, t2g_label, ", ".join(map(str, unmapped[:3])), with_reads, sum(lost.values()),
+                   100 * frac[worst], worst)
+    source["unmapped_transcripts"] = {"n": len(unmapped), "n_with_reads": with_reads,
+                                      "examples": [str(u) for u in unmapped[:5]], "estimated_reads_dropped": lost,
+                                      "fraction_dropped": frac}
+
+
 def _round_counts(counts: pd.DataFrame) -> pd.DataFrame:
     """Round estimated counts as DESeq2's ``DESeqDataSetFromTximport`` does (``round()``, half to even)."""
     return pd.DataFrame(np.rint(counts.to_numpy()).astype(np.int64), index=counts.index, columns=counts.columns)
 
 
-def _transcript_table(files: Mapping[str, Path], fmt: str, tx2gene: str | Path | pd.DataFrame | None) -> CountTable:
+def _transcript_table(files: Mapping[str, Path], fmt: str, tx2gene: str | Path | pd.DataFrame | None,
+                      counts_from_abundance: str = "no") -> CountTable:
     tx: dict[str, pd.DataFrame] = {}
     qc_rows: dict[str, dict[str, Any]] = {}
     paths: dict[str, Path] = {}
@@ -1097,12 +1174,17 @@ def _transcript_table(files: Mapping[str, Path], fmt: str, tx2gene: str | Path |
                                     f"{paths[samples[0]]} (e.g. {list(diff)}); all samples must be quantified "
                                     "against the same index")
     source: dict[str, Any] = {"files": {s: str(p) for s, p in paths.items()},
-                              "rounding": "round half to even of estimated counts, as DESeq2 "
-                                          "DESeqDataSetFromTximport (countsFromAbundance='no')"}
+                              "rounding": "round half to even of the (estimated or abundance-derived) counts, "
+                                          "as DESeq2 DESeqDataSetFromTximport"}
     if about:
         source["quantifier"] = about
     names: pd.Series | None = None
+    source["counts_from_abundance"] = counts_from_abundance
     if gene_level:
+        if counts_from_abundance != "no":
+            raise DegflowInputError(f"{paths[samples[0]]}: RSEM *.genes.results are gene level, and "
+                                    f"counts_from_abundance {counts_from_abundance} needs transcript-level input (as in "
+                                    "tximport); give the *.isoforms.results files or use counts_from_abundance: no")
         _check_index(first, paths[samples[0]])
         est = pd.DataFrame({s: tx[s]["counts"] for s in samples})
         lengths = pd.DataFrame({s: tx[s]["length"].clip(lower=1.0) for s in samples})
@@ -1122,19 +1204,15 @@ def _transcript_table(files: Mapping[str, Path], fmt: str, tx2gene: str | Path |
             t2g = read_tx2gene(tx2gene)
         gene_of, t2g_used, info = _match_transcripts(first, t2g, str(paths[samples[0]]))
         if info["n_unmapped"]:
-            unmapped = gene_of.index[gene_of.isna().to_numpy()]
-            dropped = {s: float(tx[s]["counts"].to_numpy()[gene_of.isna().to_numpy()].sum()) for s in samples}
-            logger.warning("%d of %d transcripts in %s have no gene in %s (e.g. %s); dropped them (%s estimated "
-                           "reads in %s)", len(unmapped), len(first), paths[samples[0]],
-                           t2g.attrs.get("path", "tx2gene"), ", ".join(map(str, unmapped[:3])),
-                           f"{max(dropped.values()):.0f}", max(dropped, key=dropped.get))
-            source["unmapped_transcripts"] = {"n": len(unmapped), "examples": [str(u) for u in unmapped[:5]],
-                                              "estimated_reads_dropped": dropped}
-        est, lengths, _ = _summarize_to_gene(tx, gene_of)
+            _report_unmapped(gene_of, tx, qc_rows, source, str(paths[samples[0]]),
+                             str(t2g.attrs.get("path", "tx2gene")))
+        est, lengths, abundance = _summarize_to_gene(tx, gene_of)
+        if counts_from_abundance != "no":
+            est = _counts_from_abundance(est, abundance, lengths, counts_from_abundance)
+            lengths = None
         source.update({"tx2gene": str(t2g.attrs.get("path", "tx2gene table")), "level": "transcript",
                        "ids_version_stripped": info["ids_version_stripped"], "ids_bar_split": info["ids_bar_split"],
-                       "summarization": "tximport countsFromAbundance='no': estimated counts summed per gene; "
-                                        "lengths = abundance-weighted mean transcript length"})
+                       "summarization": _SUMMARIZATION[counts_from_abundance]})
         if "gene_name" in t2g_used.columns:
             names = t2g_used.drop_duplicates("gene_id").set_index("gene_id")["gene_name"].reindex(est.index)
             names = names.replace("", np.nan)
@@ -1162,6 +1240,7 @@ def read_counts(
     tx2gene: str | Path | pd.DataFrame | None = None,
     gene_name_column: str | None = None,
     sep: str | None = None,
+    counts_from_abundance: str = "no",
 ) -> CountTable:
     """Read bulk RNA-seq gene counts from any supported quantifier into one genes x samples table.
 
@@ -1186,9 +1265,10 @@ def read_counts(
         ``--stranded_threshold 0.8`` and ``--unstranded_threshold 0.1``) to the gene totals of
         columns 3 (forward) and 4 (reverse): forward if column 3 holds >= 80 % of their sum,
         reverse if column 4 does, unstranded if the two shares differ by <= 0.1, otherwise
-        "undetermined", for which column 2 is used with a warning (as nf-core falls back to
-        unstranded). Each sample is decided on its own; disagreement is logged and recorded in
-        ``source["strandedness_consistent"]``.
+        "undetermined", which stops with :class:`DegflowInputError` (set the kit's strandedness)
+        unless ``"auto_or_unstranded"`` was given: then column 2 is used with a warning, as
+        nf-core falls back to unstranded. Each sample is decided on its own; disagreement is
+        logged and recorded in ``source["strandedness_consistent"]``.
     tx2gene
         salmon/kallisto (and RSEM isoforms, which otherwise use their own ``gene_id`` column):
         transcript -> gene map, see :func:`read_tx2gene`. When the quantified transcript IDs and the
@@ -1202,6 +1282,13 @@ def read_counts(
     sep
         matrix only: field separator; by default ``","`` for ``.csv``, tab for ``.tsv``/``.txt``,
         otherwise whichever of tab/comma the header line has more of.
+    counts_from_abundance
+        salmon/kallisto/RSEM isoforms: tximport's ``countsFromAbundance``. ``"no"`` (default):
+        estimated counts summed per gene, and ``lengths`` returned for DESeq2's length offset;
+        ``"scaledTPM"`` / ``"lengthScaledTPM"``: counts re-made from the gene TPM (times the
+        gene's mean length over samples for ``lengthScaledTPM``) scaled to each sample's
+        estimated-count total, and ``lengths`` is ``None`` (the counts carry the length
+        correction; DESeqDataSetFromTximport ignores ``txi$length`` then).
 
     Returns
     -------
@@ -1220,17 +1307,24 @@ def read_counts(
     Raises
     ------
     DegflowInputError
-        Unknown format or path, empty file, no samples, NA, non-numeric, non-integer or negative
-        counts, duplicate gene IDs, samples counted against different annotations, a missing or
-        non-matching tx2gene, or an invalid strandedness; each message names the file and the
-        first offending gene/sample.
+        Unknown format or path, a file whose content is another format's than the one declared
+        (or, under ``auto``, files of different formats), empty file, no samples, NA, non-numeric,
+        non-integer or negative counts, duplicate gene IDs, HTSeq output without its five ``__``
+        rows, STAR files without 4 columns or (under ``auto``) with unclear strandedness, samples
+        counted against different annotations, a missing or non-matching tx2gene, or an invalid
+        strandedness; each message names the file and the first offending gene/sample.
     """
     files, named = _normalise_paths(paths)
     fmt = str(format).lower()
     if fmt not in ("auto", *FORMATS):
         raise DegflowInputError(f"format {format!r} is unknown; use auto or one of {', '.join(FORMATS)}")
+    if counts_from_abundance not in COUNTS_FROM_ABUNDANCE:
+        raise DegflowInputError(f"counts_from_abundance {counts_from_abundance!r} is unknown; use one of "
+                                f"{', '.join(COUNTS_FROM_ABUNDANCE)} (tximport's countsFromAbundance)")
     for path in files.values():
         _check_exists(path)
+    if fmt != "auto":
+        _check_declared_format(files, fmt)
     if fmt == "auto":
         detected = {key: sniff_format(path) for key, path in files.items()}
         kinds = set(detected.values())
@@ -1291,7 +1385,33 @@ def read_counts(
                           source={"files": {s: str(p) for s, p in samples.items()}})
     if fmt == "star":
         return _star_table(samples, strandedness)
-    return _transcript_table(samples, fmt, tx2gene)
+    return _transcript_table(samples, fmt, tx2gene, counts_from_abundance)
+
+
+_LOOKS_LIKE = {
+    "featurecounts": "featureCounts output (a '# Program:featureCounts' line or a Geneid Chr Start End Strand "
+                     "Length header)",
+    "star": "a STAR ReadsPerGene.out.tab (first row N_unmapped)",
+    "salmon": "a salmon quant.sf (Name Length EffectiveLength TPM NumReads)",
+    "kallisto": "kallisto output (abundance.h5, or target_id ... est_counts)",
+    "rsem": "an RSEM *.genes.results / *.isoforms.results",
+    "htseq": "htseq-count output (__no_feature ... rows)",
+    "matrix": "a plain table",
+}
+
+
+def _check_declared_format(files: Mapping[str | None, Path], fmt: str) -> None:
+    """Stop when a file carries another quantifier's signature than the declared format."""
+    for path in files.values():
+        try:
+            seen, certain = _sniff(path)
+        except DegflowInputError:
+            continue  # unreadable or unrecognised: the format's own reader says what is wrong
+        if seen == fmt or not (certain or fmt not in ("matrix", "htseq")):
+            continue
+        first = "" if path.is_dir() or seen == "kallisto" else f", first line {_show(_first_line(path) or '')}"
+        raise DegflowInputError(f"{path}: format {fmt} was set but the file looks like {_LOOKS_LIKE[seen]}"
+                                f"{first}; set bulk.counts.format to {seen} (or auto), or give the {fmt} file")
 
 
 def _name_samples(files: Mapping[str | None, Path], named: bool, fmt: str) -> dict[str, Path]:
@@ -1402,3 +1522,177 @@ def read_annotation(path: str | Path) -> pd.DataFrame:
     table = table.set_index("gene_id")
     cols = ["gene_name", *(["gene_biotype"] if "gene_biotype" in table.columns else [])]
     return table[cols + [c for c in table.columns if c not in cols]]
+
+
+def match_annotation(gene_ids: Sequence[str] | pd.Index, annotation: pd.DataFrame, *,
+                     label: str = "annotation") -> pd.DataFrame:
+    """The rows of ``annotation`` for each count gene ID, matching Ensembl versions when needed.
+
+    Parameters
+    ----------
+    gene_ids
+        Gene IDs of the counts (kept as they are in every output).
+    annotation
+        From :func:`read_annotation` (index ``gene_id``).
+    label
+        Names the annotation in messages (its path).
+
+    Returns
+    -------
+    pd.DataFrame
+        Index ``gene_ids``; the annotation's columns (``gene_name``, ``gene_biotype`` ...), NaN
+        for genes the annotation lacks. IDs are matched as they are; when the two sides differ
+        only in version suffixes (``ENSG00000000003.14`` vs ``ENSG00000000003``) and removing
+        them matches more genes, they are matched without versions (GENCODE ``_PAR_Y`` tags
+        kept) and an info line says so.
+
+    Raises
+    ------
+    DegflowInputError
+        If removing the versions would merge distinct IDs on either side (e.g. ``ENSG1.1`` and
+        ``ENSG1.2`` in the counts): the message names the colliding IDs. If no count gene is in
+        the annotation at all.
+    """
+    ids = pd.Index(pd.Index(gene_ids).astype(str), name="gene_id")
+    ann_ids = pd.Index(annotation.index.astype(str))
+    direct = int(ids.isin(ann_ids).sum())
+    key_ids, key_ann = ids, ann_ids
+    if direct < len(ids):
+        s_ids, s_ann = _strip_versions(ids), _strip_versions(ann_ids)
+        stripped = int(s_ids.isin(s_ann).sum())
+        if stripped > direct:
+            for side, orig, short in (("the counts", ids, s_ids), (label, ann_ids, s_ann)):
+                dup = short.duplicated(keep=False) & short.isin(s_ann if side == "the counts" else s_ids)
+                if dup.any():
+                    groups = pd.Series(orig[dup]).groupby(short[dup].to_numpy()).agg(lambda v: " / ".join(v))
+                    shown = "; ".join(groups.iloc[:3])
+                    raise DegflowInputError(
+                        f"gene IDs of the counts and of {label} differ in version suffixes, but removing them would "
+                        f"merge distinct IDs in {side} ({shown}; {len(groups)} such groups); give an annotation "
+                        "with the same versions as the counts")
+            logger.info("gene IDs of the counts and %s differ in version suffixes (e.g. %r vs %r); matched them "
+                        "without versions: %d of %d genes annotated (%d before)", label, ids[0], ann_ids[0],
+                        stripped, len(ids), direct)
+            key_ids, key_ann = s_ids, s_ann
+    matched = int(key_ids.isin(key_ann).sum())
+    if matched == 0:
+        raise DegflowInputError(
+            f"none of the {len(ids)} gene IDs of the counts is in {label}, also without version suffixes (counts: "
+            f"{', '.join(map(repr, ids[:2]))}; annotation: {', '.join(map(repr, ann_ids[:2]))}); give the annotation "
+            "of the genome the reads were counted against")
+    table = annotation.copy()
+    table.index = key_ann
+    table = table[~table.index.duplicated()]
+    out = table.reindex(key_ids)
+    out.index = ids
+    if matched < len(ids):
+        logger.info("%s annotates %d of %d genes of the counts", label, matched, len(ids))
+    return out
+
+
+def collapse_replicates(table: CountTable, units: pd.DataFrame) -> CountTable:
+    """Sum technical replicates (several count columns per sample), as DESeq2's ``collapseReplicates``.
+
+    Parameters
+    ----------
+    table
+        Counts whose columns are replicate units.
+    units
+        Index: the column names of ``table.counts``; columns ``sample`` (the sample each unit
+        belongs to) and ``unit`` (its name in the sheet).
+
+    Returns
+    -------
+    CountTable
+        Counts summed per sample (samples in order of first appearance); ``qc`` count columns
+        summed and rates recomputed from the sums; ``lengths`` (salmon/kallisto/rsem) averaged
+        per gene weighted by each unit's counts (plain mean where the gene has no reads);
+        ``source["units"]`` maps each unit column to its sample and unit.
+
+    Raises
+    ------
+    DegflowInputError
+        A count column with no unit row, or a unit row with no count column.
+    """
+    cols = [str(c) for c in table.counts.columns]
+    missing = [k for k in units.index if k not in cols]
+    if missing:
+        row = units.loc[missing[0]]
+        raise DegflowInputError(f"sample {row['sample']!r}, unit {row['unit']!r}: no such column in the counts "
+                                f"(columns: {', '.join(cols[:6])}{'...' if len(cols) > 6 else ''}); the unit must "
+                                "name a column of the counts file")
+    extra = [c for c in cols if c not in units.index]
+    if extra:
+        raise DegflowInputError(f"count column {extra[0]!r} belongs to no unit of the sample sheet"
+                                f"{f' ({len(extra)} such columns)' if len(extra) > 1 else ''}; add a row for it")
+    sample_of = units["sample"].astype(str)
+    order = list(dict.fromkeys(sample_of[cols]))
+    by = sample_of.reindex(cols).to_numpy()
+    counts = table.counts.T.groupby(by, sort=False).sum().T[order].astype(np.int64)
+    counts.index.name = "gene_id"
+    lengths = None
+    if table.lengths is not None:
+        w = table.counts.to_numpy(dtype=float)
+        lens = table.lengths[cols].to_numpy(dtype=float)
+        lengths = pd.DataFrame(index=table.counts.index, columns=order, dtype=float)
+        for s in order:
+            j = np.flatnonzero(by == s)
+            wsum = w[:, j].sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                weighted = (w[:, j] * lens[:, j]).sum(axis=1) / wsum
+            lengths[s] = np.where(wsum > 0, weighted, lens[:, j].mean(axis=1))
+    qc = None
+    if table.qc is not None:
+        raw = table.qc.loc[cols]
+        numeric = raw.apply(pd.to_numeric, errors="coerce")
+        rates = [c for c in numeric.columns if c in ("assignment_rate", "percent_mapped", "tx2gene_unmapped_fraction")]
+        summable = [c for c in numeric.columns if c not in rates and numeric[c].notna().all()]
+        qc = numeric[summable].groupby(by, sort=False).sum().loc[order]
+        counted = [c for c in summable if not c.startswith(("num_", "tx2gene_"))]
+        if "num_processed" in qc.columns and "num_mapped" in qc.columns:
+            qc["assignment_rate"] = qc["num_mapped"] / qc["num_processed"]
+            if "percent_mapped" in raw.columns:
+                qc["percent_mapped"] = 100 * qc["assignment_rate"]
+        elif "assignment_rate" in raw.columns and "assigned" in qc.columns:
+            qc["assignment_rate"] = qc["assigned"] / qc[counted].sum(axis=1)
+        if "tx2gene_unmapped_reads" in qc.columns:
+            qc["tx2gene_unmapped_fraction"] = qc["tx2gene_unmapped_reads"] / (
+                qc["tx2gene_unmapped_reads"] + qc["assigned"])
+        qc["n_units"] = pd.Series(by).value_counts().reindex(order).to_numpy()
+        qc.index.name = "sample"
+    source = dict(table.source)
+    source["units"] = {k: {"sample": str(units.at[k, "sample"]), "unit": str(units.at[k, "unit"])} for k in cols}
+    logger.info("summed %d technical replicate units into %d samples", len(cols), len(order))
+    return CountTable(counts=counts, gene_names=table.gene_names, qc=qc, format=table.format, source=source,
+                      lengths=lengths)
+
+
+def strandedness_table(table: CountTable) -> pd.DataFrame:
+    """The STAR strandedness evidence, one row per count file (what ``strandedness.tsv`` holds).
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``sample`` (and ``unit`` with technical replicates), ``requested``, ``inferred``,
+        ``chosen``, ``column`` (of ``ReadsPerGene.out.tab``), ``forward_share``/``reverse_share``
+        (of the gene counts in columns 3 + 4), ``genes_unstranded``/``_forward``/``_reverse`` (gene
+        count totals of columns 2/3/4), ``N_noFeature_unstranded``/``_forward``/``_reverse`` and
+        ``file``.
+
+    Raises
+    ------
+    DegflowInputError
+        If ``table`` was not read from STAR files.
+    """
+    if table.format != "star" or "strandedness" not in table.source:
+        raise DegflowInputError(f"strandedness evidence exists for STAR ReadsPerGene files only, not {table.format}")
+    units = table.source.get("units")
+    rows = []
+    for key, ev in table.source["strandedness"].items():
+        row: dict[str, Any] = {"sample": units[key]["sample"], "unit": units[key]["unit"]} if units else {"sample": key}
+        row.update({k: ev[k] for k in ("requested", "inferred", "chosen", "column", "forward_share", "reverse_share")})
+        row.update({f"genes_{k}": v for k, v in ev["gene_totals"].items()})
+        row.update({f"N_noFeature_{k}": v for k, v in ev["N_noFeature"].items()})
+        row["file"] = table.source["files"][key]
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -32,14 +32,22 @@ for c in CONTRASTS:
 
 
 
+# STAR counts: the per-sample strandedness evidence (which ReadsPerGene column, and why) is a result too.
+BULK_STRANDEDNESS = (
+    {"strandedness": f"{RESULTS}/bulk/qc/strandedness.tsv"} if BULK_PLAN.count_format == "star" else {}
+)
+FINAL_OUTPUTS += list(BULK_STRANDEDNESS.values())
+
+
 rule bulk_dataset:
     input:
         unpack(bulk_optional_inputs),
-        counts=bulk_count_files(),
+        counts=BULK_PLAN.count_files,
         samples=BULK["samples"],
     output:
         dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
         quantifier_qc=f"{RESULTS}/bulk/qc/quantifier_qc.tsv",
+        **BULK_STRANDEDNESS,
     params:
         counts=BULK["counts"],
         design=BULK["design"],

@@ -7,12 +7,11 @@ import pandas as pd
 from degflow.io import read_tsv, write_tsv
 from degflow.report import html_table
 
-qc, doublets = snakemake.input.qc, snakemake.input.doublets
 parts = []
-for i, path in enumerate(qc):
-    parts.append(read_tsv(path))
-    if doublets:  # one more row per sample: rule "doublets", after the QC rules
-        d = read_tsv(doublets[i])
+for qc, doublets in zip(snakemake.input.qc, snakemake.input.doublets):  # per sample: QC rules, then doublets
+    parts.append(read_tsv(qc))
+    d = read_tsv(doublets)  # no rows when doublets.method is none
+    if len(d):
         parts.append(pd.DataFrame({"sample": d["sample"], "rule": "doublets", "metric": "doublet_score",
                                    "threshold": d["threshold"], "n_removed": d["removed"],
                                    "n_before": d["n_cells"], "n_after": d["n_after"]}))
