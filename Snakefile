@@ -36,6 +36,10 @@ if "singlecell" in CFG:
 
     include: "workflow/rules/singlecell.smk"
 
+    if "pseudobulk" in CFG["singlecell"]:
+
+        include: "workflow/rules/pseudobulk.smk"
+
 
 rule all:
     input:

@@ -36,7 +36,8 @@ PUBLIC_OUTPUTS = [
     "qc/cells_removed.html",
     *[f"qc/{kind}_{stage}.{ext}" for kind in ("violin", "scatter") for stage in ("before", "after")
       for ext in ("png", "pdf")],
-    *[f"umap/{name}.{ext}" for name in ("clusters", "cell_type", "sample", "condition", "qc") for ext in ("png", "pdf")],
+    *[f"umap/{name}.{ext}" for name in ("clusters", "cell_type", "sample", "condition", "qc")
+      for ext in ("png", "pdf")],
     *[f"markers/{g}{suffix}" for g in ("leiden_0.5", "leiden_1.0", "cell_type")
       for suffix in (".tsv", ".html", "_dotplot.png", "_dotplot.pdf")],
     "markers/annotation_dotplot.png",

@@ -471,8 +471,9 @@ def plan_singlecell(sc_cfg: Mapping) -> SingleCellPlan:
     if sc_cfg["integration"] == "harmony":
         import importlib.util
 
-        if batch is None:
-            raise DegflowInputError("config key 'singlecell.integration': harmony needs singlecell.batch_key")
+        if batch is None or len(set(metadata[batch])) < 2:
+            raise DegflowInputError("config key 'singlecell.integration': harmony needs singlecell.batch_key with "
+                                    f"at least two batches (batch_key: {batch}); set integration to none")
         if importlib.util.find_spec("harmonypy") is None:
             raise DegflowInputError("config key 'singlecell.integration': harmony needs the harmonypy package "
                                     "(pip install harmonypy==2.1.0), or set it to none")

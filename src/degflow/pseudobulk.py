@@ -148,13 +148,15 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
             import difflib
 
             near = difflib.get_close_matches(v, [str(c) for c in table.columns], n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else f"; its columns are: {', '.join(map(str, table.columns))}"
+            hint = (f" (did you mean '{near[0]}'?)" if near
+                    else f"; its columns are: {', '.join(map(str, table.columns))}")
             raise DegflowInputError(f"config key '{key}.design': variable '{v}' is not a column of the single-cell "
                                     f"sample sheet '{source}'{hint}; add it (e.g. condition: ctrl/stim per sample)")
         varies = table.groupby(sample_key)[v].nunique()
         if (varies > 1).any():
             raise DegflowInputError(f"config key '{key}.design': '{v}' takes several values within {sample_key} "
-                                    f"'{varies.index[varies > 1][0]}'; a design variable must be constant per replicate")
+                                    f"'{varies.index[varies > 1][0]}'; a design variable must be constant per "
+                                    "replicate")
     meta = table.groupby(sample_key, sort=False)[variables].first()
     meta.index = meta.index.astype(str)
     _, _, levels = check_design(meta, pb_cfg["design"], pb_cfg["reference_levels"], pb_cfg["contrasts"],
@@ -411,7 +413,7 @@ def design_data(
     sub = pb[keep]
     X = sub.X.toarray() if sp.issparse(sub.X) else np.asarray(sub.X)
     X = X.astype(np.int64)
-    ids = pb.var["gene_ids"].astype(str) if "gene_ids" in pb.var.columns else pd.Series(pb.var_names, index=pb.var_names)
+    ids = pb.var["gene_ids"].astype(str) if "gene_ids" in pb.var.columns else pd.Series(pb.var_names)
     ids = pd.Index(ids.to_numpy() if ids.is_unique else pb.var_names.to_numpy(), name="gene_id")
     genes = (X >= max(min_count, 1)).sum(axis=0) >= min_samples if min_count > 0 else np.ones(X.shape[1], bool)
     counts = pd.DataFrame(X[:, genes].T, index=ids[genes], columns=sub.obs_names)

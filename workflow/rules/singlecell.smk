@@ -47,7 +47,7 @@ FINAL_OUTPUTS += [
     f"{SC_DIR}/qc/cells_removed.tsv",
     f"{SC_DIR}/qc/cells_removed.html",
 ]
-FINAL_OUTPUTS += expand(f"{SC_DIR}/qc/{{kind}}_{{qc_stage}}.png", kind=["violin", "scatter"], qc_stage=["before", "after"])
+FINAL_OUTPUTS += expand(f"{SC_DIR}/qc/{{kind}}_{{stage}}.png", kind=["violin", "scatter"], stage=["before", "after"])
 FINAL_OUTPUTS += expand(f"{SC_DIR}/umap/{{umap}}.png", umap=list(SC_UMAPS))
 FINAL_OUTPUTS += expand(f"{SC_DIR}/markers/{{grouping}}{{ext}}", grouping=SC_GROUPINGS,
                         ext=[".tsv", ".html", "_dotplot.png"])
@@ -66,9 +66,13 @@ def sc_all_files():
     return [f for s in SC_PLAN.samples for f in SC_PLAN.files[s]]
 
 
-def sc_sample_rows():
-    """Every sample-sheet row as a dict (sheet order)."""
-    return [{"sample": s, **SC_PLAN.sheet.loc[s].to_dict()} for s in SC_PLAN.samples]
+def sc_reader_rows():
+    """Every sample's name and reader columns (path, format, BD/10x options) as dicts, sheet order.
+
+    Metadata and QC-override columns are left out, so editing them does not re-run the gene filter.
+    """
+    cols = [c for c in ("path", "format", "bd_counts", "bd_sample_tags", "genome") if c in SC_PLAN.sheet.columns]
+    return [{"sample": s, **SC_PLAN.sheet.loc[s, cols].to_dict()} for s in SC_PLAN.samples]
 
 
 def sc_sample_row(wildcards):
@@ -142,7 +146,7 @@ rule sc_genes:
     output:
         f"{SC_DIR}/qc/genes.tsv",
     params:
-        rows=sc_sample_rows(),
+        rows=sc_reader_rows(),
         sheet=SC["samples"],
         min_cells=SC["qc"]["min_cells"],
     log:

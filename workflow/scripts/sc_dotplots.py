@@ -1,4 +1,4 @@
-"""Dot plots: the top marker genes of every group of each clustering, and the marker-YAML genes per annotated cluster."""
+"""Dot plots: the top marker genes of each group of every clustering; the marker-YAML genes per annotated cluster."""
 from _common import setup
 
 setup(snakemake)

@@ -1,0 +1,262 @@
+"""Pseudobulk DE per cell type on real data (Kang et al. 2018, IFN-beta vs control PBMCs), workflow and library.
+
+One real snakemake run of config/examples/kang2018.yaml restricted to 4 of its 8 donors (8 of the 16 files, ~9,200
+cells; one Leiden resolution), from the raw 10x h5 files through degflow's own clustering and annotation to the
+pseudobulk tables. Expected biology: shared/data/kang2018_ifnb_8donors_h5/SOURCE.md (interferon-stimulated genes
+up in every cell type, CD14 down in CD14+ monocytes). Bad input goes through plan_pseudobulk / aggregate.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import yaml
+
+from degflow import pseudobulk
+from degflow.config import plan_singlecell, validate_config
+from degflow.errors import DegflowInputError
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+pytestmark = pytest.mark.workflow
+
+DONORS = ["s101", "s107", "s1016", "s1039"]
+MAJOR = ["CD4 T cells", "CD8 T cells", "NK cells", "B cells", "CD14+ Monocytes", "FCGR3A+ Monocytes"]
+ISGS = ["ISG15", "IFI6", ("IFIT1", "IFIT3"), "MX1", "ISG20", "LY6E"]
+BULK_COLUMNS = ["gene_id", "gene_name", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj", "regulation"]
+
+
+def kang_config(repo: Path, shared: Path, work: Path, donors=DONORS, **pb_overrides) -> Path:
+    """config/examples/kang2018.yaml on some donors, absolute paths, results in ``work``."""
+    cfg = yaml.safe_load((repo / "config/examples/kang2018.yaml").read_text())
+    sheet = pd.read_csv(repo / "config/examples/kang2018_samples.tsv", sep="\t")
+    sheet = sheet[sheet["donor"].isin(donors)].copy()
+    sheet["path"] = [str(shared / "kang2018_ifnb_8donors_h5" / f"{s}.h5") for s in sheet["sample"]]
+    sheet.to_csv(work / "samples.tsv", sep="\t", index=False)
+    sc = cfg["singlecell"]
+    sc.update(samples=str(work / "samples.tsv"), markers=str(repo / sc["markers"]), leiden_resolutions=[1.0])
+    sc["pseudobulk"].update(pb_overrides)
+    (work / "config.yaml").write_text(yaml.safe_dump({"results": str(work / "results"), "singlecell": sc}))
+    return work / "config.yaml"
+
+
+def snakemake(repo: Path, work: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([str(SNAKEMAKE), "-s", str(repo / "Snakefile"), "--configfile", "config.yaml", *args],
+                          cwd=work, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def kang(repo, shared_data, tmp_path_factory) -> Path:
+    """results/ of the 4-donor Kang run (single-cell + pseudobulk in one snakemake call)."""
+    work = tmp_path_factory.mktemp("kang")
+    kang_config(repo, shared_data, work)
+    proc = snakemake(repo, work, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return work / "results"
+
+
+@pytest.fixture(scope="module")
+def cell_types(kang) -> pd.DataFrame:
+    return pd.read_csv(kang / "pseudobulk/cell_types.tsv", sep="\t").set_index("cell_type")
+
+
+def results(kang: Path, cell_types: pd.DataFrame, cell_type: str) -> pd.DataFrame:
+    return pd.read_csv(kang / "pseudobulk" / cell_types.loc[cell_type, "folder"] / "stim_vs_ctrl/results.tsv",
+                       sep="\t")
+
+
+# ---------------------------------------------------------------------------------------------
+# the workflow on real data
+# ---------------------------------------------------------------------------------------------
+
+
+def test_outputs(kang, cell_types):
+    for rel in ("pseudobulk.h5ad", "summary.tsv", "summary.html", "skipped.tsv", "skipped.html", "deg_counts.png",
+                "deg_counts.pdf", "proportions.tsv", "proportions.html", "proportions.png", "proportions.pdf"):
+        assert (kang / "pseudobulk" / rel).stat().st_size > 0, rel
+    for folder in cell_types.loc[cell_types["tested"], "folder"]:
+        for name in ("results.tsv", "deg.tsv", "deg.html", "volcano.png", "volcano.pdf"):
+            assert (kang / "pseudobulk" / folder / "stim_vs_ctrl" / name).stat().st_size > 0, (folder, name)
+    assert all(pseudobulk.cell_type_folders([f])[f] == f for f in cell_types["folder"])  # filesystem-safe
+
+
+def test_aggregation_equals_an_independent_sum(kang):
+    cells = ad.read_h5ad(kang / "singlecell/adata.h5ad")
+    pb = ad.read_h5ad(kang / "pseudobulk/pseudobulk.h5ad")
+    assert list(pb.var_names) == list(cells.var_names)
+    counts = cells.layers["counts"].tocsr()
+    X = pb.X.toarray() if sp.issparse(pb.X) else np.asarray(pb.X)
+    pairs = cells.obs.groupby(["sample", "cell_type"], observed=True).indices
+    assert len(pairs) == pb.n_obs
+    for (sample, cell_type), idx in pairs.items():
+        row = pb.obs_names.get_loc(f"{sample}|{cell_type}")
+        expected = np.asarray(counts[idx].sum(axis=0), dtype=np.float64).ravel()
+        np.testing.assert_array_equal(X[row], expected)
+        assert pb.obs["n_cells"].iloc[row] == len(idx)
+    assert pb.X.dtype == np.int64
+    assert X.sum() == pytest.approx(float(counts.sum()))
+
+
+def test_replicates_are_the_donors(kang, cell_types):
+    """Every major cell type is tested on 8 pseudo-samples: 4 donors x 2 conditions, paired."""
+    for ct in MAJOR:
+        assert cell_types.loc[ct, "tested"], (ct, cell_types.loc[ct, "reason"])
+        assert cell_types.loc[ct, "n_pseudo_samples"] == 2 * len(DONORS)
+        assert cell_types.loc[ct, "replicates"] == "condition=ctrl: 4, condition=stim: 4"
+    pb = ad.read_h5ad(kang / "pseudobulk/pseudobulk.h5ad")
+    mono = pb.obs[(pb.obs["cell_type"] == "CD14+ Monocytes") & pb.obs["passed"]]
+    assert sorted(mono["donor"]) == sorted(DONORS * 2)
+
+
+def test_skip_logic(kang, cell_types):
+    skipped = pd.read_csv(kang / "pseudobulk/skipped.tsv", sep="\t")
+    assert set(skipped["cell_type"]) == set(cell_types.index[~cell_types["tested"]])
+    for _, row in skipped.iterrows():
+        assert "needs >= 2" in row["reason"] or "rank" in row["reason"] or "degrees" in row["reason"], row
+        assert not (kang / "pseudobulk" / cell_types.loc[row["cell_type"], "folder"]).exists()
+    # the same data with stricter rules: nothing has 5 replicates per condition
+    pb = ad.read_h5ad(kang / "pseudobulk/pseudobulk.h5ad")
+    strict = pseudobulk.testable(pb, design="~ donor + condition", contrasts={"s": ["condition", "stim", "ctrl"]},
+                                 min_replicates=5)
+    assert not strict["tested"].any()
+    assert strict["reason"].str.contains("has 4 pseudo-samples .* needs >= 5", regex=True).any()
+
+
+def test_results_have_the_bulk_columns_and_summary_matches(kang, cell_types):
+    summary = pd.read_csv(kang / "pseudobulk/summary.tsv", sep="\t").set_index("cell_type")
+    assert set(summary.index) == set(cell_types.index[cell_types["tested"]])
+    for ct in summary.index:
+        res = results(kang, cell_types, ct)
+        assert list(res.columns) == BULK_COLUMNS
+        deg = pd.read_csv(kang / "pseudobulk" / cell_types.loc[ct, "folder"] / "stim_vs_ctrl/deg.tsv", sep="\t")
+        expect = res[(res["padj"] < 0.05) & (res["log2FoldChange"].abs() > 1)]
+        assert set(deg["gene_id"]) == set(expect["gene_id"])
+        assert summary.loc[ct, "n_up"] == (deg["log2FoldChange"] > 0).sum()
+        assert summary.loc[ct, "n_down"] == (deg["log2FoldChange"] < 0).sum()
+        assert summary.loc[ct, "n_pseudo_samples"] == cell_types.loc[ct, "n_pseudo_samples"]
+
+
+def test_interferon_stimulated_genes_up_in_every_major_cell_type(kang, cell_types):
+    """ISG15, IFI6, IFIT1/IFIT3, MX1, ISG20, LY6E: up, and in the top 5 % of genes by Wald statistic."""
+    up_in = {str(g): 0 for g in ISGS}
+    tested = list(cell_types.index[cell_types["tested"]])
+    for ct in tested:
+        res = results(kang, cell_types, ct).dropna(subset=["padj"]).sort_values("stat", ascending=False)
+        rank = pd.Series(np.arange(1, len(res) + 1), index=res["gene_name"])
+        for genes in ISGS:
+            genes = (genes,) if isinstance(genes, str) else genes
+            hit = res[res["gene_name"].isin(genes)]
+            best = rank.reindex(list(genes)).min()
+            if (hit["regulation"] == "up").any():
+                up_in[str(genes if len(genes) > 1 else genes[0])] += 1
+            if ct in MAJOR:
+                assert (hit["regulation"] == "up").any() and best <= 0.05 * len(res), (ct, genes, best, len(res))
+    for gene, n in up_in.items():
+        assert n > len(tested) / 2, (gene, n, len(tested))
+
+
+def test_cd14_down_in_cd14_monocytes(kang, cell_types):
+    res = results(kang, cell_types, "CD14+ Monocytes").set_index("gene_name")
+    assert res.loc["CD14", "regulation"] == "down" and res.loc["CD14", "log2FoldChange"] < -1.5  # -2.2 measured
+
+
+def test_proportions(kang):
+    props = pd.read_csv(kang / "pseudobulk/proportions.tsv", sep="\t")
+    assert list(props.columns) == ["sample", "condition", "donor", "cell_type", "n_cells", "fraction"]
+    np.testing.assert_allclose(props.groupby("sample")["fraction"].sum(), 1.0)
+    cells = ad.read_h5ad(kang / "singlecell/adata.h5ad", backed="r").obs
+    assert props["n_cells"].sum() == len(cells)
+    monos = props[props["cell_type"] == "CD14+ Monocytes"]
+    assert (monos["fraction"] > 0.15).all()  # monocytes are a large share of every PBMC sample
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input (library level; one through the CLI)
+# ---------------------------------------------------------------------------------------------
+
+
+def kang_plan(repo, shared, tmp, *, donors=DONORS, sheet_edit=None, sc_edit=None, **pb_overrides):
+    path = kang_config(repo, shared, tmp, donors=donors, **pb_overrides)
+    cfg = yaml.safe_load(path.read_text())
+    if sheet_edit is not None:
+        sheet = sheet_edit(pd.read_csv(tmp / "samples.tsv", sep="\t"))
+        sheet.to_csv(tmp / "samples.tsv", sep="\t", index=False)
+    if sc_edit is not None:
+        sc_edit(cfg["singlecell"])
+    cfg = validate_config(cfg)
+    plan = plan_singlecell(cfg["singlecell"])
+    return pseudobulk.plan_pseudobulk(cfg["singlecell"]["pseudobulk"], plan.sheet, clusterings=plan.clusterings,
+                                      annotated=bool(plan.annotation_key), source="samples.tsv")
+
+
+def test_good_plan(repo, shared_data, tmp_path):
+    plan = kang_plan(repo, shared_data, tmp_path)
+    assert plan.factors == ["donor", "condition"] and len(plan.metadata) == 8
+    assert list(plan.metadata["condition"].cat.categories) == ["ctrl", "stim"]
+
+
+def test_bad_condition_column_missing(repo, shared_data, tmp_path):
+    with pytest.raises(DegflowInputError, match="variable 'condition' is not a column of the single-cell sample sheet"):
+        kang_plan(repo, shared_data, tmp_path, sheet_edit=lambda s: s.drop(columns="condition"))
+
+
+def test_bad_one_condition_only(repo, shared_data, tmp_path):
+    with pytest.raises(DegflowInputError, match="column 'condition': the factor has one level"):
+        kang_plan(repo, shared_data, tmp_path, sheet_edit=lambda s: s.assign(condition="ctrl"))
+
+
+def test_bad_no_replicates(repo, shared_data, tmp_path):
+    with pytest.raises(DegflowInputError, match="condition 'stim' has 1 replicate .* needs >= 2 per level"):
+        kang_plan(repo, shared_data, tmp_path, donors=["s101", "s107"], design="~ condition",
+                  sheet_edit=lambda s: s[s["sample"] != "s107_stim"])
+
+
+def test_bad_groupby_without_annotation(repo, shared_data, tmp_path):
+    def no_markers(sc):
+        sc["markers"] = None
+
+    with pytest.raises(DegflowInputError, match="groupby': cell_type needs singlecell.markers"):
+        kang_plan(repo, shared_data, tmp_path, sc_edit=no_markers)
+
+
+@pytest.fixture(scope="module")
+def small_cells(kang) -> ad.AnnData:
+    cells = ad.read_h5ad(kang / "singlecell/adata.h5ad")
+    return cells[cells.obs["sample"].isin(["s101_ctrl", "s101_stim", "s107_ctrl", "s107_stim"])].copy()
+
+
+def test_bad_counts_layer_missing_or_normalised(small_cells):
+    no_layer = small_cells.copy()
+    del no_layer.layers["counts"]
+    with pytest.raises(DegflowInputError, match=r"raw counts in layers\['counts'\], which this AnnData lacks"):
+        pseudobulk.aggregate(no_layer)
+    with pytest.raises(DegflowInputError, match="non-integer or negative values .* normalised data"):
+        pseudobulk.aggregate(small_cells, layer=None)  # X is log-normalised
+
+
+def test_cell_type_with_too_few_cells_is_skipped_with_a_reason(small_cells):
+    pb = pseudobulk.aggregate(small_cells, min_cells=150)
+    assert not pb.obs.loc[pb.obs["n_cells"] < 150, "passed"].any()
+    assert pb.obs.loc[~pb.obs["passed"], "reason"].str.contains("cells < min_cells 150").all()
+    table = pseudobulk.testable(pb, design="~ donor + condition", contrasts={"s": ["condition", "stim", "ctrl"]})
+    skipped = table[~table["tested"]].set_index("cell_type")
+    assert "Megakaryocytes" in skipped.index
+    assert "pseudo-sample" in skipped.loc["Megakaryocytes", "reason"]
+    assert (table.loc[table["tested"], "n_pseudo_samples"] >= 4).all()
+
+
+def test_bad_input_stops_the_cli_in_one_line(repo, shared_data, tmp_path):
+    kang_config(repo, shared_data, tmp_path, design="~ donor + treatment")
+    proc = snakemake(repo, tmp_path, "-n", "--cores", "1", timeout=300)
+    err = proc.stderr.strip()
+    assert proc.returncode != 0 and "Traceback" not in err and 'File "' not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("degflow:")]
+    assert len(lines) == 1 and "variable 'treatment' is not a column" in lines[0], err
