@@ -61,10 +61,11 @@ def pbmc_row(repo: Path, **extra) -> dict:
             "condition": "healthy", **extra}
 
 
-def snakemake(workdir: Path, repo: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, repo: Path, *args: str, targets: tuple[str, ...] = (), timeout: int = 900
+              ) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([str(SNAKEMAKE), "-s", str(repo / "Snakefile"), "--configfile", "config.yaml", *args],
-                          cwd=workdir, capture_output=True, text=True, env=env, timeout=timeout)
+    cmd = [str(SNAKEMAKE), *targets, "-s", str(repo / "Snakefile"), "--configfile", "config.yaml", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,8 @@ def run(repo, tmp_path_factory):
              "tables": {p.name: p.read_bytes() for p in (out / "cluster_sizes.tsv", out / "annotation_scores.tsv")}}
     shutil.copy(out / "adata.h5ad", work / "adata_cores2.h5ad")
     # determinism: redo the processing (normalise ... Leiden, UMAP) with 1 core, and what depends on it
-    proc = snakemake(work, repo, str(out / "cluster_sizes.tsv"), str(out / "annotation_scores.tsv"), "--cores", "1",
-                     "--forcerun", "sc_process")
+    proc = snakemake(work, repo, "--cores", "1", "--forcerun", "sc_process",
+                     targets=(str(out / "cluster_sizes.tsv"), str(out / "annotation_scores.tsv")))
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert "sc_process" in proc.stderr and "sc_markers" not in proc.stderr
     return out, first, ad.read_h5ad(work / "adata_cores2.h5ad")
