@@ -1,79 +1,9 @@
 # Pseudobulk differential expression per cell type: raw counts of results/singlecell/adata.h5ad summed per sample x
 # cell type (checkpoint: which cell types have enough replicates is known only then), one DESeq2 fit per cell type
 # with the bulk engine, the bulk tables, volcano plots, a DEG-count heatmap and cell-type proportions.
-from degflow.pseudobulk import plan_pseudobulk
-
-PB = SC["pseudobulk"]
-PB_DIR = f"{RESULTS}/pseudobulk"
-PB_CAT = "8. Pseudobulk differential expression"
-
-try:
-    PB_PLAN = plan_pseudobulk(PB, SC_PLAN.sheet, clusterings=SC_PLAN.clusterings,
-                              annotated=bool(SC_PLAN.annotation_key), source=SC["samples"])
-except DegflowInputError as err:
-    _stop(err)
-
-PB_CONTRASTS = list(PB_PLAN.contrasts)
 
 
-wildcard_constraints:
-    celltype="[A-Za-z0-9][A-Za-z0-9._-]*",
-    pb_contrast="|".join(re.escape(c) for c in PB_CONTRASTS),
-
-
-FINAL_OUTPUTS += [
-    f"{PB_DIR}/pseudobulk.h5ad",
-    f"{PB_DIR}/cell_types.tsv",
-    f"{PB_DIR}/skipped.tsv",
-    f"{PB_DIR}/summary.tsv",
-    f"{PB_DIR}/summary.html",
-    f"{PB_DIR}/deg_counts.png",
-    f"{PB_DIR}/proportions.tsv",
-    f"{PB_DIR}/proportions.html",
-    f"{PB_DIR}/proportions.png",
-]
-
-
-def pb_tested():
-    """{folder: cell type} of the cell types with enough replicates (read after the pb_aggregate checkpoint)."""
-    import csv
-
-    with open(checkpoints.pb_aggregate.get().output.cell_types) as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    return {r["folder"]: r["cell_type"] for r in rows if r["tested"] == "True"}
-
-
-def pb_cell_type(wildcards):
-    """The cell-type name behind a folder wildcard."""
-    return pb_tested()[wildcards.celltype]
-
-
-def pb_results(wildcards):
-    """results.tsv of every tested cell type and contrast (cell types in table order, contrasts in config order)."""
-    return [f"{PB_DIR}/{ct}/{c}/results.tsv" for ct in pb_tested() for c in PB_CONTRASTS]
-
-
-def pb_figures(wildcards):
-    """Volcano plots and DEG pages of every tested cell type (targets of rule all)."""
-    return [f"{PB_DIR}/{ct}/{c}/{name}" for ct in pb_tested() for c in PB_CONTRASTS
-            for name in ("volcano.png", "deg.html")]
-
-
-def pb_volcano_report(contrast):
-    """One contrast's volcano (PNG) of a cell type, as a report item."""
-    return report(f"{PB_DIR}/{{celltype}}/{contrast}/volcano.png", caption="../report/pb_volcano.rst",
-                  category=PB_CAT, subcategory="{celltype}", labels={"cell type": "{celltype}", "contrast": contrast,
-                                                                     "figure": "volcano"})
-
-
-def pb_deg_report(contrast):
-    """One contrast's DEG page of a cell type, as a report item."""
-    return report(f"{PB_DIR}/{{celltype}}/{contrast}/deg.html", caption="../report/pb_deg_table.rst",
-                  category=PB_CAT, subcategory="{celltype}", labels={"cell type": "{celltype}", "contrast": contrast,
-                                                                     "figure": "DEG table"})
-
-
-FINAL_OUTPUTS.append(pb_figures)
+include: "pseudobulk_common.smk"
 
 
 checkpoint pb_aggregate:
