@@ -75,6 +75,7 @@ _FC_ANNOTATION = ["Geneid", "Chr", "Start", "End", "Strand", "Length"]
 _SALMON_HEADER = ["Name", "Length", "EffectiveLength", "TPM", "NumReads"]
 _KALLISTO_HEADER = ["target_id", "length", "eff_length", "est_counts", "tpm"]
 _NA_STRINGS = frozenset({"", "NA", "NaN", "nan", "N/A", "NULL", "null", "None", "#N/A"})
+_NUMBA_READ_BYTES = 16_000_000  # matrices larger than this (on disk) are read by degflow._textparse
 _GENE_NAME_COLUMNS = ("gene_name", "symbol", "gene_symbol", "name", "external_gene_name", "genesymbol")
 _BIOTYPE_COLUMNS = ("gene_biotype", "gene_type", "biotype")
 _BAM_SUFFIXES = (".bam", "Aligned.sortedByCoord.out", "Aligned.toTranscriptome.out", "Aligned.out",
@@ -171,17 +172,63 @@ def _guess_sep(path: Path, first_line: str) -> str:
     return "," if first_line.count(",") > first_line.count("\t") else "\t"
 
 
-def _read_table(path: Path, *, sep: str = "\t", header: int | None = 0, skiprows: int = 0) -> pd.DataFrame:
+def _read_table(path: Path, *, sep: str = "\t", header: int | None = 0, skiprows: int = 0,
+                nrows: int | None = None) -> pd.DataFrame:
     """Read a delimited table as strings (no NA conversion), turning parser errors into input errors."""
     try:
         return pd.read_csv(path, sep=sep, header=header, skiprows=skiprows, dtype=str, keep_default_na=False,
-                           compression="gzip" if _is_gzip(path) else None, skip_blank_lines=True)
+                           compression="gzip" if _is_gzip(path) else None, skip_blank_lines=True, nrows=nrows)
     except pd.errors.EmptyDataError:
         raise DegflowInputError(f"{path}: the file is empty; expected a count table") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         msg = str(exc).strip().splitlines()[-1]
         raise DegflowInputError(f"{path}: cannot be parsed as a {sep!r}-separated table ({msg}); "
                                 "check that every row has the same number of fields") from None
+
+
+def _read_int_body(path: Path, *, sep: str, skiprows: int, header: Sequence[str],
+                   name_column: str | None) -> pd.DataFrame | None:
+    """The rows of a count matrix, fast: numba for plain integers, else pandas' C parser with integer inference.
+
+    Returns the rows indexed by the first column, or ``None`` (the caller then reads text and
+    names the offending cell) unless the rows
+    have as many fields as ``header`` and every count column parsed as integers; a text column
+    is allowed only where a gene-name column can be (``name_column``, or the first data column
+    when its header is a usual gene-name header). Text columns are returned as ``str``. Plain
+    integer matrices larger than 16 MB on disk go through a numba reader first (several times
+    faster than pandas; see :mod:`degflow._textparse`).
+    """
+    if name_column is None and path.stat().st_size > _NUMBA_READ_BYTES:
+        from degflow._textparse import parse_int_matrix  # numba: imported (and compiled) only when it pays
+
+        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as fh:
+            data = fh.read()
+        start = 0
+        for _ in range(skiprows):
+            nl = data.find(b"\n", start)
+            start = len(data) if nl < 0 else nl + 1
+        parsed = parse_int_matrix(data, start, sep, len(header) - 1)
+        del data
+        if parsed is not None:
+            ids, values = parsed
+            return pd.DataFrame(values, index=pd.Index(ids, name=header[0]), columns=list(header[1:]), copy=False)
+    try:
+        body = pd.read_csv(path, sep=sep, header=None, skiprows=skiprows, dtype={0: str}, na_filter=False,
+                           compression="gzip" if _is_gzip(path) else None, skip_blank_lines=True,
+                           low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
+        return None
+    if body.shape[1] != len(header) or body.shape[1] < 2:
+        return None
+    allowed = {name_column} if name_column is not None else (
+        {header[1]} if str(header[1]).lower() in _GENE_NAME_COLUMNS else set())
+    for pos in range(1, body.shape[1]):
+        if not pd.api.types.is_integer_dtype(body.dtypes.iloc[pos]):
+            if header[pos] not in allowed:
+                return None
+            body[pos] = body[pos].astype(str)
+    body.columns = list(header)
+    return body.set_index(header[0])
 
 
 def _is_number(text: str) -> bool:
@@ -237,7 +284,7 @@ def _as_int_counts(raw: pd.DataFrame, path: Path | str, *, hint: str = _INTEGER_
                                 "followed by one count column per sample")
     _check_index(raw.index, path)
     if all(pd.api.types.is_integer_dtype(t) for t in raw.dtypes):
-        values = raw.to_numpy(dtype=np.int64)
+        values = raw.to_numpy(dtype=np.int64, copy=False)
     else:
         num = raw.apply(pd.to_numeric, errors="coerce")
         failed = num.isna().to_numpy()
@@ -261,8 +308,8 @@ def _as_int_counts(raw: pd.DataFrame, path: Path | str, *, hint: str = _INTEGER_
         gene, sample, value = _first_cell(neg, raw)
         raise DegflowInputError(f"{path}: negative count {value} for gene {gene!r}, sample {sample!r}; counts "
                                 "must be >= 0 (is this a normalised or log-transformed table? give raw counts)")
-    out = pd.DataFrame(values.astype(np.int64), index=pd.Index(raw.index.astype(str), name="gene_id"),
-                       columns=[str(c) for c in raw.columns])
+    out = pd.DataFrame(values.astype(np.int64, copy=False), index=pd.Index(raw.index.astype(str), name="gene_id"),
+                       columns=[str(c) for c in raw.columns], copy=False)
     return out
 
 
@@ -400,18 +447,23 @@ def _read_matrix(path: Path, *, gene_name_column: str | None, sep: str | None) -
     sep = sep or _guess_sep(path, line)
     if second and len(second.split(sep)) == len(line.split(sep)) + 1:
         # R's write.table(row.names = TRUE) leaves the gene ID column out of the header
-        table = _read_table(path, sep=sep, header=None, skiprows=skip + 1)
         header = ["gene_id", *(c.strip('"') for c in line.split(sep))]
     else:
-        table = _read_table(path, sep=sep, header=None, skiprows=skip)
-        header = [str(c) for c in table.iloc[0]]
-        table = table.iloc[1:]
+        header = [str(c) for c in _read_table(path, sep=sep, header=None, skiprows=skip, nrows=1).iloc[0]]
     _check_header(header, path)
-    table.columns = header
-    if table.shape[1] < 2:
+    if len(header) < 2:
         raise DegflowInputError(f"{path}: no sample columns found (header {_show(line)}); a count matrix needs a "
                                 f"gene ID column followed by one count column per sample (separator used: {sep!r})")
-    table = table.set_index(header[0])
+    table = _read_int_body(path, sep=sep, skiprows=skip + 1, header=header, name_column=gene_name_column)
+    if table is None and not second.strip():
+        raise DegflowInputError(f"{path}: no gene rows found; the file has a header but no counts")
+    if table is None:  # something is not a plain integer: read as text so the message can name the cell
+        table = _read_table(path, sep=sep, header=None, skiprows=skip + 1)
+        if table.shape[1] != len(header):
+            raise DegflowInputError(f"{path}: the header has {len(header)} fields but the rows have "
+                                    f"{table.shape[1]}; check the separator and that every row has a gene ID")
+        table.columns = header
+        table = table.set_index(header[0])
     names: pd.Series | None = None
     if gene_name_column is not None:
         if gene_name_column not in table.columns:

@@ -59,7 +59,10 @@ rule bulk_dataset:
         f"{RESULTS}/logs/bulk/dataset.log",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.5, BULK_MCELLS),
+    group:
+        "bulk_model"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -81,7 +84,10 @@ rule bulk_fit:
         f"{RESULTS}/logs/bulk/fit.log",
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=scaled(2000, 120, BULK_MCELLS),
+        runtime=scaled(10, 1, BULK_MCELLS),
+    group:
+        "bulk_model"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -102,7 +108,10 @@ rule bulk_contrast:
         f"{RESULTS}/logs/bulk/de/{{contrast}}.log",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.2, BULK_MCELLS),
+    group:
+        "bulk_contrast"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -120,6 +129,11 @@ rule bulk_summary:
     log:
         f"{RESULTS}/logs/bulk/summary.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000, 5, BULK_MCELLS),
+        runtime=scaled(5),
+    group:
+        "bulk_report"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -140,6 +154,11 @@ rule bulk_volcano:
     log:
         f"{RESULTS}/logs/bulk/plots/{{contrast}}.volcano.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000, 5, BULK_MCELLS),
+        runtime=scaled(5),
+    group:
+        "bulk_contrast"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -174,6 +193,11 @@ rule bulk_pca:
     log:
         f"{RESULTS}/logs/bulk/qc/pca.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.2, BULK_MCELLS),
+    group:
+        "bulk_qc"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -192,6 +216,11 @@ rule bulk_sample_qc:
     log:
         f"{RESULTS}/logs/bulk/qc/sample_qc.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.2, BULK_MCELLS),
+    group:
+        "bulk_qc"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -211,6 +240,11 @@ rule bulk_distances:
     log:
         f"{RESULTS}/logs/bulk/qc/distances.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.2, BULK_MCELLS),
+    group:
+        "bulk_qc"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -233,6 +267,11 @@ rule bulk_deg_heatmap:
     log:
         f"{RESULTS}/logs/bulk/plots/{{contrast}}.deg_heatmap.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.2, BULK_MCELLS),
+    group:
+        "bulk_contrast"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -250,6 +289,11 @@ rule bulk_deg_html:
     log:
         f"{RESULTS}/logs/bulk/de/{{contrast}}.html.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000, 5, BULK_MCELLS),
+        runtime=scaled(5),
+    group:
+        "bulk_contrast"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -271,6 +315,11 @@ rule bulk_overview:
     log:
         f"{RESULTS}/logs/bulk/overview.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000, 5, BULK_MCELLS),
+        runtime=scaled(5),
+    group:
+        "bulk_report"
     conda:
         "../../envs/bulk.yaml"
     script:
@@ -288,6 +337,11 @@ rule bulk_workbook:
     log:
         f"{RESULTS}/logs/bulk/workbook.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000, 5, BULK_MCELLS),
+        runtime=scaled(5),
+    group:
+        "bulk_report"
     conda:
         "../../envs/bulk.yaml"
     script:

@@ -1,4 +1,5 @@
 # Plain Python shared by the rules: config validation (before the DAG), paths and small helpers.
+import math
 import sys
 from pathlib import Path
 
@@ -21,12 +22,14 @@ except DegflowInputError as err:
 RESULTS = CFG["results"].rstrip("/")
 
 if "bulk" in CFG:
-    from degflow.bulk import count_inputs, plan_bulk
+    from degflow.bulk import plan_bulk
 
     try:
         BULK_PLAN, _counts = plan_bulk(CFG["bulk"])
     except DegflowInputError as err:
         _stop(err)
+    #: Size of the analysed count matrix in millions of cells (genes x samples): what bulk memory and time grow with.
+    BULK_MCELLS = _counts.counts.shape[0] * len(BULK_PLAN.samples) / 1e6
     del _counts
     CONTRASTS = list(BULK_PLAN.contrasts)
 
@@ -34,11 +37,25 @@ if "bulk" in CFG:
         contrast="|".join(CONTRASTS),
 
 
-def bulk_count_files():
-    """The counts file(s) a bulk run reads (declared as inputs, so editing them re-runs the analysis)."""
-    paths = count_inputs(CFG["bulk"]["counts"], BULK_PLAN.sheet)
-    files = [paths] if isinstance(paths, str) else list(paths.values())
-    return [f for f in files if Path(f).is_file()]
+def scaled(base, per_unit=0.0, units=0.0):
+    """A ``resources:`` value (``mem_mb`` in MB or ``runtime`` in minutes) for a cluster request.
+
+    ``ceil((base + per_unit * units) * attempt)``: it grows with the data (``units``: millions of
+    count-matrix cells for bulk rules, GB of raw input for single-cell rules, both known when the
+    workflow is parsed; or a function of the job's wildcards, e.g. one sample's input) and with the retry attempt (the SLURM profile retries once), so a job killed
+    for memory or walltime is resubmitted with twice the request.
+    """
+
+    def resource(wildcards, attempt):
+        amount = units(wildcards) if callable(units) else units
+        return int(math.ceil((base + per_unit * amount) * attempt))
+
+    return resource
+
+
+# Rules that only write a small file run on the submitting machine, not as cluster jobs.
+localrules:
+    run_info,
 
 
 def get_contrast(wildcards):

@@ -27,7 +27,8 @@ checkpoint pb_aggregate:
         f"{RESULTS}/logs/pseudobulk/aggregate.log",
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        runtime=scaled(10, 10, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -53,7 +54,10 @@ rule pb_de:
         f"{RESULTS}/logs/pseudobulk/{{celltype}}.de.log",
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=scaled(2000),
+        runtime=scaled(15),
+    group:
+        "pb_celltype"
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -75,6 +79,11 @@ rule pb_figures:
     log:
         f"{RESULTS}/logs/pseudobulk/{{celltype}}.figures.log",
     threads: 1
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
+    group:
+        "pb_celltype"
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -98,6 +107,11 @@ rule pb_summary:
     log:
         f"{RESULTS}/logs/pseudobulk/summary.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
+    group:
+        "pb_report"
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -121,6 +135,11 @@ rule pb_proportions:
     log:
         f"{RESULTS}/logs/pseudobulk/proportions.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
+    group:
+        "pb_report"
     conda:
         "../../envs/singlecell.yaml"
     script:

@@ -9,5 +9,10 @@ rule run_info:
     log:
         f"{RESULTS}/logs/run_info.log",
     threads: 1
+    resources:
+        mem_mb=scaled(500),
+        runtime=scaled(5),
+    conda:
+        "../../envs/bulk.yaml"
     script:
         "../scripts/run_info.py"

@@ -20,7 +20,8 @@ rule sc_genes:
         f"{RESULTS}/logs/singlecell/genes.log",
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=scaled(2000, 6000, SC_INPUT_GB),
+        runtime=scaled(10, 20, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -46,7 +47,8 @@ rule sc_sample:
         f"{RESULTS}/logs/singlecell/samples/{{sc_sample}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=scaled(2000, 8000, lambda wc: SC_SAMPLE_GB[wc.sc_sample]),
+        runtime=scaled(10, 30, lambda wc: SC_SAMPLE_GB[wc.sc_sample]),
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -66,7 +68,8 @@ rule sc_merge:
         f"{RESULTS}/logs/singlecell/merge.log",
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        runtime=scaled(10, 20, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -83,6 +86,11 @@ rule sc_cells_removed:
     log:
         f"{RESULTS}/logs/singlecell/cells_removed.log",
     threads: 1
+    resources:
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
+    group:
+        "sc_figures"
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -110,7 +118,10 @@ rule sc_qc_plots:
         f"{RESULTS}/logs/singlecell/qc_plots.log",
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=scaled(2000, 6000, SC_INPUT_GB),
+        runtime=scaled(10, 10, SC_INPUT_GB),
+    group:
+        "sc_figures"
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -128,7 +139,8 @@ rule sc_process:
         f"{RESULTS}/logs/singlecell/process.log",
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=scaled(4000, 16000, SC_INPUT_GB),
+        runtime=scaled(20, 60, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -153,7 +165,8 @@ if SC_PLAN.annotation_key:
             f"{RESULTS}/logs/singlecell/annotate.log",
         threads: 1
         resources:
-            mem_mb=8000,
+            mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+            runtime=scaled(10, 20, SC_INPUT_GB),
         conda:
             "../../envs/singlecell.yaml"
         script:
@@ -172,7 +185,10 @@ rule sc_cluster_sizes:
         f"{RESULTS}/logs/singlecell/cluster_sizes.log",
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=scaled(2000, 6000, SC_INPUT_GB),
+        runtime=scaled(5, 5, SC_INPUT_GB),
+    group:
+        "sc_figures"
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -191,7 +207,10 @@ rule sc_umaps:
         f"{RESULTS}/logs/singlecell/umaps.log",
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=scaled(2000, 6000, SC_INPUT_GB),
+        runtime=scaled(10, 10, SC_INPUT_GB),
+    group:
+        "sc_figures"
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -212,7 +231,10 @@ rule sc_markers:
         f"{RESULTS}/logs/singlecell/markers/{{grouping}}.log",
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        runtime=scaled(10, 30, SC_INPUT_GB),
+    group:
+        "sc_figures"
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -236,7 +258,10 @@ rule sc_dotplots:
         f"{RESULTS}/logs/singlecell/dotplots.log",
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        runtime=scaled(10, 10, SC_INPUT_GB),
+    group:
+        "sc_figures"
     conda:
         "../../envs/singlecell.yaml"
     script:

@@ -15,6 +15,12 @@ try:
 except DegflowInputError as err:
     _stop(err)
 
+#: GB of raw count files per sample and in all (directories: their files): what single-cell memory and time grow with.
+SC_SAMPLE_GB = {
+    s: sum(Path(f).stat().st_size for f in SC_PLAN.files[s] if Path(f).is_file()) / 1e9 for s in SC_PLAN.samples
+}
+SC_INPUT_GB = sum(SC_SAMPLE_GB.values())
+
 #: obs columns with one marker table and dot plot each: every Leiden clustering, and cell_type when annotated.
 SC_GROUPINGS = SC_PLAN.clusterings + (["cell_type"] if SC_PLAN.annotation_key else [])
 #: UMAP figures: name -> obs columns coloured (one panel each).
