@@ -408,7 +408,9 @@ def _sniff(path: Path) -> tuple[str, bool]:
         return "kallisto", True
     if fields[:2] in (["gene_id", "transcript_id(s)"], ["transcript_id", "gene_id"]) and "expected_count" in fields:
         return "rsem", True
-    if _has_htseq_specials(path):
+    # HTSeq writes no header: its first row is an ID and counts. Only then scan the file for its __ rows
+    # (a full read, which a matrix with a header row is spared).
+    if len(fields) >= 2 and all(_is_number(c) for c in fields[1:] if c.strip()) and _has_htseq_specials(path):
         return "htseq", True
     if line.startswith("#"):
         with _open_text(path) as fh:
