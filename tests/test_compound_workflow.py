@@ -30,7 +30,8 @@ TREATMENTS = ["ehp_vs_model", "aja_vs_model"]
 CONTRASTS = ["model_vs_control", *TREATMENTS]
 EMT = "HALLMARK_EPITHELIAL_MESENCHYMAL_TRANSITION"
 INFLAMMATORY = "HALLMARK_INFLAMMATORY_RESPONSE"
-PANELS = [EMT, INFLAMMATORY, "HALLMARK_TNFA_SIGNALING_VIA_NFKB"]
+NRF2, P38, MAPK = "WP2884_NRF2_PATHWAY", "WP400_P38_MAPK_SIGNALING_PATHWAY", "WP382_MAPK_SIGNALING_PATHWAY"
+PANELS = [EMT, INFLAMMATORY, "HALLMARK_TNFA_SIGNALING_VIA_NFKB", NRF2, P38, MAPK]
 QPCR_GENES = ["Serpine1", "Ccl2", "Timp1", "Hmox1", "Tnc", "Mmp3", "Slc27a6", "Cdh6"]
 QPCR_REFS = ["Actb", "Gapdh"]
 
@@ -122,6 +123,22 @@ def test_outputs_exist(run):
     sheets = pd.ExcelFile(run / "compound_tables.xlsx").sheet_names
     assert sheets[:3] == ["rescue summary", "rescue ehp_vs_model", "rescue aja_vs_model"]
     assert "qPCR vs RNA-seq" in sheets and "GSEA model_vs_control" in sheets
+    assert {"pathway scores", "pathway gene sets", "qPCR fold changes", "qPCR concordance", "ORA aja_vs_model",
+            "panel WP2884_NRF2_PATHWAY", "panel WP400_P38_MAPK_SIGNALING_"} <= set(sheets)
+
+
+def test_wikipathways_panels_in_outputs(run):
+    """The bundled MAPK / p38 / Nrf2 sets (WikiPathways) reach the panel tables, scores and enrichment tables."""
+    sizes = pd.read_csv(run / "pathways" / "gene_sets.tsv", sep="\t").set_index("gene_set")
+    assert {NRF2, P38, MAPK} <= set(sizes.index)
+    scores = pd.read_csv(run / "pathways" / "scores.tsv", sep="\t", index_col=0)
+    assert scores[[NRF2, P38, MAPK]].notna().all().all()
+    nrf2 = pd.read_csv(run / "pathways" / NRF2 / "genes.tsv", sep="\t")
+    assert {"Hmox1", "Nqo1", "Gclm", "Gclc", "Txnrd1", "Srxn1"} <= set(nrf2["gene_name"])
+    p38 = pd.read_csv(run / "pathways" / P38 / "genes.tsv", sep="\t")
+    assert {"Mapk14", "Map2k6", "Mapkapk2"} <= set(p38["gene_name"])
+    for c in CONTRASTS:
+        assert {NRF2, P38, MAPK} <= set(pd.read_csv(run / "enrichment" / c / "gsea.tsv", sep="\t")["gene_set"])
 
 
 def test_both_compounds_reverse_the_bleomycin_signature(run):
@@ -136,6 +153,26 @@ def test_both_compounds_reverse_the_bleomycin_signature(run):
         assert r["n_reversed"] > 20 * r["n_aggravated"]
         genes = pd.read_csv(run / "rescue" / t / "genes.tsv", sep="\t")
         assert (genes["rescue_class"] == "reversed").sum() == r["n_reversed"]
+
+
+def test_label_permutation_keeps_the_shared_model_arm(run):
+    """The sample-label permutation p-values: 3 + 3 model/treated samples give C(6, 3) = 20 relabellings, 3 + 3 + 3
+    give 1680; both enumerated exactly. Measured (printed with pytest -s): EHP-101 r_log -0.945, null mean -0.351,
+    p = 1/20, all arms: null mean -0.636, p = 0.038; AjA r_log -0.954, null mean -0.337, p = 1/20, all arms: null
+    mean -0.638, p = 0.040. Both compounds beat every relabelling of model and treated mice (the smallest p 3 + 3
+    mice allow), and the conservative all-arms test is below 0.05 too."""
+    s = pd.read_csv(run / "rescue" / "summary.tsv", sep="\t").set_index("treatment")
+    for t in TREATMENTS:
+        r = s.loc[t]
+        print(t, {k: r[k] for k in ("pearson_r", "r_log", "r_shared_reference", "r_label_null_mean",
+                                    "p_label_permutation", "r_label_null_mean_all_arms",
+                                    "p_label_permutation_all_arms")})
+        assert r["n_label_permutations"] == 20 and r["n_label_permutations_all_arms"] == 1680
+        assert bool(r["label_permutation_exact"]) and bool(r["label_permutation_exact_all_arms"])
+        assert r["n_label_genes"] == r["n_genes"]
+        assert r["p_label_permutation"] == pytest.approx(1 / 20)  # the observed labels are the most extreme
+        assert r["r_log"] < r["r_label_null_mean"] - 0.5 and r["r_label_null_mean"] < r["r_shared_reference"]
+        assert r["p_label_permutation_all_arms"] < 0.05
 
 
 def test_fibrosis_and_inflammation_up_in_bleomycin_and_down_with_both_compounds(run):

@@ -72,11 +72,41 @@ def test_bundled_gene_sets(repo, species):
         assert all(g[0].isupper() and not g.isupper() or any(c.isdigit() for c in g) for s in sets.values() for g in s)
 
 
+WIKIPATHWAYS = {"WP382_MAPK_SIGNALING_PATHWAY": (246, 241), "WP400_P38_MAPK_SIGNALING_PATHWAY": (34, 34),
+                "WP2884_NRF2_PATHWAY": (143, 142)}
+
+
+@pytest.mark.parametrize("species", ["human", "mouse"])
+def test_bundled_wikipathways_sets(repo, species):
+    sets = pw.read_gmt(repo / "resources" / "genesets" / f"wikipathways_selected.{species}.gmt")
+    assert list(sets) == list(WIKIPATHWAYS)
+    assert [len(v) for v in sets.values()] == [n[species == "mouse"] for n in WIKIPATHWAYS.values()]
+    mapk, p38, nrf2 = (set(sets[k]) for k in WIKIPATHWAYS)
+    if species == "human":  # the Nrf2/ARE targets of the issue, and the JNK and p38 cascades
+        assert {"HMOX1", "NQO1", "GCLM", "GCLC", "TXNRD1", "SRXN1", "NFE2L2", "KEAP1"} <= nrf2
+        assert {"MAPK14", "MAP2K6", "MAP3K5", "MAPKAPK2", "ATF2"} <= p38
+        assert {"MAPK8", "MAPK9", "MAPK10", "MAP2K4", "MAP2K7", "JUN", "MAPK14", "MAP2K3"} <= mapk
+        assert sets["WP2884_NRF2_PATHWAY"] == sorted(sets["WP2884_NRF2_PATHWAY"])  # the page's keyword order
+    else:
+        assert {"Hmox1", "Nqo1", "Gclm", "Gclc", "Txnrd1", "Srxn1"} <= nrf2 and {"Mapk8", "Mapk14"} <= mapk
+
+
+def test_bundled_gene_set_files(repo, tmp_path):
+    files = pw.bundled_gene_set_files("mouse", repo / "resources" / "genesets")
+    assert [f.name for f in files] == ["hallmark_v7.0_selected.mouse.gmt", "wikipathways_selected.mouse.gmt"]
+    assert len(pw.read_gene_sets(files)) == 15
+    with pytest.raises(DegflowInputError, match="bundled gene sets exist for"):
+        pw.bundled_gene_set_files("rat", repo / "resources" / "genesets")
+    with pytest.raises(DegflowInputError, match="hallmark_v7.0_selected.human.gmt' is missing"):
+        pw.bundled_gene_set_files("human", tmp_path)
+
+
 def test_bundled_readme_names_every_file(repo):
     text = (repo / "resources" / "genesets" / "README.md").read_text()
-    for f in ("hallmark_v7.0_selected.human.gmt", "hallmark_v7.0_selected.mouse.gmt", "build_mouse_gmt.py"):
+    for f in ("hallmark_v7.0_selected.human.gmt", "hallmark_v7.0_selected.mouse.gmt", "build_mouse_gmt.py",
+              "wikipathways_selected.human.gmt", "wikipathways_selected.mouse.gmt", *WIKIPATHWAYS):
         assert f in text
-    assert "CC BY 4.0" in text
+    assert "CC BY 4.0" in text and "CC0" in text
 
 
 # ------------------------------------------------------------------------------------------

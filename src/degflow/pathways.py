@@ -10,6 +10,8 @@ Public functions
 ----------------
 read_gmt, read_gene_sets
     Parse one or several GMT files, with a one-line message naming the file and line.
+bundled_gene_set_files
+    The bundled GMT files of a species (``resources/genesets``; sources and licences in its README).
 set_members
     The gene ids of a gene set, matched on gene names.
 panel_table
@@ -35,6 +37,8 @@ from scipy import stats
 from degflow.errors import DegflowInputError
 
 __all__ = [
+    "BUNDLED_GMT",
+    "bundled_gene_set_files",
     "ora",
     "panel_scores",
     "panel_table",
@@ -109,6 +113,29 @@ def read_gmt(path: str | Path, *, label: str = "gene-set file") -> GeneSets:
     if not sets:
         raise DegflowInputError(f"{label} '{path}' holds no gene sets (empty file?)")
     return sets
+
+
+#: Stems of the bundled GMT files (``<stem>.<species>.gmt`` in ``resources/genesets``), in load order:
+#: 12 MSigDB v7.0 hallmark sets (CC BY 4.0) and 3 WikiPathways sets (CC0: MAPK, p38 MAPK, NRF2).
+BUNDLED_GMT: tuple[str, ...] = ("hallmark_v7.0_selected", "wikipathways_selected")
+_SPECIES = ("human", "mouse")
+
+
+def bundled_gene_set_files(species: str, bundled_dir: str | Path) -> list[Path]:
+    """The bundled GMT files of ``species`` (``human`` or ``mouse``), in the order of :data:`BUNDLED_GMT`.
+
+    Raises
+    ------
+    DegflowInputError
+        Unknown species, or a bundled file missing from ``bundled_dir``.
+    """
+    if species not in _SPECIES:
+        raise DegflowInputError(f"bundled gene sets exist for {list(_SPECIES)}, not {species!r}")
+    files = [Path(bundled_dir) / f"{stem}.{species}.gmt" for stem in BUNDLED_GMT]
+    for f in files:
+        if not f.is_file():
+            raise DegflowInputError(f"bundled gene-set file '{f}' is missing; restore resources/genesets from git")
+    return files
 
 
 def read_gene_sets(paths: Sequence[str | Path], *, label: str = "gene-set file") -> GeneSets:

@@ -45,6 +45,39 @@ not see this. ``r_shared_reference`` estimates the correlation an inert compound
 ``-se_m^2 / sqrt(var_d * var_t)`` averaged over the disease DEGs, where ``se_m`` is the standard
 error of the model group's mean log2 expression (from ``lfcSE``, see
 :func:`shared_reference_correlation`). Judge ``r`` against it, not against 0.
+
+Sample-label permutation test (:func:`label_permutation_reversal`, ``p_label_permutation`` in the summary): a
+test that keeps the shared model arm. It works on the samples of the three arms (control *c*, model *m*,
+treated *x*, sizes ``n_c, n_m, n_x``) and on ``y = log2(count / size_factor + 1)`` (DESeq2's ``normTransform``)
+of the genes tested in both contrasts (finite log2FC in both, ``padj_d`` not missing). For one labelling *L* of
+the samples it computes, per gene::
+
+    d_L = mean_m(y) - mean_c(y)          t_L = mean_x(y) - mean_m(y)
+    s_L = sqrt(var_m(y)/n_m + var_c(y)/n_c)          (sample variances, ddof = 1)
+    z_L = |d_L| / (s_L + median(s_L))                  (a SAM-style moderated disease statistic)
+
+takes the ``K`` genes with the largest ``z_L`` (``K`` = the number of disease DEGs used by ``pearson_r``) and
+returns ``r_L = corr(d_L, t_L)`` over them. The gene set is re-selected for every labelling, because the
+disease DEGs were selected with the observed model arm: keeping them fixed would hide the regression to the
+mean that selection adds to the shared-arm correlation. ``r_log`` is ``r_L`` for the observed labels (it
+tracks ``pearson_r`` but is not the same number: plain log means, not DESeq2 fold changes).
+
+Relabellings keep the arm sizes. ``arms="treated_model"`` (``p_label_permutation``) exchanges labels between the
+model and treated samples only, the null hypothesis being an inert compound (model and treated samples
+exchangeable; the disease effect is kept): ``C(n_m + n_x, n_x)`` relabellings, 20 for 3 + 3, so the smallest
+attainable p-value is 1/20. ``arms="all"`` (``p_label_permutation_all_arms``) permutes all three arms:
+``(n_c+n_m+n_x)! / (n_c! n_m! n_x!)`` relabellings (1680 for 3 + 3 + 3); its null (no disease and no treatment
+effect) gives strongly negative ``r_L`` by itself (-1/2 for pure noise and equal arms, lower after selection), so
+it is a conservative check of reversal: an inert compound on a real disease signature gives a weakly negative
+``r_log`` (the shared-arm value), well above that null. Under a full rescue (treated = control) the relabellings
+that only mix control and treated samples are as extreme as the observed one, so this p-value cannot go much
+below ``C(n_c + n_x, n_x) / N`` (20 / 1680 = 0.012 for 3 + 3 + 3).
+
+When the number of relabellings is at most ``n_permutations``, all of them are enumerated (the observed one
+included) and ``p = #{L : r_L <= r_log} / N`` exactly; otherwise ``n_permutations`` relabellings are drawn with
+``numpy.random.default_rng(seed)`` and ``p = (1 + #{r_L <= r_log}) / (1 + n_permutations)``. The mean ``r_L``
+over the relabellings is reported as ``r_label_null_mean``: the correlation that noise and the shared arm alone
+give, to compare with ``r_shared_reference``.
 """
 
 from __future__ import annotations
@@ -52,6 +85,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +101,8 @@ __all__ = [
     "CompoundPlan",
     "classify_rescue",
     "global_reversal",
+    "label_permutation_reversal",
+    "log_normalised",
     "plan_compound",
     "rescue_summary",
     "shared_reference_correlation",
@@ -261,6 +297,218 @@ def global_reversal(
     return out
 
 
+def log_normalised(counts: pd.DataFrame, size_factors: pd.Series) -> pd.DataFrame:
+    """``log2(count / size_factor + 1)`` (DESeq2's ``normTransform``), genes x samples.
+
+    Raises
+    ------
+    DegflowInputError
+        A sample of ``counts`` without a finite positive size factor.
+    """
+    sf = pd.Series(size_factors).reindex(counts.columns).astype(float)
+    bad = ~(np.isfinite(sf.to_numpy()) & (sf.to_numpy() > 0))
+    if bad.any():
+        raise DegflowInputError(
+            f"sample '{counts.columns[bad][0]}' has no positive size factor; re-run the size-factor step"
+        )
+    return np.log2(counts.astype(float) / sf.to_numpy() + 1.0)
+
+
+_ARMS = ("treated_model", "all")
+
+
+def _relabellings(n: tuple[int, int, int], arms: str, n_permutations: int, seed: int) -> tuple[np.ndarray, bool]:
+    """Arm codes (0 = control, 1 = model, 2 = treated) of each relabelling, one row each; first row observed.
+
+    Samples are ordered control, model, treated. Exact (every relabelling once) when there are at most
+    ``n_permutations`` of them, else ``n_permutations`` random ones after the observed labels.
+    """
+    from itertools import combinations
+    from math import comb, factorial
+
+    nc, nm, nx = n
+    observed = np.repeat([0, 1, 2], [nc, nm, nx])
+    if arms == "treated_model":
+        total = comb(nm + nx, nx)
+    else:
+        total = factorial(nc + nm + nx) // (factorial(nc) * factorial(nm) * factorial(nx))
+    if total <= n_permutations:
+        rows = []
+        if arms == "treated_model":
+            pool = range(nc, nc + nm + nx)
+            for xs in combinations(pool, nx):
+                lab = observed.copy()
+                lab[nc:] = 1
+                lab[list(xs)] = 2
+                rows.append(lab)
+        else:
+            idx = range(nc + nm + nx)
+            for cs in combinations(idx, nc):
+                rest = [i for i in idx if i not in cs]
+                for xs in combinations(rest, nx):
+                    lab = np.ones(nc + nm + nx, dtype=int)
+                    lab[list(cs)] = 0
+                    lab[list(xs)] = 2
+                    rows.append(lab)
+        out = np.array(rows, dtype=int)
+        first = int(np.flatnonzero((out == observed).all(axis=1))[0])
+        out[[0, first]] = out[[first, 0]]
+        return out, True
+    rng = np.random.default_rng(seed)
+    rows = [observed]
+    for _ in range(n_permutations):
+        lab = observed.copy()
+        if arms == "treated_model":
+            lab[nc:] = rng.permutation(lab[nc:])
+        else:
+            lab = rng.permutation(lab)
+        rows.append(lab)
+    return np.array(rows, dtype=int), False
+
+
+def _row_median(x: np.ndarray) -> np.ndarray:
+    """Median of each row (as ``numpy.median(x, axis=1)``, via one partition: much faster on wide rows)."""
+    g = x.shape[1]
+    h = g // 2
+    p = np.partition(x, [h] if g % 2 else [h - 1, h], axis=1)
+    return p[:, h] if g % 2 else 0.5 * (p[:, h - 1] + p[:, h])
+
+
+def _label_statistics(y: np.ndarray, labels: np.ndarray, k: int, *, chunk: int = 64) -> np.ndarray:
+    """``r_L`` (module docstring) of each labelling; ``y`` genes x samples, ``labels`` labellings x samples.
+
+    Works on labellings x genes blocks (rows contiguous, so the per-labelling median and top-``k`` are fast).
+    """
+    n_lab = labels.shape[0]
+    g = y.shape[0]
+    yt = np.ascontiguousarray(y.T)  # samples x genes
+    yt2 = yt * yt
+    out = np.empty(n_lab)
+    for start in range(0, n_lab, chunk):
+        lab = labels[start:start + chunk]
+        w = [(lab == a).astype(float) for a in range(3)]  # labellings x samples indicators
+        cnt = [wa.sum(axis=1, keepdims=True) for wa in w]
+        mean = [(wa / ca) @ yt for wa, ca in zip(w, cnt)]  # labellings x genes
+        var = [((wa / ca) @ yt2 - m * m) * (ca / (ca - 1)) for wa, ca, m in zip(w[:2], cnt[:2], mean[:2])]
+        d = mean[1] - mean[0]
+        t = mean[2] - mean[1]
+        se = np.sqrt(np.clip(var[1], 0, None) / cnt[1] + np.clip(var[0], 0, None) / cnt[0])
+        z = np.abs(d) / (se + _row_median(se)[:, None] + 1e-12)
+        if k < g:
+            top = np.argpartition(-z, k - 1, axis=1)[:, :k]
+            d = np.take_along_axis(d, top, axis=1)
+            t = np.take_along_axis(t, top, axis=1)
+        dc = d - d.mean(axis=1, keepdims=True)
+        tc = t - t.mean(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = np.sqrt((dc * dc).sum(axis=1) * (tc * tc).sum(axis=1))
+            out[start:start + lab.shape[0]] = (dc * tc).sum(axis=1) / norm
+    return out
+
+
+def label_permutation_reversal(
+    genes: pd.DataFrame,
+    log_expr: pd.DataFrame,
+    groups: pd.Series,
+    *,
+    control: str,
+    model: str,
+    treated: str,
+    arms: str = "treated_model",
+    n_permutations: int = 10_000,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Sample-label permutation p-value of the global reversal statistic, keeping the shared model arm.
+
+    The statistic, the relabellings and the p-value are defined in the module docstring.
+
+    Parameters
+    ----------
+    genes
+        The table of :func:`classify_rescue` (gives the tested genes and ``K``, the number of disease DEGs).
+    log_expr
+        ``log2`` normalised expression, genes (``gene_id``) x samples, e.g. :func:`log_normalised`.
+    groups
+        Level of each sample on the contrasts' factor (index: sample names); samples of other levels are
+        ignored.
+    control, model, treated
+        The three levels: reference of the disease contrast, shared level, test level of the treatment contrast.
+    arms
+        ``treated_model`` (exchange model and treated labels: null = inert compound) or ``all`` (all three arms).
+    n_permutations
+        Largest number of relabellings enumerated exactly; beyond it, this many are drawn at random (>= 1).
+    seed
+        Seed of ``numpy.random.default_rng`` for drawn relabellings.
+
+    Returns
+    -------
+    dict
+        ``r_log`` (``r_L`` of the observed labels), ``r_label_null_mean`` (mean ``r_L`` over the relabellings),
+        ``p_label_permutation``, ``n_label_permutations`` (relabellings used, the observed one included when
+        exact), ``label_permutation_exact`` (bool), ``n_label_genes`` (``K``) and ``label_arms``. NaN statistics
+        (with a warning) when ``K < 3`` or an arm has fewer than 2 samples.
+
+    Raises
+    ------
+    DegflowInputError
+        Unknown ``arms``, bad ``n_permutations``, a level with no sample, or no tested gene in ``log_expr``.
+    """
+    if arms not in _ARMS:
+        raise DegflowInputError(f"arms must be one of {list(_ARMS)}, got {arms!r}")
+    if not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
+        raise DegflowInputError(f"n_permutations must be an integer >= 1, got {n_permutations!r}")
+    need = ("gene_id", "log2FC_disease", "log2FC_treatment", "padj_disease", "disease_deg")
+    miss = [c for c in need if c not in genes.columns]
+    if miss:
+        raise DegflowInputError(f"genes lacks column(s) {miss}; pass the table of rescue.classify_rescue")
+    lv = pd.Series(groups).astype(str)
+    samples = []
+    for name, level in (("control", control), ("model", model), ("treated", treated)):
+        s = [c for c in log_expr.columns if lv.get(c) == str(level)]
+        if not s:
+            raise DegflowInputError(
+                f"{name} level '{level}' has no sample among the expression columns; check the sample sheet"
+            )
+        samples.append(s)
+    d_all = genes["log2FC_disease"].to_numpy(dtype=float)
+    t_all = genes["log2FC_treatment"].to_numpy(dtype=float)
+    tested = np.isfinite(d_all) & np.isfinite(t_all) & genes["padj_disease"].notna().to_numpy()
+    ids = pd.Index(genes.loc[tested, "gene_id"].astype(str))
+    deg = genes.loc[tested, "disease_deg"].to_numpy(dtype=bool)
+    expr = log_expr.copy()
+    expr.index = expr.index.astype(str)
+    keep = ids.isin(expr.index)
+    if not keep.any():
+        raise DegflowInputError("no tested gene of the rescue table is in the expression matrix (gene_id mismatch)")
+    k = int(deg[keep].sum())
+    sizes = tuple(len(s) for s in samples)
+    out: dict[str, object] = {"r_log": np.nan, "r_label_null_mean": np.nan, "p_label_permutation": np.nan,
+                              "n_label_permutations": 0, "label_permutation_exact": False, "n_label_genes": k,
+                              "label_arms": arms}
+    if k < 3 or min(sizes) < 2:
+        logger.warning("label permutation: %d disease DEG(s), arm sizes %s; need >= 3 genes and >= 2 samples per arm",
+                       k, sizes)
+        return out
+    y = expr.loc[ids[keep], [c for s in samples for c in s]].to_numpy(dtype=float)
+    labels, exact = _relabellings(sizes, arms, int(n_permutations), int(seed))
+    start = time.perf_counter()
+    r = _label_statistics(y, labels, k)
+    r_obs = float(r[0])
+    null = r if exact else r[1:]
+    hits = int(np.sum(null <= r_obs + 1e-12))
+    out.update({
+        "r_log": r_obs,
+        "r_label_null_mean": float(np.nanmean(null)),
+        "p_label_permutation": hits / null.size if exact else (1 + hits) / (1 + null.size),
+        "n_label_permutations": int(labels.shape[0] if exact else null.size),
+        "label_permutation_exact": bool(exact),
+    })
+    logger.info("label permutation (%s): %d %s relabellings of %s samples, %d genes: r_log %.3f, null mean %.3f, "
+                "p %.4g (%.1f s)", arms, out["n_label_permutations"], "enumerated" if exact else "drawn", sizes, k,
+                r_obs, out["r_label_null_mean"], out["p_label_permutation"], time.perf_counter() - start)
+    return out
+
+
 def shared_reference_correlation(genes: pd.DataFrame, *, n_reference: int, n_treated: int) -> float:
     """The correlation an inert compound would give, from the model group both contrasts share.
 
@@ -310,6 +558,8 @@ def rescue_summary(
     disease: str,
     reversal: Mapping[str, float],
     shared_reference_r: float | None = None,
+    label_permutation: Mapping[str, object] | None = None,
+    label_permutation_all_arms: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """One row of ``summary.tsv`` for a treatment.
 
@@ -319,8 +569,10 @@ def rescue_summary(
         ``treatment``, ``disease``, ``n_disease_deg`` (+ ``_up``/``_down``), the number of
         genes per class (``n_reversed`` ...), ``share_reversed`` (reversed / disease DEGs),
         ``share_reversed_or_partial``, ``median_reversal_score`` (over disease DEGs tested in
-        the treatment contrast), the fields of :func:`global_reversal` and
-        ``r_shared_reference``.
+        the treatment contrast), the fields of :func:`global_reversal`, ``r_shared_reference``, and, when
+        given, the sample-label permutation results of :func:`label_permutation_reversal`: ``r_log``,
+        ``n_label_genes``, ``r_label_null_mean``, ``p_label_permutation``, ``n_label_permutations``,
+        ``label_permutation_exact`` (model <-> treated exchange) and the same four with suffix ``_all_arms``.
     """
     cls = genes["rescue_class"].astype(str)
     dis = genes["disease_deg"].to_numpy(dtype=bool)
@@ -342,6 +594,13 @@ def rescue_summary(
     row.update({k: reversal[k] for k in ("n_genes", "pearson_r", "spearman_r", "slope", "p_permutation",
                                          "n_permutations", "seed")})
     row["r_shared_reference"] = np.nan if shared_reference_r is None else float(shared_reference_r)
+    keys = ("r_label_null_mean", "p_label_permutation", "n_label_permutations", "label_permutation_exact")
+    if label_permutation is not None:
+        row["r_log"] = label_permutation["r_log"]
+        row["n_label_genes"] = label_permutation["n_label_genes"]
+        row.update({k: label_permutation[k] for k in keys})
+    if label_permutation_all_arms is not None:
+        row.update({f"{k}_all_arms": label_permutation_all_arms[k] for k in keys})
     return row
 
 
@@ -399,7 +658,7 @@ def plan_compound(bulk_cfg: Mapping, *, bundled_dir: str | Path) -> CompoundPlan
         ``d + t`` would not be treated vs control); ``enrichment`` without gene sets; a
         missing or malformed GMT; a panel that is in no gene-set file.
     """
-    from degflow.pathways import read_gene_sets
+    from degflow.pathways import bundled_gene_set_files, read_gene_sets
 
     contrasts = {k: list(v) for k, v in bulk_cfg["contrasts"].items()}
     plan = CompoundPlan()
@@ -433,7 +692,7 @@ def plan_compound(bulk_cfg: Mapping, *, bundled_dir: str | Path) -> CompoundPlan
     if pw:
         files = []
         if pw.get("bundled"):
-            files.append(str(Path(bundled_dir) / f"hallmark_v7.0_selected.{pw['bundled']}.gmt"))
+            files += [str(f) for f in bundled_gene_set_files(pw["bundled"], bundled_dir)]
         files += [str(p) for p in pw.get("gmt", [])]
         if not files:
             raise DegflowInputError(

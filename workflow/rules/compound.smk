@@ -20,9 +20,12 @@ if COMPOUND.treatments:
             rescue=BULK["rescue"],
             thresholds=BULK["thresholds"],
             sizes=rescue_group_sizes,
+            arms=rescue_arms,
         log:
             f"{RESULTS}/logs/bulk/rescue/{{treatment}}.log",
         threads: 1
+        resources:
+            mem_mb=3000,
         conda:
             "../../envs/bulk.yaml"
         script:

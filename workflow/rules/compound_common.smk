@@ -25,11 +25,22 @@ if PANELS:
 
 
 def rescue_inputs(wildcards):
-    """The disease and treatment results tables of one treatment."""
+    """The disease and treatment results tables of one treatment, and the normalised counts and sample sheet
+    of the sample-label permutation test."""
     return {
         "disease": f"{RESULTS}/bulk/de/{COMPOUND.disease}/results.tsv",
         "treatment": f"{RESULTS}/bulk/de/{wildcards.treatment}/results.tsv",
+        "dataset": f"{RESULTS}/bulk/counts/dataset.h5ad",
+        "size_factors": f"{RESULTS}/bulk/counts/size_factors.tsv",
+        "samples": BULK["samples"],
     }
+
+
+def rescue_arms(wildcards):
+    """The factor and the control / model / treated levels of a treatment (checked by plan_compound)."""
+    factor, treated, model = BULK_PLAN.contrasts[wildcards.treatment]
+    control = BULK_PLAN.contrasts[COMPOUND.disease][2]
+    return {"factor": factor, "control": str(control), "model": str(model), "treated": str(treated)}
 
 
 def rescue_group_sizes(wildcards):
@@ -82,6 +93,7 @@ def workbook_inputs(wildcards):
         out["rescue_genes"] = expand(f"{RESULTS}/bulk/rescue/{{t}}/genes.tsv", t=COMPOUND.treatments)
     if PANELS:
         out["scores"] = f"{RESULTS}/bulk/pathways/scores.tsv"
+        out["set_sizes"] = f"{RESULTS}/bulk/pathways/gene_sets.tsv"
         out["panel_genes"] = expand(f"{RESULTS}/bulk/pathways/{{p}}/genes.tsv", p=PANELS.values())
     if BULK.get("enrichment") is not None:
         out["ora"] = expand(f"{RESULTS}/bulk/enrichment/{{c}}/ora.tsv", c=CONTRASTS)
@@ -90,4 +102,5 @@ def workbook_inputs(wildcards):
     if COMPOUND.qpcr_contrasts:
         out["qpcr"] = f"{RESULTS}/bulk/qpcr/fold_changes.tsv"
         out["qpcr_pairs"] = f"{RESULTS}/bulk/qpcr/concordance.tsv"
+        out["qpcr_stats"] = f"{RESULTS}/bulk/qpcr/concordance_stats.tsv"
     return out

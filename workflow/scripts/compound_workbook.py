@@ -1,4 +1,5 @@
-"""The compound-study tables in one XLSX workbook (rescue, pathway panels, enrichment, qPCR)."""
+"""The compound-study tables in one XLSX workbook: rescue summary and genes (disease or treatment DEGs; the full
+tables are the TSVs), pathway scores, set sizes and panel tables, ORA/GSEA per contrast, qPCR tables."""
 from _common import setup
 
 setup(snakemake)
@@ -15,6 +16,7 @@ if "rescue_summary" in i.keys():
         sheets[f"rescue {t}"] = g[g["disease_deg"] | g["treatment_deg"]]
 if "scores" in i.keys():
     sheets["pathway scores"] = read_tsv(i.scores)
+    sheets["pathway gene sets"] = read_tsv(i.set_sizes)
     for name, f in zip(p.panels, i.panel_genes):
         sheets[f"panel {name.removeprefix('HALLMARK_')}"] = read_tsv(f, dtype=dt)
 for kind in ("ora", "gsea"):
@@ -24,4 +26,5 @@ for kind in ("ora", "gsea"):
 if "qpcr" in i.keys():
     sheets["qPCR fold changes"] = read_tsv(i.qpcr)
     sheets["qPCR vs RNA-seq"] = read_tsv(i.qpcr_pairs)
+    sheets["qPCR concordance"] = read_tsv(i.qpcr_stats)
 write_workbook(snakemake.output[0], sheets)
