@@ -25,7 +25,10 @@ if COMPOUND.treatments:
             f"{RESULTS}/logs/bulk/rescue/{{treatment}}.log",
         threads: 1
         resources:
-            mem_mb=3000,
+            mem_mb=scaled(1000, 40, BULK_MCELLS),
+            runtime=scaled(10, 1, BULK_MCELLS),
+        group:
+            "compound_rescue"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -45,6 +48,11 @@ if COMPOUND.treatments:
         log:
             f"{RESULTS}/logs/bulk/rescue/{{treatment}}.plot.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1000),
+            runtime=scaled(5),
+        group:
+            "compound_rescue"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -59,6 +67,11 @@ if COMPOUND.treatments:
         log:
             f"{RESULTS}/logs/bulk/rescue/summary.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1000),
+            runtime=scaled(5),
+        group:
+            "compound_report"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -86,7 +99,10 @@ if PANELS:
             f"{RESULTS}/logs/bulk/pathways/scores.log",
         threads: 1
         resources:
-            mem_mb=3000,
+            mem_mb=scaled(1000, 40, BULK_MCELLS),
+            runtime=scaled(5, 0.2, BULK_MCELLS),
+        group:
+            "compound_pathways"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -105,6 +121,11 @@ if PANELS:
         log:
             f"{RESULTS}/logs/bulk/pathways/scores.plot.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1000),
+            runtime=scaled(5),
+        group:
+            "compound_pathways"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -124,6 +145,11 @@ if PANELS:
         log:
             f"{RESULTS}/logs/bulk/pathways/{{panel}}.heatmap.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1000, 40, BULK_MCELLS),
+            runtime=scaled(5),
+        group:
+            "compound_pathways"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -144,6 +170,11 @@ if BULK.get("enrichment") is not None:
         log:
             f"{RESULTS}/logs/bulk/enrichment/{{contrast}}.ora.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1000),
+            runtime=scaled(5),
+        group:
+            "bulk_contrast"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -161,6 +192,11 @@ if BULK.get("enrichment") is not None:
         log:
             f"{RESULTS}/logs/bulk/enrichment/{{contrast}}.gsea.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1500),
+            runtime=scaled(20),
+        group:
+            "bulk_contrast"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -179,6 +215,11 @@ if BULK.get("enrichment") is not None:
         log:
             f"{RESULTS}/logs/bulk/enrichment/{{contrast}}.plot.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1000),
+            runtime=scaled(5),
+        group:
+            "bulk_contrast"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -203,6 +244,11 @@ if COMPOUND.qpcr_contrasts:
         log:
             f"{RESULTS}/logs/bulk/qpcr/ddct.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1000),
+            runtime=scaled(5),
+        group:
+            "compound_qpcr"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -219,6 +265,11 @@ if COMPOUND.qpcr_contrasts:
         log:
             f"{RESULTS}/logs/bulk/qpcr/plot.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1000),
+            runtime=scaled(5),
+        group:
+            "compound_qpcr"
         conda:
             "../../envs/bulk.yaml"
         script:
@@ -239,6 +290,11 @@ if compound_outputs():
         log:
             f"{RESULTS}/logs/bulk/compound_workbook.log",
         threads: 1
+        resources:
+            mem_mb=scaled(1000),
+            runtime=scaled(5),
+        group:
+            "compound_report"
         conda:
             "../../envs/bulk.yaml"
         script:
