@@ -504,6 +504,137 @@ def test_poscounts_rejects_unknown_flavor():
         kernels.size_factors_poscounts(np.ones((2, 2)), flavor="edgeR")
 
 
+def nb_counts(n_samples: int = 12, n_genes: int = 24_000, seed: int = 0) -> np.ndarray:
+    """NB counts (dispersion 0.2), samples x genes, with zeros, counts > 2**16 and depth differences.
+
+    Wide enough (>= 16,000 genes) for the sampled windows of the size-factor kernels.
+    """
+    rng = np.random.default_rng(seed)
+    mu = rng.lognormal(3.0, 2.2, n_genes)[None, :] * rng.lognormal(0.0, 0.4, n_samples)[:, None]
+    return rng.negative_binomial(5, 5 / (5 + mu))
+
+
+SF_KERNELS = {  # (kernel, reference, keywords, mode of kernels._median_log_ratios)
+    "ratio": (kernels.size_factors_ratio, kernels._ref_size_factors_ratio, {}, "ratio"),
+    "poscounts": (kernels.size_factors_poscounts, kernels._ref_size_factors_poscounts, {}, "deseq2"),
+    "poscounts-pydeseq2": (
+        kernels.size_factors_poscounts,
+        kernels._ref_size_factors_poscounts,
+        {"flavor": "pydeseq2"},
+        "pydeseq2",
+    ),
+}
+SF_IDS = list(SF_KERNELS)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32, np.float64], ids=["i32", "i64", "f32", "f64"])
+@pytest.mark.parametrize("which", SF_KERNELS.values(), ids=SF_IDS)
+def test_size_factors_layouts_and_dtypes_read_in_place(which, dtype, order):
+    fn, ref, kw, _ = which
+    base = nb_counts()
+    assert (base == 0).any() and base.max() >= 2**16  # zeros and counts past the log table
+    counts = np.array(base, dtype=dtype, order=order)
+    assert np.shares_memory(kernels._check_counts(counts), counts)  # no copy, no transpose
+    expected = ref(base, **kw)
+    assert_allclose(fn(counts, **kw), expected, rtol=1e-12)
+    # every layout and dtype gives the same bits (the logs come from one table / np.log)
+    assert_array_equal(fn(counts, **kw), fn(base, **kw))
+
+
+def test_size_factors_ratio_matches_pydeseq2_on_wide_counts():
+    from pydeseq2.preprocessing import deseq2_norm
+
+    counts = nb_counts(seed=3)
+    assert_allclose(kernels.size_factors_ratio(counts), deseq2_norm(counts)[1], rtol=1e-12)
+    # genes x samples tables are usually passed transposed (F-ordered), as qc.py does
+    assert_allclose(kernels.size_factors_ratio(counts.T.copy().T), deseq2_norm(counts)[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["ratio", "deseq2", "pydeseq2"])
+def test_size_factors_windows_hold_the_median(mode):
+    """On representative counts every sample's median is found inside its sampled window."""
+    res = kernels._median_log_ratios(kernels._check_counts(nb_counts(seed=1)), mode, 2)
+    assert res["n_exact"] == 0
+    assert np.all(res["n_used"] > 0)
+
+
+def _windows_that_miss(real):
+    def windows(hist, z, min_sampled):
+        lo, hi, inside = real(hist, z, min_sampled)
+        return lo + 20.0, hi + 20.0, inside  # above every ratio: "below" exceeds the middle rank
+
+    return windows
+
+
+def _windows_that_overflow(real):
+    def windows(hist, z, min_sampled):
+        lo, hi, inside = real(hist, z, min_sampled)
+        return np.full_like(lo, -np.inf), np.full_like(hi, np.inf), np.zeros_like(inside)  # buffers of 64
+
+    return windows
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("fault", [_windows_that_miss, _windows_that_overflow], ids=["miss", "overflow"])
+@pytest.mark.parametrize("which", SF_KERNELS.values(), ids=SF_IDS)
+def test_size_factors_fallback_is_exact(monkeypatch, which, fault, order):
+    fn, ref, kw, mode = which
+    counts = np.asarray(nb_counts(seed=2), order=order)
+    expected = fn(counts, **kw)
+    monkeypatch.setattr(kernels, "_sf_windows", fault(kernels._sf_windows))
+    res = kernels._median_log_ratios(kernels._check_counts(counts), mode, 2)
+    assert res["n_exact"] == counts.shape[0]  # every sample redone over all its genes
+    assert_array_equal(fn(counts, **kw), expected)
+    assert_allclose(expected, ref(counts, **kw), rtol=1e-12)
+
+
+def test_size_factors_sample_with_few_positive_counts():
+    """A sample with too few sampled ratios for a window keeps all its ratios; the others use windows."""
+    counts = nb_counts(seed=4)
+    counts[0, 600:] = 0
+    res = kernels._median_log_ratios(kernels._check_counts(counts), "deseq2", 2)
+    assert res["n_exact"] == 0
+    assert_allclose(kernels.size_factors_poscounts(counts), kernels._ref_size_factors_poscounts(counts), rtol=1e-12)
+
+
+def test_size_factors_fractional_and_huge_counts():
+    """Non-integer and > 2**16 values are logged by np.log, not the table."""
+    counts = nb_counts(seed=5).astype(np.float64) * 1000.25 + 0.5
+    assert_allclose(kernels.size_factors_ratio(counts), kernels._ref_size_factors_ratio(counts), rtol=1e-12)
+    pos = kernels.size_factors_poscounts(counts.astype(np.float32))
+    assert_allclose(pos, kernels._ref_size_factors_poscounts(counts.astype(np.float32)), rtol=1e-12)
+
+
+def test_size_factors_threads_identical_with_windows():
+    counts = nb_counts(seed=6)
+    for fn in (kernels.size_factors_ratio, kernels.size_factors_poscounts):
+        assert_array_equal(fn(counts, n_threads=1), fn(counts, n_threads=2))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_size_factors_bad_count_in_wide_counts(order):
+    counts = np.asarray(nb_counts(seed=7), order=order)
+    counts[3, 20_001] = -1
+    match = r"1 negative, NaN or infinite values \(first at sample row 3, gene column 20001"
+    with pytest.raises(DegflowInputError, match=match):
+        kernels.size_factors_ratio(counts)
+    floats = counts.astype(np.float64)
+    floats[3, 20_001] = np.nan
+    with pytest.raises(DegflowInputError, match="sample row 3, gene column 20001"):
+        kernels.size_factors_poscounts(floats)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 64, 65, 1000, 10_001])
+def test_select_pair_is_the_median(n):
+    rng = np.random.default_rng(n)
+    for values in (rng.normal(size=n), rng.integers(0, 5, n).astype(np.float64), np.full(n, 2.5)):
+        got = kernels._select_pair(values.copy(), n, (n - 1) // 2, n // 2)
+        assert got == np.median(values)
+        k = n // 3
+        assert kernels._select_pair(values, n, k, k) == np.sort(values)[k]
+
+
 # ------------------------------------------------------------------------------------------------
 # threads and runtime
 # ------------------------------------------------------------------------------------------------
