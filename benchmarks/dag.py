@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, profile in runs:
             elapsed, cpu, out = dry_run(config_path, profile)
             stats, total = job_stats(out)
-            groups = len(set(re.findall(r"Group job (\S+) \(jobs", out)))
-            extra = f", {groups} SLURM group jobs" if profile and groups else ""
+            found = re.findall(r"Group job (\S+) \(jobs", out)
+            extra = f", {len(found)} SLURM group jobs ({len(set(found))} groups)" if profile and found else ""
             print(f"{label:14} {elapsed:7.1f} s   CPU {cpu:6.1f} s   ({total} jobs{extra}: "
                   + ", ".join(f"{k} {v}" for k, v in stats.items()) + ")")
     finally:
