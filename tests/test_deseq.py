@@ -189,7 +189,7 @@ def test_supplied_size_factors_are_used(airway, airway_fit, airway_r):
 )
 def test_airway_flavor_pydeseq2_is_stock(airway):
     counts, samples = airway
-    dds = fit_deseq(counts, samples, "~ cell + dex", {"dex": "untrt"}, flavor="pydeseq2")
+    dds = fit_deseq(counts, samples, "~ cell + dex", {"dex": "untrt"}, flavor="pydeseq2", engine="pydeseq2")
     res = contrast_results(dds, ["dex", "trt", "untrt"], alpha=0.05)
     calls = deg_calls(res)
     assert (calls == 1).sum() == 546 and (calls == -1).sum() == 506
@@ -332,7 +332,7 @@ def test_flavor_pydeseq2_is_stock_pydeseq2(synthetic):
     from pydeseq2.ds import DeseqStats
 
     counts, meta, _ = synthetic
-    dds = fit_deseq(counts, meta, "~ condition", {"condition": "A"}, flavor="pydeseq2")
+    dds = fit_deseq(counts, meta, "~ condition", {"condition": "A"}, flavor="pydeseq2", engine="pydeseq2")
     res = contrast_results(dds, ["condition", "B", "A"], alpha=0.05)
     stock = DeseqDataSet(
         counts=counts.T, metadata=meta, design="~condition", quiet=True, inference=DefaultInference(n_cpus=1)

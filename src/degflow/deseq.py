@@ -60,6 +60,13 @@ tolerance).  Observation weights, ``betaPrior = TRUE`` and the LRT are not suppo
 
 Everything is vectorised over genes; blocks of a fixed size are processed in
 ``n_cpus`` threads, so results do not depend on ``n_cpus``.
+
+``engine`` chooses the per-gene backend of the pydeseq2 steps: ``"numba"`` (default) runs them on
+:class:`degflow.inference.NumbaInference` (compiled kernels, parallel over genes; the same answers
+as pydeseq2's ``DefaultInference`` within the tolerances of ``tests/test_inference.py``), and
+``"pydeseq2"`` on ``DefaultInference``.  With ``flavor="pydeseq2"`` that is the whole fit and the
+Wald tests; with ``flavor="deseq2"`` only the apeGLM shrinkage (the R-faithful port above is NumPy
+either way).
 """
 
 from __future__ import annotations
@@ -101,6 +108,7 @@ R_MAD_CONSTANT = 1.4826
 BLOCK = 4096  # genes per work block; fixed so results never depend on n_cpus
 
 Flavor = Literal["deseq2", "pydeseq2"]
+Engine = Literal["numba", "pydeseq2"]
 AltHypothesis = Literal["greaterAbs", "lessAbs", "greater", "less"]
 
 
@@ -1491,6 +1499,17 @@ def _quiet() -> Any:
         log.debug("pydeseq2 output:\n%s", text)
 
 
+def _inference(engine: str, n_cpus: int) -> Any:
+    """pydeseq2 ``Inference`` object of an engine: numba kernels or pydeseq2's ``DefaultInference``."""
+    if engine == "numba":
+        from degflow.inference import NumbaInference  # noqa: PLC0415
+
+        return NumbaInference(n_cpus=n_cpus)
+    from pydeseq2.default_inference import DefaultInference  # noqa: PLC0415
+
+    return DefaultInference(n_cpus=n_cpus)
+
+
 def _r_size_factors(Y: np.ndarray) -> np.ndarray:
     """Port of ``estimateSizeFactorsForMatrix`` (median of ratios; Y genes x samples)."""
     with np.errstate(divide="ignore"):
@@ -1516,6 +1535,7 @@ def fit_deseq(
     reference_levels: dict[str, str] | None = None,
     *,
     flavor: Flavor = "deseq2",
+    engine: Engine = "numba",
     size_factors: np.ndarray | pd.Series | None = None,
     normalization_factors: np.ndarray | pd.DataFrame | None = None,
     refit_cooks: bool = True,
@@ -1542,6 +1562,14 @@ def fit_deseq(
         ``"deseq2"`` (default) reproduces DESeq2 1.38 (see the module docstring for
         every deviation from pydeseq2 and the R function it mirrors); ``"pydeseq2"``
         runs stock pydeseq2 0.5.4.
+    engine : {"numba", "pydeseq2"}
+        The per-gene computation backend; the answers are the same within the tolerances of
+        ``tests/test_inference.py``.  ``"numba"`` (default): with the ``"pydeseq2"`` flavor,
+        :class:`degflow.inference.NumbaInference` (compiled kernels, parallel over genes on
+        ``n_cpus`` threads) replaces pydeseq2's ``DefaultInference`` in every step, including
+        the Wald tests and shrinkage of :func:`contrast_results`; with the ``"deseq2"`` flavor
+        it is recorded and used for the pydeseq2 steps (apeGLM shrinkage).  ``"pydeseq2"``:
+        ``DefaultInference`` (scipy per gene, ``n_cpus`` joblib workers).
     size_factors : array-like, optional
         One positive factor per sample (in ``counts`` column order, or a Series indexed
         by sample); used instead of median-of-ratios, like ``sizeFactors(dds) <-``.
@@ -1580,10 +1608,11 @@ def fit_deseq(
         reference levels, rank-deficient designs, level names formulaic cannot encode).
     """
     from pydeseq2.dds import DeseqDataSet  # noqa: PLC0415
-    from pydeseq2.default_inference import DefaultInference  # noqa: PLC0415
 
     if flavor not in ("deseq2", "pydeseq2"):
         raise DegflowInputError(f"unknown DE flavor '{flavor}'; use 'deseq2' or 'pydeseq2'")
+    if engine not in ("numba", "pydeseq2"):
+        raise DegflowInputError(f"unknown DE engine '{engine}'; use 'numba' or 'pydeseq2'")
     counts, samples = _check_inputs(counts, samples)
     reference_levels = dict(reference_levels or {})
     variables = _design_variables(design, samples)
@@ -1600,7 +1629,7 @@ def fit_deseq(
                 metadata=md,
                 design=design,
                 refit_cooks=refit_cooks,
-                inference=DefaultInference(n_cpus=n_cpus),
+                inference=_inference(engine, n_cpus),
                 quiet=True,
             )
     except DegflowInputError:
@@ -1654,6 +1683,7 @@ def fit_deseq(
             )
     dds.uns["degflow"] = {
         "flavor": flavor,
+        "engine": engine,
         "design": design,
         "reference_levels": reference_levels,
         "variables": variables,
@@ -1985,7 +2015,6 @@ def _shrink_lfc(dds: Any, var: str, num: str, den: str, est: np.ndarray, se: np.
     space, so the MLE coefficients map exactly) before shrinking.
     """
     from formulaic_contrasts import FormulaicContrasts  # noqa: PLC0415
-    from pydeseq2.default_inference import DefaultInference  # noqa: PLC0415
     from pydeseq2.ds import DeseqStats  # noqa: PLC0415
 
     X_old = dds.obsm["design_matrix"]
@@ -2010,7 +2039,7 @@ def _shrink_lfc(dds: Any, var: str, num: str, den: str, est: np.ndarray, se: np.
             dds,
             contrast=c_new,
             quiet=True,
-            inference=DefaultInference(n_cpus=n_cpus),
+            inference=_inference(dds.uns["degflow"].get("engine", "pydeseq2"), n_cpus),
         )
         ds.design_matrix = X_new
         ds.LFC = pd.DataFrame(beta_new, index=dds.var_names, columns=X_new.columns)
@@ -2055,7 +2084,8 @@ def contrast_results(
         Add ``log2FoldChange_shrunk`` (apeGLM prior, pydeseq2's implementation); the
         raw ``log2FoldChange`` is left unchanged.
     n_cpus : int
-        Workers for pydeseq2 steps (Wald tests of the pydeseq2 flavor, shrinkage).
+        Threads (engine ``"numba"``) or joblib workers (``"pydeseq2"``) for pydeseq2 steps (Wald
+        tests of the pydeseq2 flavor, shrinkage); the engine is the one given to :func:`fit_deseq`.
 
     Returns
     -------
@@ -2064,7 +2094,6 @@ def contrast_results(
         lfcSE, stat, pvalue, padj`` (+ ``log2FoldChange_shrunk``).  All-zero genes keep
         ``baseMean = 0`` and NaN elsewhere, as in R.
     """
-    from pydeseq2.default_inference import DefaultInference  # noqa: PLC0415
     from pydeseq2.ds import DeseqStats  # noqa: PLC0415
 
     if "LFC" not in dds.varm:
@@ -2089,7 +2118,7 @@ def contrast_results(
                 lfc_null=lfc_null,
                 alt_hypothesis=alt_hypothesis,
                 quiet=True,
-                inference=DefaultInference(n_cpus=n_cpus),
+                inference=_inference(dds.uns["degflow"].get("engine", "pydeseq2"), n_cpus),
             )
             ds.summary()
         res = ds.results_df[RESULT_COLUMNS].copy()

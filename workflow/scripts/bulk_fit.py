@@ -18,7 +18,8 @@ kernel = size_factors_ratio if p.de["size_factors"] == "ratio" else size_factors
 nf = (length_normalization_factors(counts, data.layers["avg_tx_length"].T) if "avg_tx_length" in data.layers
       else None)
 sf = kernel(data.X, n_threads=threads) if nf is None else None  # numba kernel; = DESeq2's estimateSizeFactors
-dds = fit_deseq(counts, data.obs, p.design, p.reference_levels, flavor=p.de["flavor"], size_factors=sf,
+dds = fit_deseq(counts, data.obs, p.design, p.reference_levels, flavor=p.de["flavor"], engine=p.de["engine"],
+                size_factors=sf,
                 normalization_factors=nf, refit_cooks=p.de["refit_cooks"], n_cpus=threads, seed=p.de["seed"])
 dds.uns["degflow_gene_names"] = data.var["gene_name"].to_dict()
 dds.uns["degflow_gene_biotypes"] = data.var["gene_biotype"].to_dict() if "gene_biotype" in data.var else {}

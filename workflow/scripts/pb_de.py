@@ -14,7 +14,8 @@ pb = ad.read_h5ad(snakemake.input[0])
 counts, samples, names = pseudobulk.design_data(pb, p.cell_type, design=p.design, groupby=p.groupby,
                                                 min_count=p.filter["min_count"], min_samples=p.filter["min_samples"])
 sf = pseudobulk.size_factors(counts, kind=de["size_factors"], n_threads=threads)
-dds = fit_deseq(counts, samples, p.design, p.reference_levels, flavor=de["flavor"], size_factors=sf,
+dds = fit_deseq(counts, samples, p.design, p.reference_levels, flavor=de["flavor"], engine=de.get("engine", "numba"),
+                size_factors=sf,
                 refit_cooks=de["refit_cooks"], n_cpus=threads, seed=de["seed"])
 for i, spec in enumerate(p.contrasts.values()):  # outputs in contrast order
     res = contrast_results(dds, list(spec), alpha=de["alpha"], cooks_filter=de["cooks_filter"],
