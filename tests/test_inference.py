@@ -27,17 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pydeseq2 import utils
+from pydeseq2.dds import DeseqDataSet
+from pydeseq2.default_inference import DefaultInference
+from pydeseq2.ds import DeseqStats
 
-pytest.importorskip("numba")
-
-from pydeseq2 import utils  # noqa: E402
-from pydeseq2.dds import DeseqDataSet  # noqa: E402
-from pydeseq2.default_inference import DefaultInference  # noqa: E402
-from pydeseq2.ds import DeseqStats  # noqa: E402
-
-from degflow.deseq import contrast_results, fit_deseq  # noqa: E402
-from degflow.errors import DegflowInputError  # noqa: E402
-from degflow.inference import NumbaInference  # noqa: E402
+from degflow.deseq import contrast_results, fit_deseq
+from degflow.errors import DegflowInputError
+from degflow.inference import NumbaInference
 
 DISP_RTOL, DISP_ATOL = 1e-4, 1e-8
 LFC_ATOL = 1e-6
@@ -141,10 +138,12 @@ def test_each_routine_equals_default_inference(stock_fit):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-300, err_msg=str(alt))
 
 
-def test_shrinkage_equals_default_inference(stock_fit):
-    name, counts, meta, design, contrast, dds, ds = stock_fit
-    if name != "synthetic_single":
-        pytest.skip("apeGLM shrinkage checked on one data set (the scipy reference is slow)")
+def test_shrinkage_equals_default_inference(synthetic):
+    """apeGLM shrinkage on one data set (the synthetic single-factor one; scipy's reference is slow)."""
+    data, design, contrast = CASES["synthetic_single"]
+    assert data == "synthetic"
+    counts, meta = synthetic
+    dds, ds = _stock(counts, meta, design, contrast, DefaultInference(n_cpus=1))
     ni = NumbaInference(n_cpus=2)
     X = dds.obsm["design_matrix"].to_numpy(dtype=float)
     Y = dds.X[:, dds.non_zero_idx]
