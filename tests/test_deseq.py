@@ -8,7 +8,6 @@ The airway DESeq2 fit is done once per module (about 10 s).
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -183,13 +182,15 @@ def test_supplied_size_factors_are_used(airway, airway_fit, airway_r):
     )
 
 
-@pytest.mark.skipif(
-    os.environ.get("DEGFLOW_SLOW_TESTS") != "1",
-    reason="stock pydeseq2 on airway takes minutes on a shared 2-core machine; set DEGFLOW_SLOW_TESTS=1",
-)
 def test_airway_flavor_pydeseq2_is_stock(airway):
+    """flavor pydeseq2 keeps stock pydeseq2's answer on airway, not R's (512 / 472).
+
+    Stock pydeseq2 0.5.4 (DefaultInference, ~8 min here) calls 546 up / 506 down; the numba engine runs the
+    same steps in seconds, so it is what this test drives (its agreement with DefaultInference gene by gene
+    is asserted in test_inference.py).
+    """
     counts, samples = airway
-    dds = fit_deseq(counts, samples, "~ cell + dex", {"dex": "untrt"}, flavor="pydeseq2", engine="pydeseq2")
+    dds = fit_deseq(counts, samples, "~ cell + dex", {"dex": "untrt"}, flavor="pydeseq2", engine="numba")
     res = contrast_results(dds, ["dex", "trt", "untrt"], alpha=0.05)
     calls = deg_calls(res)
     assert (calls == 1).sum() == 546 and (calls == -1).sum() == 506
