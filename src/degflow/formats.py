@@ -408,9 +408,10 @@ def _sniff(path: Path) -> tuple[str, bool]:
         return "kallisto", True
     if fields[:2] in (["gene_id", "transcript_id(s)"], ["transcript_id", "gene_id"]) and "expected_count" in fields:
         return "rsem", True
-    # HTSeq writes no header: its first row is an ID and counts. Only then scan the file for its __ rows
-    # (a full read, which a matrix with a header row is spared).
-    if len(fields) >= 2 and all(_is_number(c) for c in fields[1:] if c.strip()) and _has_htseq_specials(path):
+    # HTSeq writes no header: its first row ends with a count (after the ID and any --additional-attr
+    # columns). Only then scan the file for its __ rows (a full read, which a matrix whose header ends
+    # with a sample name is spared).
+    if len(fields) >= 2 and _is_number(fields[-1]) and _has_htseq_specials(path):
         return "htseq", True
     if line.startswith("#"):
         with _open_text(path) as fh:
