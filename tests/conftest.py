@@ -52,14 +52,18 @@ def _ensure_chromium() -> tuple[str, str]:
     import shutil
     import subprocess
 
+    from apt_lock import apt_lock
+
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if chromium and driver:
         return chromium, driver
     steps = [["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]]
-    for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if proc.returncode != 0:
-            pytest.fail(f"could not install Chromium for the browser test ({' '.join(cmd)}): {proc.stderr[-500:]}")
+    with apt_lock():
+        for cmd in steps:
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            if proc.returncode != 0:
+                pytest.fail(f"could not install Chromium for the browser test ({' '.join(cmd)}): {proc.stderr[-500:]}")
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
         pytest.fail("chromium / chromedriver still missing after apt-get install")

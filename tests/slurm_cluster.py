@@ -91,13 +91,18 @@ def ensure_installed(timeout: float = 600) -> float:
         raise ClusterError(f"SLURM is not installed ({', '.join(missing)} missing) and there is no apt-get")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", PATH=SBIN_PATH)
     t0 = time.monotonic()
-    for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
-    ):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise ClusterError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    from apt_lock import apt_lock
+
+    with apt_lock():
+        for cmd in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
+        ):
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+            if proc.returncode != 0:
+                raise ClusterError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n"
+                                   f"{(proc.stdout + proc.stderr)[-3000:]}")
     still = missing_executables()
     if still:
         raise ClusterError(f"after apt-get install {' '.join(APT_PACKAGES)}, still missing: {', '.join(still)}")
