@@ -72,6 +72,7 @@ either way).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import math
@@ -86,6 +87,8 @@ from scipy import stats
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, polygamma
 
+from degflow import _deseq_kernels as _kernels
+from degflow._threads import threads as _threads
 from degflow.errors import DegflowInputError
 
 log = logging.getLogger("degflow")
@@ -343,8 +346,14 @@ def _fit_disp(
     prior_var: float,
     use_prior: bool,
     n_cpus: int,
+    engine: str = "numba",
 ) -> dict[str, np.ndarray]:
     min_log_alpha = math.log(MIN_DISP / 10)
+    if engine == "numba":
+        with _threads(n_cpus):
+            return _kernels.fit_disp(
+                Y, MU, X, log_alpha0, prior_mean, prior_var, min_log_alpha, use_prior, KAPPA_0, DISP_TOL, DISP_MAXIT
+            )
 
     def one(b: np.ndarray) -> dict[str, np.ndarray]:
         return _fit_disp_block(
@@ -364,12 +373,19 @@ def _fit_disp_grid(
     prior_mean: np.ndarray,
     prior_var: float,
     use_prior: bool,
+    engine: str = "numba",
+    n_cpus: int = 1,
 ) -> np.ndarray:
     """Port of R ``fitDispGridWrapper`` + C++ ``fitDispGrid``: coarse then fine grid."""
     n_genes = Y.shape[0]
     max_log = math.log(max(10.0, Y.shape[1]))
     grid = np.linspace(math.log(1e-8), max_log, 20)
     delta = grid[1] - grid[0]
+    if engine == "numba":
+        with _threads(n_cpus):
+            return _kernels.fit_disp_grid(
+                Y, MU, X, prior_mean, prior_var, use_prior, grid, np.linspace(-delta, delta, grid.size)
+            )
 
     def evaluate(vals: np.ndarray) -> np.ndarray:  # vals: genes x 20
         out = np.empty_like(vals)
@@ -461,8 +477,14 @@ def _optim_rows(
     beta_init_nat: np.ndarray,
     stable: np.ndarray,
     minmu: float,
+    engine: str = "numba",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Port of ``fitNbinomGLMsOptim``: L-BFGS-B on the log2-scale negative log posterior."""
+    """Port of ``fitNbinomGLMsOptim``: L-BFGS-B on the log2-scale negative log posterior.
+
+    As R's ``optim`` here, scipy's L-BFGS-B uses finite-difference gradients: ~(p + 1) objective
+    calls per step. With ``engine="numba"`` the objective is compiled
+    (:func:`degflow._deseq_kernels.optim_objective`, ~100x faster than the NumPy one).
+    """
     log2e = 1.0 / math.log(2)
     lam = LAMBDA_LOG2
     sd = math.sqrt(1.0 / lam)
@@ -476,12 +498,20 @@ def _optim_rows(
         a = alpha[r]
         sf_r = _rows(sf, r)
 
-        def obj(pv: np.ndarray, y: np.ndarray = y, a: float = a, sf_r: np.ndarray = sf_r) -> float:
-            mu_row = sf_r * np.power(2.0, X @ pv)
-            ll = _log_dnbinom_mu(y, np.full_like(y, 1.0 / a), mu_row).sum()
-            lprior = stats.norm.logpdf(pv, 0.0, sd).sum()
-            v = -(ll + lprior)
-            return float(v) if np.isfinite(v) else 1e300
+        if engine == "numba":
+            sf_c = np.ascontiguousarray(np.broadcast_to(sf_r, y.shape), dtype=float)
+            y_c = np.ascontiguousarray(y, dtype=float)
+            X_c = np.ascontiguousarray(X, dtype=float)
+
+            def obj(pv: np.ndarray, y: np.ndarray = y_c, a: float = a, sf_r: np.ndarray = sf_c) -> float:
+                return _kernels.optim_objective(pv, y, X_c, sf_r, 1.0 / a, sd)
+        else:
+            def obj(pv: np.ndarray, y: np.ndarray = y, a: float = a, sf_r: np.ndarray = sf_r) -> float:
+                mu_row = sf_r * np.power(2.0, X @ pv)
+                ll = _log_dnbinom_mu(y, np.full_like(y, 1.0 / a), mu_row).sum()
+                lprior = stats.norm.logpdf(pv, 0.0, sd).sum()
+                v = -(ll + lprior)
+                return float(v) if np.isfinite(v) else 1e300
 
         o = minimize(obj, start, method="L-BFGS-B", bounds=[(-LARGE_BETA, LARGE_BETA)] * X.shape[1])
         pv = o.x
@@ -501,6 +531,7 @@ def _fit_nbinom_glms(
     alpha: np.ndarray,
     n_cpus: int,
     minmu: float = MINMU,
+    engine: str = "numba",
 ) -> dict[str, np.ndarray]:
     """Port of ``fitNbinomGLMs`` (no beta prior, QR start, optim fallback)."""
     n = Y.shape[0]
@@ -508,16 +539,20 @@ def _fit_nbinom_glms(
     Q, R = np.linalg.qr(X)
     beta_init = np.linalg.solve(R, Q.T @ np.log(normed + 0.1).T).T
 
-    def one(b: np.ndarray) -> dict[str, np.ndarray]:
-        return _fit_beta_block(Y[b], X, _rows(sf, b), alpha[b], beta_init[b], minmu=minmu)
+    if engine == "numba":
+        with _threads(n_cpus):
+            res = _kernels.fit_beta(Y, X, sf, alpha, beta_init, LAMBDA_NAT, BETA_TOL, BETA_MAXIT, minmu, LARGE_BETA)
+    else:
+        def one(b: np.ndarray) -> dict[str, np.ndarray]:
+            return _fit_beta_block(Y[b], X, _rows(sf, b), alpha[b], beta_init[b], minmu=minmu)
 
-    parts = _run_blocks(one, n, n_cpus)
-    res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {
-        "beta": np.zeros((0, X.shape[1])),
-        "iter": np.zeros(0, dtype=int),
-        "hat": np.zeros((0, X.shape[0])),
-        "var": np.zeros((0, X.shape[1])),
-    }
+        parts = _run_blocks(one, n, n_cpus)
+        res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {
+            "beta": np.zeros((0, X.shape[1])),
+            "iter": np.zeros(0, dtype=int),
+            "hat": np.zeros((0, X.shape[0])),
+            "var": np.zeros((0, X.shape[1])),
+        }
     beta, var = res["beta"], res["var"]
     stable = ~np.isnan(beta).any(axis=1)
     var_pos = (var > 0).all(axis=1)
@@ -527,7 +562,7 @@ def _fit_nbinom_glms(
         log.debug("fitNbinomGLMs: %d rows refitted with L-BFGS-B", rows.size)
         # R passes the natural-log starting values (beta_mat) as log2-scale starts when
         # the IRLS iterate is unusable; mirrored as is.
-        ob, ov = _optim_rows(rows, Y, X, sf, alpha, beta, beta_init, stable, minmu)
+        ob, ov = _optim_rows(rows, Y, X, sf, alpha, beta, beta_init, stable, minmu, engine)
         beta = beta.copy()
         var = var.copy()
         beta[rows] = ob
@@ -857,11 +892,11 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
         return scale * x
 
     @numba.njit(cache=True)
-    def sim_kl(
-        st: np.ndarray, qtab: np.ndarray, df: float, grid: np.ndarray, ndraw: int, obs_dens: np.ndarray, fuzzy: np.ndarray
-    ) -> np.ndarray:
+    def sim_dens(st: np.ndarray, qtab: np.ndarray, df: float, grid: np.ndarray, ndraw: int, fuzzy: np.ndarray
+                 ) -> np.ndarray:
+        # per grid value: hist() density of log(rchisq(ndraw, df)) + rnorm(ndraw, 0, sqrt(grid)) - log(df)
         nb = fuzzy.size - 1
-        out = np.empty(grid.size)
+        out = np.empty((grid.size, nb))
         chisq = np.empty(ndraw)
         logdf = math.log(df)
         lo = -10.0
@@ -886,7 +921,16 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
                     if k >= nb:
                         k = nb - 1
                     counts[k] += 1.0
-            dens = counts / (n * 0.5)
+            out[gi] = counts / (n * 0.5)
+        return out
+
+    @numba.njit(cache=True)
+    def kl_rows(dens_all: np.ndarray, obs_dens: np.ndarray) -> np.ndarray:
+        # KL divergence of the observed density from each simulated one (DESeq2's klDiv)
+        nb = obs_dens.size
+        out = np.empty(dens_all.shape[0])
+        for gi in range(dens_all.shape[0]):
+            dens = dens_all[gi]
             small = np.inf
             for k in range(nb):
                 if obs_dens[k] > 0 and obs_dens[k] < small:
@@ -909,12 +953,36 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
             out[n + i] = sd * norm_rand(st) if sd != 0.0 else 0.0
         return out
 
-    sim_kl.draws = draws  # type: ignore[attr-defined]
-    sim_kl.qnorm = qnorm  # type: ignore[attr-defined]
-    return sim_kl
+    sim_dens.kl_rows = kl_rows  # type: ignore[attr-defined]
+    sim_dens.draws = draws  # type: ignore[attr-defined]
+    sim_dens.qnorm = qnorm  # type: ignore[attr-defined]
+    return sim_dens
 
 
 _SIM_KERNEL: Callable[..., np.ndarray] | None = None
+
+
+def _sim_kernel() -> Callable[..., np.ndarray]:
+    global _SIM_KERNEL
+    if _SIM_KERNEL is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _SIM_KERNEL = _make_r_sim_kernel()
+    return _SIM_KERNEL
+
+
+@functools.lru_cache(maxsize=16)
+def _simulated_densities(df: int, seed: int) -> np.ndarray:
+    """The simulated log-dispersion-residual densities of the prior-variance grid (data-independent).
+
+    They depend only on the residual degrees of freedom and R's seed, so a process that fits many
+    small designs (pseudobulk cell types, notebooks) draws them once (~4 million R draws, ~0.7 s).
+    """
+    _, fuzzy = _hist_breaks()
+    grid = np.linspace(0.0, 8.0, 200)
+    dens = _sim_kernel()(_r_set_seed(seed), _R_EXP_Q, float(df), grid, 10000, fuzzy)
+    dens.flags.writeable = False
+    return dens
 
 
 def _hist_breaks() -> tuple[np.ndarray, np.ndarray]:
@@ -1025,17 +1093,10 @@ def _r_loess_interpolate(x: np.ndarray, y: np.ndarray, newx: np.ndarray, span: f
 
 def _prior_var_simulated(residuals: np.ndarray, df: int, seed: int) -> float:
     """Port of the ``(m - p) <= 3`` branch of ``estimateDispersionsPriorVar``."""
-    global _SIM_KERNEL
-    if _SIM_KERNEL is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _SIM_KERNEL = _make_r_sim_kernel()
     obs = residuals[(residuals > -10) & (residuals < 10)]
     obs_dens = _r_hist_density(obs)
-    _, fuzzy = _hist_breaks()
     grid = np.linspace(0.0, 8.0, 200)
-    state = _r_set_seed(seed)
-    kl = _SIM_KERNEL(state, _R_EXP_Q, float(df), grid, 10000, obs_dens, fuzzy)
+    kl = _sim_kernel().kl_rows(_simulated_densities(int(df), int(seed)), obs_dens)
     fine = np.linspace(0.0, 8.0, 1000)
     fitted = _r_loess_interpolate(grid, kl, fine, span=0.2)
     argmin = float(fine[int(np.nanargmin(fitted))])
@@ -1066,7 +1127,7 @@ def _estimate_prior_var(
 
 
 def _genewise_dispersions(
-    Y: np.ndarray, X: np.ndarray, sf: np.ndarray, n_cpus: int
+    Y: np.ndarray, X: np.ndarray, sf: np.ndarray, n_cpus: int, engine: str = "numba"
 ) -> dict[str, np.ndarray]:
     """Port of ``estimateDispersionsGeneEst`` (niter = 1, no weights)."""
     m, p = X.shape
@@ -1086,16 +1147,16 @@ def _genewise_dispersions(
     if linear_mu:
         mu = _linear_model_mu(normed, X) * sf
     else:
-        mu = _fit_nbinom_glms(Y, X, sf, alpha_init, n_cpus)["mu"]
+        mu = _fit_nbinom_glms(Y, X, sf, alpha_init, n_cpus, engine=engine)["mu"]
     mu = np.maximum(mu, MINMU)
-    res = _fit_disp(Y, mu, X, np.log(alpha_init), np.log(alpha_init), 1.0, False, n_cpus)
+    res = _fit_disp(Y, mu, X, np.log(alpha_init), np.log(alpha_init), 1.0, False, n_cpus, engine)
     disp = np.minimum(np.exp(res["log_alpha"]), max_disp)
     no_increase = res["last_lp"] < res["initial_lp"] + np.abs(res["initial_lp"]) / 1e6
     disp[no_increase] = alpha_init[no_increase]
     conv = (res["iter"] < DISP_MAXIT) & (res["iter"] != 1)
     refit = ~conv & (disp > MIN_DISP * 10)
     if refit.any():
-        disp[refit] = _fit_disp_grid(Y[refit], mu[refit], X, np.zeros(refit.sum()), 1.0, False)
+        disp[refit] = _fit_disp_grid(Y[refit], mu[refit], X, np.zeros(refit.sum()), 1.0, False, engine, n_cpus)
     disp = np.minimum(np.maximum(disp, MIN_DISP), max_disp)
     return {
         "disp": disp,
@@ -1115,15 +1176,18 @@ def _map_dispersions(
     prior_var: float,
     var_log_disp: float,
     n_cpus: int,
+    engine: str = "numba",
 ) -> dict[str, np.ndarray]:
     """Port of ``estimateDispersionsMAP`` (outlierSD = 2)."""
     m = X.shape[0]
     init = np.where(disp_gene > 0.1 * disp_fit, disp_gene, disp_fit)
-    res = _fit_disp(Y, mu, X, np.log(init), np.log(disp_fit), prior_var, True, n_cpus)
+    res = _fit_disp(Y, mu, X, np.log(init), np.log(disp_fit), prior_var, True, n_cpus, engine)
     disp_map = np.exp(res["log_alpha"])
     refit = res["iter"] >= DISP_MAXIT
     if refit.any():
-        disp_map[refit] = _fit_disp_grid(Y[refit], mu[refit], X, np.log(disp_fit[refit]), prior_var, True)
+        disp_map[refit] = _fit_disp_grid(
+            Y[refit], mu[refit], X, np.log(disp_fit[refit]), prior_var, True, engine, n_cpus
+        )
     disp_map = np.minimum(np.maximum(disp_map, MIN_DISP), max(10.0, m))
     outlier = np.log(disp_gene) > np.log(disp_fit) + 2.0 * math.sqrt(var_log_disp)
     final = np.where(outlier, disp_gene, disp_map)
@@ -1182,6 +1246,7 @@ def _deseq_core(
     trend: np.ndarray | None = None,
     prior_var: float | None = None,
     var_log_disp: float | None = None,
+    engine: str = "numba",
 ) -> dict[str, Any]:
     """Dispersions + Wald fit for the non-all-zero genes ``Y`` (genes x samples).
 
@@ -1189,7 +1254,7 @@ def _deseq_core(
     replacement) the trend is not refitted, as in ``refitWithoutOutliers``.
     """
     m, p = X.shape
-    ge = _genewise_dispersions(Y, X, sf, n_cpus)
+    ge = _genewise_dispersions(Y, X, sf, n_cpus, engine)
     disp_gene, base_mean = ge["disp"], ge["base_mean"]
     info: dict[str, Any] = {"n_grid_genewise": int(ge["n_grid"][0])}
     if trend is None:
@@ -1221,8 +1286,8 @@ def _deseq_core(
     else:
         disp_fit = trend[0] + trend[1] / base_mean
     assert prior_var is not None and var_log_disp is not None
-    mp = _map_dispersions(Y, X, ge["mu"], disp_gene, disp_fit, prior_var, var_log_disp, n_cpus)
-    fit = _fit_nbinom_glms(Y, X, sf, mp["final"], n_cpus)
+    mp = _map_dispersions(Y, X, ge["mu"], disp_gene, disp_fit, prior_var, var_log_disp, n_cpus, engine)
+    fit = _fit_nbinom_glms(Y, X, sf, mp["final"], n_cpus, engine=engine)
     cooks = _cooks(Y, X, sf, fit["mu"], fit["hat"])
     info.update(
         {
@@ -1710,13 +1775,14 @@ def fit_deseq(
             dds.uns["degflow"]["trend"] = [float(v) for v in dds.uns["trend_coeffs"]]
         dds.uns["degflow"]["prior_var"] = float(np.asarray(dds.uns["prior_disp_var"]))
         return dds
-    _fit_r_faithful(dds, X, sf_given, refit_cooks, n_cpus, 2 if seed == 0 else seed, nf_given)
+    _fit_r_faithful(dds, X, sf_given, refit_cooks, n_cpus, 2 if seed == 0 else seed, nf_given, engine)
     return dds
 
 
 def _fit_r_faithful(
     dds: Any, X: np.ndarray, sf_given: np.ndarray | None, refit_cooks: bool, n_cpus: int, rseed: int,
     nf_given: np.ndarray | None = None,
+    engine: str = "numba",
 ) -> None:
     """Run the DESeq2 port and store everything where pydeseq2 keeps it.
 
@@ -1735,7 +1801,7 @@ def _fit_r_faithful(
     else:
         sf = sf_all = _r_size_factors(counts) if sf_given is None else sf_given
     Ynz = Y[nz]
-    core = _deseq_core(Ynz, X, sf, n_cpus, rseed)
+    core = _deseq_core(Ynz, X, sf, n_cpus, rseed, engine=engine)
     info = core["info"]
     base_mean = core["base_mean"].copy()
     # --- refitWithoutOutliers ---------------------------------------------------
@@ -1769,6 +1835,7 @@ def _fit_r_faithful(
                     trend=info["trend"],
                     prior_var=info["prior_var"],
                     var_log_disp=info["var_log_disp"],
+                    engine=engine,
                 )
                 for key in ("disp_gene", "disp_fit", "disp_map", "disp", "beta", "beta_var", "mu", "hat"):
                     core[key][refitted] = sub[key]
