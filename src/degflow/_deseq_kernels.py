@@ -33,90 +33,12 @@ import math
 import numpy as np
 from numba import prange
 
-from degflow.inference import _digamma, _lgamma, _pairwise_sum, _xtwx
+from degflow.inference import _digamma, _lgamma, _lu, _lu_inv, _lu_solve, _pairwise_sum, _xtwx
 from degflow.kernels import _jit
 
 __all__ = ["fit_beta", "fit_disp", "fit_disp_grid", "optim_objective"]
 
 _CHUNK = 64  # genes per prange iteration (scratch arrays are allocated once per chunk)
-
-
-# ---------------------------------------------------------------------------------------------
-# p x p algebra: LU with partial pivoting (LAPACK getrf's pivot choice)
-# ---------------------------------------------------------------------------------------------
-
-
-@_jit(parallel=False)
-def _lu(A, LU, piv):  # pragma: no cover - compiled
-    """Factor ``A`` into ``LU`` (unit lower + upper) with row pivots; returns ``(sign, log|det A|)``.
-
-    NumPy's ``det`` is ``sign * exp(log|det|)`` from the same factors; callers rebuild it that way.
-    """
-    p = A.shape[0]
-    for i in range(p):
-        piv[i] = i
-        for j in range(p):
-            LU[i, j] = A[i, j]
-    sign = 1.0
-    logdet = 0.0
-    for k in range(p):
-        r = k
-        big = abs(LU[k, k])
-        for i in range(k + 1, p):
-            v = abs(LU[i, k])
-            if v > big:
-                big = v
-                r = i
-        if r != k:
-            for j in range(p):
-                tmp = LU[k, j]
-                LU[k, j] = LU[r, j]
-                LU[r, j] = tmp
-            t = piv[k]
-            piv[k] = piv[r]
-            piv[r] = t
-            sign = -sign
-        d = LU[k, k]
-        if d < 0.0:
-            sign = -sign
-        logdet += math.log(abs(d))
-        if d == 0.0:
-            continue
-        for i in range(k + 1, p):
-            f = LU[i, k] / d
-            LU[i, k] = f
-            for j in range(k + 1, p):
-                LU[i, j] -= f * LU[k, j]
-    return sign, logdet
-
-
-@_jit(parallel=False, inline="always")
-def _lu_solve(LU, piv, b, out):  # pragma: no cover - compiled
-    """Solve ``A out = b`` from the factors of :func:`_lu`."""
-    p = LU.shape[0]
-    for i in range(p):
-        s = b[piv[i]]
-        for k in range(i):
-            s -= LU[i, k] * out[k]
-        out[i] = s
-    for i in range(p - 1, -1, -1):
-        s = out[i]
-        for k in range(i + 1, p):
-            s -= LU[i, k] * out[k]
-        out[i] = s / LU[i, i]
-
-
-@_jit(parallel=False)
-def _lu_inv(LU, piv, e, col, inv):  # pragma: no cover - compiled
-    """``inv = A^-1`` from the factors of :func:`_lu` (column by column)."""
-    p = LU.shape[0]
-    for c in range(p):
-        for i in range(p):
-            e[i] = 0.0
-        e[c] = 1.0
-        _lu_solve(LU, piv, e, col)
-        for i in range(p):
-            inv[i, c] = col[i]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,12 +54,14 @@ def _log_posterior(la, y, mu, X, prior_mean, prior_var, use_prior, w, t, A, LU, 
     for k in range(m):
         w[k] = 1.0 / (1.0 / mu[k] + alpha)
     _xtwx(X, w, A)
-    sign, logdet = _lu(A, LU, piv)
-    det = sign * math.exp(logdet)
+    _ok, sign, logdet = _lu(A, LU, piv)
+    det = sign * math.exp(logdet)  # NumPy's det: sign * exp(log|det|) from the same factors
     cr = -0.5 * math.log(det) if det >= 0.0 else np.nan
     lg_a1 = _lgamma(a1)
     for k in range(m):
-        t[k] = _lgamma(y[k] + a1) - lg_a1 - y[k] * math.log(mu[k] + a1) - a1 * math.log(1.0 + mu[k] * alpha)
+        # y = 0: lgamma(0 + a1) is lg_a1 itself (same bits, one lgamma fewer per zero count)
+        lg = lg_a1 if y[k] == 0.0 else _lgamma(y[k] + a1)
+        t[k] = lg - lg_a1 - y[k] * math.log(mu[k] + a1) - a1 * math.log(1.0 + mu[k] * alpha)
     res = _pairwise_sum(t, 0, m) + cr
     if use_prior:
         d = la - prior_mean
@@ -146,7 +70,7 @@ def _log_posterior(la, y, mu, X, prior_mean, prior_var, use_prior, w, t, A, LU, 
 
 
 @_jit(parallel=False)
-def _dlog_posterior(la, y, mu, X, prior_mean, prior_var, use_prior, w, t, A, dA, LU, piv, e, col, inv
+def _dlog_posterior(la, y, mu, X, prior_mean, prior_var, use_prior, w, t, A, dA, LU, piv, col, inv
                     ):  # pragma: no cover - compiled
     m = y.shape[0]
     p = X.shape[1]
@@ -160,7 +84,7 @@ def _dlog_posterior(la, y, mu, X, prior_mean, prior_var, use_prior, w, t, A, dA,
         w[k] = -w[k] * w[k]
     _xtwx(X, w, dA)
     _lu(A, LU, piv)
-    _lu_inv(LU, piv, e, col, inv)
+    _lu_inv(LU, piv, col, inv)
     tr = 0.0
     for i in range(p):
         for j in range(p):
@@ -169,7 +93,8 @@ def _dlog_posterior(la, y, mu, X, prior_mean, prior_var, use_prior, w, t, A, dA,
     dg_a1 = _digamma(a1)
     for k in range(m):
         ma = mu[k] * alpha
-        t[k] = dg_a1 + math.log(1.0 + ma) - ma / (1.0 + ma) - _digamma(y[k] + a1) + y[k] / (mu[k] + a1)
+        dg = dg_a1 if y[k] == 0.0 else _digamma(y[k] + a1)
+        t[k] = dg_a1 + math.log(1.0 + ma) - ma / (1.0 + ma) - dg + y[k] / (mu[k] + a1)
     ll = a2 * _pairwise_sum(t, 0, m)
     res = (ll + cr) * alpha
     if use_prior:
@@ -191,7 +116,6 @@ def _fit_disp_kernel(Y, MU, X, log_alpha0, prior_mean, prior_var, min_log_alpha,
         dA = np.empty((p, p))
         LU = np.empty((p, p))
         inv = np.empty((p, p))
-        e = np.empty(p)
         col = np.empty(p)
         piv = np.empty(p, dtype=np.int64)
         for g in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
@@ -200,7 +124,7 @@ def _fit_disp_kernel(Y, MU, X, log_alpha0, prior_mean, prior_var, min_log_alpha,
             pm = prior_mean[g]
             a = log_alpha0[g]
             lp = _log_posterior(a, y, mu, X, pm, prior_var, use_prior, w, t, A, LU, piv)
-            dlp = _dlog_posterior(a, y, mu, X, pm, prior_var, use_prior, w, t, A, dA, LU, piv, e, col, inv)
+            dlp = _dlog_posterior(a, y, mu, X, pm, prior_var, use_prior, w, t, A, dA, LU, piv, col, inv)
             out_init[g] = lp
             kappa = kappa_0
             it = 0
@@ -228,7 +152,7 @@ def _fit_disp_kernel(Y, MU, X, log_alpha0, prior_mean, prior_var, min_log_alpha,
                 if a < min_log_alpha:  # log(alpha) heading to -inf: stop without updating lp
                     break
                 lp = lp_new
-                dlp = _dlog_posterior(a, y, mu, X, pm, prior_var, use_prior, w, t, A, dA, LU, piv, e, col, inv)
+                dlp = _dlog_posterior(a, y, mu, X, pm, prior_var, use_prior, w, t, A, dA, LU, piv, col, inv)
                 kk = min(k * 1.1, kappa_0)
                 if it_acc % 5 == 0:
                     kk = kk / 2.0
@@ -360,7 +284,6 @@ def _fit_beta_kernel(Y, X, SF, alpha, beta0, lam, tol, maxit, minmu, large,
         inv = np.empty((p, p))
         S = np.empty((p, p))
         rhs = np.empty(p)
-        e = np.empty(p)
         col = np.empty(p)
         b = np.empty(p)
         piv = np.empty(p, dtype=np.int64)
@@ -423,7 +346,7 @@ def _fit_beta_kernel(Y, X, SF, alpha, beta0, lam, tol, maxit, minmu, large,
                     A[i, j] = S[i, j]
                 A[i, i] += lam
             _lu(A, LU, piv)
-            _lu_inv(LU, piv, e, col, inv)
+            _lu_inv(LU, piv, col, inv)
             for k in range(m):
                 h = 0.0
                 for i in range(p):

@@ -318,13 +318,18 @@ def _cholesky_solve(A, b, L, out):  # pragma: no cover - compiled
 
 
 @_jit(parallel=False)
-def _lu_inverse(A, LU, piv, inv, col):  # pragma: no cover - compiled
-    """Inverse and log|det| of A (p x p) by LU with partial pivoting; ``(ok, logabsdet)``."""
+def _lu(A, LU, piv):  # pragma: no cover - compiled
+    """LU factors of A (p x p) with partial pivoting (LAPACK ``getrf``'s pivot choice) in ``LU``/``piv``.
+
+    Returns ``(ok, sign, log|det A|)``; ``ok`` is False (and the factorisation stops) at a pivot that is
+    0 (then ``sign`` is 0 and the log -inf, so ``sign * exp(log)`` is NumPy's ``det`` of 0) or NaN.
+    """
     p = A.shape[0]
     for i in range(p):
         piv[i] = i
         for j in range(p):
             LU[i, j] = A[i, j]
+    sign = 1.0
     logdet = 0.0
     for k in range(p):
         r = k
@@ -335,7 +340,9 @@ def _lu_inverse(A, LU, piv, inv, col):  # pragma: no cover - compiled
                 big = v
                 r = i
         if not big > 0.0:
-            return False, -np.inf
+            if big == 0.0:
+                return False, 0.0, -np.inf
+            return False, np.nan, np.nan
         if r != k:
             for j in range(p):
                 tmp = LU[k, j]
@@ -344,13 +351,39 @@ def _lu_inverse(A, LU, piv, inv, col):  # pragma: no cover - compiled
             t = piv[k]
             piv[k] = piv[r]
             piv[r] = t
+            sign = -sign
         d = LU[k, k]
+        if d < 0.0:
+            sign = -sign
         logdet += math.log(abs(d))
         for i in range(k + 1, p):
             f = LU[i, k] / d
             LU[i, k] = f
             for j in range(k + 1, p):
                 LU[i, j] -= f * LU[k, j]
+    return True, sign, logdet
+
+
+@_jit(parallel=False, inline="always")
+def _lu_solve(LU, piv, b, out):  # pragma: no cover - compiled
+    """Solve ``A out = b`` from the factors of :func:`_lu`."""
+    p = LU.shape[0]
+    for i in range(p):
+        s = b[piv[i]]
+        for k in range(i):
+            s -= LU[i, k] * out[k]
+        out[i] = s
+    for i in range(p - 1, -1, -1):
+        s = out[i]
+        for k in range(i + 1, p):
+            s -= LU[i, k] * out[k]
+        out[i] = s / LU[i, i]
+
+
+@_jit(parallel=False)
+def _lu_inv(LU, piv, col, inv):  # pragma: no cover - compiled
+    """``inv = A^-1`` from the factors of :func:`_lu`, column by column (``col``: scratch of length p)."""
+    p = LU.shape[0]
     for c in range(p):
         for i in range(p):
             s = 1.0 if piv[i] == c else 0.0
@@ -364,6 +397,15 @@ def _lu_inverse(A, LU, piv, inv, col):  # pragma: no cover - compiled
             col[i] = s / LU[i, i]
         for i in range(p):
             inv[i, c] = col[i]
+
+
+@_jit(parallel=False)
+def _lu_inverse(A, LU, piv, inv, col):  # pragma: no cover - compiled
+    """Inverse and log|det| of A (p x p) by LU with partial pivoting; ``(ok, logabsdet)``."""
+    ok, _sign, logdet = _lu(A, LU, piv)
+    if not ok:
+        return False, -np.inf
+    _lu_inv(LU, piv, col, inv)
     return True, logdet
 
 
