@@ -190,7 +190,7 @@ def section(name: str, counts: pd.DataFrame, samples: pd.DataFrame, design: str,
         data = counts
         reps = args.repeats
         note = ""
-        if kw["engine"] == "pydeseq2":
+        if kw == ENGINES["stock pydeseq2"]:
             reps = args.pydeseq2_repeats
             if pydeseq2_genes is not None and pydeseq2_genes < counts.shape[0]:
                 data = counts.iloc[:pydeseq2_genes]
@@ -212,7 +212,8 @@ def section(name: str, counts: pd.DataFrame, samples: pd.DataFrame, design: str,
         if label != DEFAULT:
             print(f"    {label:36s} {t / med[DEFAULT]:6.2f}x")
     print(f"  stock pydeseq2 / {PD_NUMBA} (same algorithm): {med['stock pydeseq2'] / med[PD_NUMBA]:.2f}x")
-    print(f"  default vs NumPy loops: {agreement(results[DEFAULT], results['degflow deseq2 flavor, NumPy loops'])}")
+    a, b = results[DEFAULT], results["degflow deseq2 flavor, NumPy loops"]
+    print(f"  default vs NumPy loops: {agreement(a, b)}")
     a, b = results[PD_NUMBA], results["stock pydeseq2"]
     if len(a) == len(b):
         print(f"  pydeseq2 flavor, numba vs stock: {agreement(a, b)}")
@@ -229,6 +230,8 @@ def main() -> None:
     ap.add_argument("--no-airway", action="store_true", help="skip the airway section")
     ap.add_argument("--large-samples", type=int, default=100)
     ap.add_argument("--large-genes", type=int, default=30000)
+    ap.add_argument("--scaling-only", action="store_true",
+                    help="only the 1 -> N thread scaling of the numba engines on the large matrix")
     ap.add_argument("--large-pydeseq2-genes", type=int, default=None,
                     help="time stock pydeseq2 on the first N genes of the large matrix and scale (default: all)")
     args = ap.parse_args()
@@ -238,13 +241,14 @@ def main() -> None:
     counts = pd.read_csv(data / "counts.tsv", sep="\t", index_col=0)
     samples = pd.read_csv(data / "samples.tsv", sep="\t", index_col=0)
     print(f"machine: {machine()}")
-    if not args.no_airway:
+    if not (args.no_airway or args.scaling_only):
         section("airway", counts, samples[["cell", "dex"]], "~ cell + dex", {"dex": "untrt"}, ["dex", "trt", "untrt"],
                 args, cores, None, not args.no_r)
 
     big, big_samples = simulate_large(counts, samples, args.large_samples, args.large_genes)
-    section("simulated (airway means and dispersions)", big, big_samples, "~ condition", {"condition": "A"},
-            ["condition", "B", "A"], args, cores, args.large_pydeseq2_genes, not (args.no_r or args.no_r_large))
+    if not args.scaling_only:
+        section("simulated (airway means and dispersions)", big, big_samples, "~ condition", {"condition": "A"},
+                ["condition", "B", "A"], args, cores, args.large_pydeseq2_genes, not (args.no_r or args.no_r_large))
 
     for label in (DEFAULT, PD_NUMBA):
         print(f"\nthread scaling, {label}, simulated matrix [{load()}]:")

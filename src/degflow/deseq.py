@@ -58,15 +58,15 @@ logged.  The rare genes whose IRLS does not converge are refitted with scipy's L
 rather than R's ``optim`` (same objective, start and bounds; agreement to optimiser
 tolerance).  Observation weights, ``betaPrior = TRUE`` and the LRT are not supported.
 
-Everything is vectorised over genes; blocks of a fixed size are processed in
-``n_cpus`` threads, so results do not depend on ``n_cpus``.
-
-``engine`` chooses the per-gene backend of the pydeseq2 steps: ``"numba"`` (default) runs them on
-:class:`degflow.inference.NumbaInference` (compiled kernels, parallel over genes; the same answers
-as pydeseq2's ``DefaultInference`` within the tolerances of ``tests/test_inference.py``), and
-``"pydeseq2"`` on ``DefaultInference``.  With ``flavor="pydeseq2"`` that is the whole fit and the
-Wald tests; with ``flavor="deseq2"`` only the apeGLM shrinkage (the R-faithful port above is NumPy
-either way).
+``engine`` chooses how the per-gene loops run.  ``"numba"`` (default): with ``flavor="deseq2"`` the
+port's C++ loops (``fitDisp``, ``fitDispGrid``, ``fitBeta`` and the ``optim`` objective) are numba
+kernels (:mod:`degflow._deseq_kernels`: ``prange`` over genes on ``n_cpus`` threads); with
+``flavor="pydeseq2"`` every pydeseq2 step runs on :class:`degflow.inference.NumbaInference`.
+``"pydeseq2"``: the same port with its loops vectorised in NumPy over fixed blocks of genes (in
+``n_cpus`` Python threads), and pydeseq2's ``DefaultInference``.  Either way each gene's arithmetic
+does not depend on ``n_cpus``, so neither do the results; the two engines agree within the
+tolerances asserted in ``tests/test_deseq.py`` (the port) and ``tests/test_inference.py``.  The apeGLM
+shrinkage of both flavors uses the engine's pydeseq2 ``Inference``.
 """
 
 from __future__ import annotations
@@ -1629,12 +1629,13 @@ def fit_deseq(
         runs stock pydeseq2 0.5.4.
     engine : {"numba", "pydeseq2"}
         The per-gene computation backend; the answers are the same within the tolerances of
-        ``tests/test_inference.py``.  ``"numba"`` (default): with the ``"pydeseq2"`` flavor,
-        :class:`degflow.inference.NumbaInference` (compiled kernels, parallel over genes on
-        ``n_cpus`` threads) replaces pydeseq2's ``DefaultInference`` in every step, including
-        the Wald tests and shrinkage of :func:`contrast_results`; with the ``"deseq2"`` flavor
-        it is recorded and used for the pydeseq2 steps (apeGLM shrinkage).  ``"pydeseq2"``:
-        ``DefaultInference`` (scipy per gene, ``n_cpus`` joblib workers).
+        ``tests/test_deseq.py`` and ``tests/test_inference.py``.  ``"numba"`` (default): compiled
+        kernels, parallel over genes on ``n_cpus`` threads -- the DESeq2 port's line search, grid and
+        IRLS (``"deseq2"`` flavor), or :class:`degflow.inference.NumbaInference` in place of
+        pydeseq2's ``DefaultInference`` in every step including the Wald tests (``"pydeseq2"``
+        flavor); both use it for the apeGLM shrinkage of :func:`contrast_results`.
+        ``"pydeseq2"``: the port's loops vectorised in NumPy, and ``DefaultInference`` (scipy per
+        gene, ``n_cpus`` joblib workers).
     size_factors : array-like, optional
         One positive factor per sample (in ``counts`` column order, or a Series indexed
         by sample); used instead of median-of-ratios, like ``sizeFactors(dds) <-``.
@@ -1653,8 +1654,9 @@ def fit_deseq(
         Replace Cook's-distance outliers in cells with >= 7 replicates and refit, as
         ``DESeq(minReplicatesForReplace = 7)``.
     n_cpus : int
-        Threads (``"deseq2"``) or joblib workers (``"pydeseq2"``); results do not
-        depend on it.
+        numba threads (engine ``"numba"``), or Python threads over gene blocks (``"deseq2"``
+        flavor) / joblib workers (``"pydeseq2"`` flavor) with engine ``"pydeseq2"``; results do
+        not depend on it.
     seed : int
         Seed of R's ``set.seed`` for the dispersion-prior simulation (only run when
         the residual degrees of freedom are <= 3).  ``0`` (default) means DESeq2's own
