@@ -1,13 +1,14 @@
 """Real snakemake runs of the single-cell workflow on the bundled PBMC 3k, and its bad-input checks.
 
-The run uses a config holding only the bundled ``singlecell`` section (tutorial settings, see config/config.yaml),
-made absolute and run from a temporary folder so no bulk work is done. Reference numbers: resources/pbmc3k/SOURCE.md.
+The outputs checked are those of the bundled example run as the README runs it (config/config.yaml, 2 cores: the
+session's one run, shared with test_workflow.py, see tests/example_run.py). The 1-vs-2-core check runs a config
+holding only the bundled ``singlecell`` section (tutorial settings), made absolute, from a temporary folder with
+1 core. Reference numbers: resources/pbmc3k/SOURCE.md.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,38 +70,31 @@ def snakemake(workdir: Path, repo: Path, *args: str, targets: tuple[str, ...] = 
 
 
 @pytest.fixture(scope="module")
-def run(repo, tmp_path_factory):
-    """The single-cell-only config run once with 2 cores, then sc_process forced again with 1 core.
-
-    Returns (results/singlecell, obs + tables of the 2-core run, adata after the 1-core rerun).
+def run(repo, example_results, tmp_path_factory):
+    """results/singlecell of the bundled example (2 cores), and of the single-cell-only config run with 1 core up to
+    the tables that depend on the processing (normalise ... Leiden, UMAP: sc_process), for the determinism check.
     """
     work = tmp_path_factory.mktemp("pbmc3k")
     sc = bundled_singlecell(repo)
     sc["samples"] = str(write_sheet(work / "samples.tsv", [pbmc_row(repo)]))
     (work / "config.yaml").write_text(yaml.safe_dump({"results": str(work / "results"), "singlecell": sc}))
-    proc = snakemake(work, repo, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    out = work / "results" / "singlecell"
-    first = {"obs": ad.read_h5ad(out / "adata.h5ad").obs,
-             "tables": {p.name: p.read_bytes() for p in (out / "cluster_sizes.tsv", out / "annotation_scores.tsv")}}
-    shutil.copy(out / "adata.h5ad", work / "adata_cores2.h5ad")
-    # determinism: redo the processing (normalise ... Leiden, UMAP) with 1 core, and what depends on it
-    proc = snakemake(work, repo, "--cores", "1", "--forcerun", "sc_process",
-                     targets=(str(out / "cluster_sizes.tsv"), str(out / "annotation_scores.tsv")))
+    again = work / "results" / "singlecell"
+    proc = snakemake(work, repo, "--cores", "1",
+                     targets=(str(again / "cluster_sizes.tsv"), str(again / "annotation_scores.tsv")))
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert "sc_process" in proc.stderr and "sc_markers" not in proc.stderr
-    return out, first, ad.read_h5ad(work / "adata_cores2.h5ad")
+    return example_results / "singlecell", again
 
 
 def test_every_public_output_is_filled(run):
-    out, _, _ = run
+    out, _ = run
     for rel in PUBLIC_OUTPUTS:
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
 
 
 def test_pbmc3k_reproduces_the_tutorial(run, repo):
     """2,638 cells (tutorial QC), 1,838 HVGs (seurat flavour), 9/6 Leiden clusters, ARI vs the Seurat labels."""
-    out, _, _ = run
+    out, _ = run
     adata = ad.read_h5ad(out / "adata.h5ad")
     assert adata.shape == (2638, 13714)
     assert adata.var["highly_variable"].sum() == 1838
@@ -115,7 +109,7 @@ def test_pbmc3k_reproduces_the_tutorial(run, repo):
 
 
 def test_adata_is_cellxgene_ready(run):
-    out, _, _ = run
+    out, _ = run
     adata = ad.read_h5ad(out / "adata.h5ad")
     counts = adata.layers["counts"]
     assert counts.nnz > 0 and np.array_equal(counts.data, np.round(counts.data)) and counts.data.min() > 0
@@ -130,7 +124,7 @@ def test_adata_is_cellxgene_ready(run):
 
 
 def test_qc_and_cluster_tables(run):
-    out, _, _ = run
+    out, _ = run
     removed = pd.read_csv(out / "qc/cells_removed.tsv", sep="\t").set_index("rule")
     assert removed.loc["any", "n_before"] == 2700 and removed.loc["any", "n_removed"] == 62
     assert removed.loc["max_genes", "n_removed"] == 5 and removed.loc["max_pct_mt", "n_removed"] == 57
@@ -144,7 +138,7 @@ def test_qc_and_cluster_tables(run):
 
 
 def test_published_markers_top_their_cell_types(run):
-    out, _, _ = run
+    out, _ = run
     markers = pd.read_csv(out / "markers/cell_type.tsv", sep="\t")
     assert list(markers.columns[:3]) == ["group", "rank", "gene"]
     top = markers[markers["rank"] <= 10].groupby("group")["gene"].apply(set)
@@ -154,14 +148,14 @@ def test_published_markers_top_their_cell_types(run):
 
 
 def test_same_clusters_with_1_and_2_cores(run):
-    out, first, cores2 = run
-    again = ad.read_h5ad(out / "adata.h5ad")
-    pd.testing.assert_frame_equal(again.obs, first["obs"])
+    out, again = run
+    cores2, cores1 = ad.read_h5ad(out / "adata.h5ad"), ad.read_h5ad(again / "adata.h5ad")
+    pd.testing.assert_frame_equal(cores1.obs, cores2.obs)
     for key in ("leiden_0.5", "leiden_1.0", "cell_type"):
-        assert (again.obs[key] == cores2.obs[key]).all()
-    np.testing.assert_array_equal(again.obsm["X_umap"], cores2.obsm["X_umap"])
-    for name, content in first["tables"].items():
-        assert (out / name).read_bytes() == content, name
+        assert (cores1.obs[key] == cores2.obs[key]).all()
+    np.testing.assert_array_equal(cores1.obsm["X_umap"], cores2.obsm["X_umap"])
+    for name in ("cluster_sizes.tsv", "annotation_scores.tsv"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
 # ---------------------------------------------------------------------------------------------
