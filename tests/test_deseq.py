@@ -183,8 +183,15 @@ def test_numba_engine_equals_numpy_port_on_airway(airway, airway_fit, airway_res
     ref = fit_deseq(counts, samples, "~ cell + dex", {"dex": "untrt"}, engine="pydeseq2", n_cpus=2)
     ref_res = contrast_results(ref, ["dex", "trt", "untrt"], alpha=0.05)
     assert airway_fit.uns["degflow"]["engine"] == "numba"
-    for col in ("genewise_dispersions", "MAP_dispersions", "dispersions"):
+    for col in ("MAP_dispersions", "dispersions"):
         assert max_rel(airway_fit.var[col], ref.var[col]) < 1e-4, col
+    # Gene-wise estimates below 1e-6 (100 x minDisp: DESeq2 leaves them out of the trend) sit on a likelihood
+    # flat to the last bits; there the grid's argmax moves with the CPU's math kernels (measured: 6 genes
+    # at 1e-8..3e-8 on an AVX-512 EPYC, none on another machine). They must stay below 1e-6 on both sides.
+    gw, gw_ref = airway_fit.var["genewise_dispersions"], ref.var["genewise_dispersions"]
+    flat = (gw_ref < 1e-6).to_numpy()
+    assert max_rel(gw[~flat], gw_ref[~flat]) < 1e-4
+    assert (gw[flat] < 1e-6).all() and not (gw[~flat] < 1e-6).any()
     assert airway_fit.uns["degflow"]["prior_var"] == pytest.approx(ref.uns["degflow"]["prior_var"], rel=1e-6)
     expressed = (ref_res["baseMean"] > 1).to_numpy()
     lfc = np.abs(airway_res["log2FoldChange"].to_numpy() - ref_res["log2FoldChange"].to_numpy())[expressed]
@@ -244,7 +251,14 @@ def test_numba_glm_and_grid_kernels_equal_numpy_port(airway):
     for use_prior, pv in ((False, 1.0), (True, 0.5)):
         ga = D._fit_disp_grid(sub, mu, X, prior, pv, use_prior, "numba", 2)
         gb = D._fit_disp_grid(sub, mu, X, prior, pv, use_prior, "numpy", 1)
-        np.testing.assert_allclose(ga, gb, rtol=1e-12)
+        # Same grid point, or (a handful of rows near the 1e-8 floor, where the likelihood is flat) a tie within
+        # the objective's own rounding: at alpha ~ 1e-8 it holds lgamma(1/alpha) ~ 1.7e9 per sample, so it is only
+        # known to ~1e-6, and which grid point wins moves with the CPU's math kernels (measured: 2 rows with an
+        # AVX-512 EPYC, 2e-8 apart in log posterior; none on another machine).
+        tie = ~np.isclose(ga, gb, rtol=1e-12, atol=0)
+        assert tie.sum() <= 5 and (gb[tie] < 1e-6).all()
+        lp = [D._log_posterior(np.log(g[tie]), sub[tie], mu[tie], X, prior[tie], pv, use_prior) for g in (ga, gb)]
+        np.testing.assert_allclose(lp[0], lp[1], rtol=0, atol=1e-6)
         da = D._fit_disp(sub, mu, X, prior, prior, pv, use_prior, 2, "numba")
         db = D._fit_disp(sub, mu, X, prior, prior, pv, use_prior, 1, "numpy")
         np.testing.assert_allclose(da["initial_lp"], db["initial_lp"], rtol=1e-12)
@@ -264,17 +278,26 @@ def test_supplied_size_factors_are_used(airway, airway_fit, airway_r):
 
 
 def test_airway_flavor_pydeseq2_is_stock(airway):
-    """flavor pydeseq2 keeps stock pydeseq2's answer on airway, not R's (512 / 472).
+    """flavor pydeseq2 keeps stock pydeseq2's answer on airway (546 up / 506 down), not R's (512 / 472).
 
-    Stock pydeseq2 0.5.4 (DefaultInference, ~8 min here) calls 546 up / 506 down; the numba engine runs the
-    same steps in seconds, so it is what this test drives (its agreement with DefaultInference gene by gene
-    is asserted in test_inference.py).
+    Stock pydeseq2 0.5.4 (DefaultInference, minutes here) calls 546 up / 506 down; the numba engine runs the
+    same steps in seconds, so it is what this test drives (its agreement with DefaultInference routine by
+    routine is asserted in test_inference.py). pydeseq2's end-to-end answer moves with the machine's BLAS
+    kernels: stock pydeseq2 with OpenBLAS's generic kernels instead of the AVX-512 ones moves log2FC by up
+    to 7.5e-4 and padj by < 1 % (``benchmarks/pydeseq2_reproducibility.py``), and one airway gene sits at
+    log2FC -0.999999 / -1.000003. So the counts are asserted up to genes within that noise of a threshold:
+    strict calls (|LFC| > 1.001, padj < 0.0495) <= 546 / 506 <= loose calls (|LFC| > 0.999, padj < 0.0505).
     """
     counts, samples = airway
     dds = fit_deseq(counts, samples, "~ cell + dex", {"dex": "untrt"}, flavor="pydeseq2", engine="numba")
     res = contrast_results(dds, ["dex", "trt", "untrt"], alpha=0.05)
-    calls = deg_calls(res)
-    assert (calls == 1).sum() == 546 and (calls == -1).sum() == 506
+    lfc, padj = res["log2FoldChange"].to_numpy(), res["padj"].to_numpy()
+    strict = (padj < 0.05 * 0.99) & (np.abs(lfc) > 1.001)
+    loose = (padj < 0.05 * 1.01) & (np.abs(lfc) > 0.999)
+    assert (strict & (lfc > 0)).sum() <= 546 <= (loose & (lfc > 0)).sum()
+    assert (strict & (lfc < 0)).sum() <= 506 <= (loose & (lfc < 0)).sum()
+    # the bracket is narrow: at most a handful of genes sit on a threshold
+    assert (loose & ~strict).sum() <= 10
 
 
 # ---------------------------------------------------------------------------

@@ -93,12 +93,14 @@ def test_every_public_output_is_filled(run):
 
 
 def test_pbmc3k_reproduces_the_tutorial(run, repo):
-    """2,638 cells (tutorial QC), 1,838 HVGs (seurat flavour), 9/6 Leiden clusters, ARI vs the Seurat labels."""
+    """2,638 cells (tutorial QC), 1,838 HVGs (seurat flavour), 8 or 9 / 6 Leiden clusters, ARI vs Seurat labels."""
     out, _ = run
     adata = ad.read_h5ad(out / "adata.h5ad")
     assert adata.shape == (2638, 13714)
     assert adata.var["highly_variable"].sum() == 1838
-    assert adata.obs["leiden_1.0"].nunique() == 9 and adata.obs["leiden_0.5"].nunique() == 6
+    # Leiden's cluster count moves with last-bit differences of the CPU's float kernels (BLAS in PCA): 9 / 6 on one
+    # machine, 8 / 6 (ARI 0.657) on an AVX-512 EPYC; the tutorial has 8 populations. The ARIs below are the test.
+    assert adata.obs["leiden_1.0"].nunique() in (8, 9) and adata.obs["leiden_0.5"].nunique() == 6
     seurat = pd.read_csv(repo / "resources/pbmc3k/seurat_pbmc3k_final_annotations.csv", index_col=0)
     truth = seurat["seurat_annotation"].reindex(adata.obs_names.str.removeprefix("pbmc3k_"))
     assert truth.notna().all()  # the kept cells are exactly the tutorial's
