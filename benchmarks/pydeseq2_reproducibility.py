@@ -53,7 +53,6 @@ PAIRS = [
 
 def worker(flavor: str, engine: str, out: str) -> None:
     """Fit airway in this process and pickle (var, results, trend coefficients)."""
-    sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "tests"))
     from degflow._threads import configure_runtime
 
@@ -77,6 +76,8 @@ def worker(flavor: str, engine: str, out: str) -> None:
 def compare(a: tuple, b: tuple) -> str:
     import numpy as np
 
+    from degflow.qc import classify
+
     (va, ra, ta), (vb, rb, tb) = a, b
     parts = []
     for key in ("genewise_dispersions", "MAP_dispersions"):
@@ -96,13 +97,9 @@ def compare(a: tuple, b: tuple) -> str:
     d = np.nanmax(np.abs(ra["log2FoldChange"].to_numpy() - rb["log2FoldChange"].to_numpy())[ok])
     parts.append(f"max |dLFC| (baseMean > 1) {d:.2g}")
 
-    def calls(r):
-        sig = (r["padj"] < 0.05).to_numpy() & (r["log2FoldChange"].abs() > 1).to_numpy()
-        return np.where(sig & (r["log2FoldChange"] > 0).to_numpy(), 1, np.where(sig, -1, 0))
-
-    ca, cb = calls(ra), calls(rb)
-    parts.append(f"DEGs up/down {(ca == 1).sum()}/{(ca == -1).sum()} vs {(cb == 1).sum()}/{(cb == -1).sum()} "
-                 f"({int((ca != cb).sum())} calls differ)")
+    ca, cb = classify(ra).to_numpy(), classify(rb).to_numpy()  # padj < 0.05, |LFC| > 1
+    parts.append(f"DEGs up/down {(ca == 'up').sum()}/{(ca == 'down').sum()} vs {(cb == 'up').sum()}/"
+                 f"{(cb == 'down').sum()} ({int((ca != cb).sum())} calls differ)")
     return "\n    ".join(parts)
 
 
@@ -110,6 +107,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worker", nargs=3, metavar=("FLAVOR", "ENGINE", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
     if args.worker:
         worker(*args.worker)
         return

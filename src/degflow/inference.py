@@ -44,12 +44,13 @@ routine and end to end (PyDESeq2's synthetic data).
 
 End to end on a large real matrix, pydeseq2's answer is itself only reproducible to ~1e-3 in
 log2FC: on airway, stock pydeseq2 on OpenBLAS's generic kernels instead of the AVX-512 ones (same
-code, same data) changes the L-BFGS-B convergence flag of ~110 gene-wise and ~9 MAP fits: high-count
-genes, whose objective (~80) is a difference of ``lgamma`` terms of ~1e5, so its rounding swamps
-the decrease the line search still asks for when |gradient| is just above ``pgtol = 1e-5``
-(scipy: "ABNORMAL" termination), and gene-wise fits running into the flat likelihood at 1e-8. Those genes fall back to the grid -- for MAP dispersions
-pydeseq2's grid has no prior, so the MAP becomes the gene-wise value -- the trend coefficients
-move ~0.1 %, and with them every MAP dispersion and log2FC (by up to 7.5e-4). NumbaInference
+code, same data) changes the L-BFGS-B convergence flag of ~110 gene-wise and ~9 MAP fits:
+high-count genes, whose objective (~80) is a difference of ``lgamma`` terms of ~1e5, so its
+rounding swamps the decrease the line search still asks for when |gradient| is just above
+``pgtol = 1e-5`` (scipy: "ABNORMAL" termination), and gene-wise fits running into the flat
+likelihood at 1e-8. Those genes fall back to the grid -- for MAP dispersions pydeseq2's grid has
+no prior, so the MAP becomes the gene-wise value -- the trend coefficients move ~0.1 %, and with
+them every MAP dispersion and log2FC (by up to 7.5e-4). NumbaInference
 against stock pydeseq2 differs by the same amount for the same reason (121 / 7 flags, 2.6e-4 in
 log2FC, 1 of 1,052 DEG calls, at log2FC -0.999999 vs -1.000003);
 ``benchmarks/pydeseq2_reproducibility.py`` prints these numbers. degflow's default ``flavor:
