@@ -40,6 +40,10 @@ if "singlecell" in CFG:
 
         include: "workflow/rules/pseudobulk.smk"
 
+    if "composition" in CFG["singlecell"]:
+
+        include: "workflow/rules/composition.smk"
+
 
 rule all:
     input:
