@@ -3,8 +3,9 @@
 References (tests/data, made by tests/_scripts/propeller_reference.R with limma 3.54.1 in R 4.2):
 - propeller_speckle: speckle's test snapshots (propeller, propeller.ttest, propeller.anova, getTransformedProps;
   4 decimals as speckle writes them) and the same tests at full precision from limma in R;
-- propeller_kang2018: cells per sample x cell type of degflow's Kang et al. 2018 run (8 donors, ctrl vs 6 h
-  IFN-beta, paired by donor) and limma's results on them (logit and asin, robust and not, the donor F test).
+- propeller_kang2018: cells per sample x cell type (and x Leiden cluster) of degflow's Kang et al. 2018 run (8
+  donors, ctrl vs 6 h IFN-beta, paired by donor) and limma's results on them (logit and asin, robust and not, the
+  donor F test).
 Bad input: plan_composition on the Kang sample sheet (in the repo) and one snakemake dry run on the bundled PBMC 3k
 files.
 """
@@ -27,7 +28,7 @@ from degflow.errors import DegflowInputError
 DATA = Path(__file__).parent / "data"
 SPECKLE = DATA / "propeller_speckle"
 KANG = DATA / "propeller_kang2018"
-RTOL = 1e-8  # limma in R vs pylimma: the robust df prior comes from a root search (uniroot vs brentq, tol 1e-8)
+RTOL = 1e-10  # measured: <= 1e-12 (the robust df prior comes from a root search: R uniroot vs scipy brentq)
 
 
 def _meta(groups: dict[str, str], order: list[str], name: str = "group") -> pd.DataFrame:
@@ -138,22 +139,27 @@ def test_anova_equals_limma_in_r(speckle_counts):
                           "padj": "padj"})
 
 
-@pytest.fixture(scope="module")
-def kang_counts() -> tuple[pd.DataFrame, pd.DataFrame]:
-    counts = pd.read_csv(KANG / "cell_counts.tsv", sep="\t")
+KANG_FILES = {"cell_types": ("cell_counts.tsv", "propeller_r.tsv"),
+              "leiden_1.0": ("cell_counts_leiden_1.0.tsv", "propeller_leiden_1.0_r.tsv")}
+
+
+def kang_data(grouping: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    counts_file, ref_file = KANG_FILES[grouping]
+    counts = pd.read_csv(KANG / counts_file, sep="\t", dtype={"cell_type": str})
     meta = counts.drop_duplicates("sample").set_index("sample")[["donor", "condition"]]
     meta["donor"] = pd.Categorical(meta["donor"], categories=sorted(meta["donor"].unique()))
     meta["condition"] = pd.Categorical(meta["condition"], categories=["ctrl", "stim"])
-    return counts, meta
+    return counts, meta, pd.read_csv(KANG / ref_file, sep="\t", dtype={"cell_type": str})
 
 
+@pytest.mark.parametrize("grouping", list(KANG_FILES))
 @pytest.mark.parametrize(("transform", "robust"), [("logit", True), ("asin", True), ("logit", False)])
-def test_kang2018_paired_by_donor_equals_limma_in_r(kang_counts, transform, robust):
-    """Real data: 16 samples (8 donors x ctrl/stim), 8 cell types, ~ donor + condition, and the 8-donor F test."""
-    counts, meta = kang_counts
-    ref = pd.read_csv(KANG / "propeller_r.tsv", sep="\t")
+def test_kang2018_paired_by_donor_equals_limma_in_r(grouping, transform, robust):
+    """Real data: 16 samples (8 donors x ctrl/stim), ~ donor + condition, and the 8-donor F test; degflow's 8 cell
+    types and its 14 Leiden clusters."""
+    counts, meta, ref = kang_data(grouping)
     ref = ref[(ref["transform"] == transform) & (ref["robust"] == robust)]
-    assert len(ref) == counts["cell_type"].nunique() >= 6
+    assert len(ref) == counts["cell_type"].nunique() >= 8
     donors = tuple(meta["donor"].cat.categories)
     tests = [CompositionTest("stim_vs_ctrl", "condition", ("stim", "ctrl"), "t"),
              CompositionTest("donor_all_levels", "donor", donors, "F")]
@@ -165,13 +171,13 @@ def test_kang2018_paired_by_donor_equals_limma_in_r(kang_counts, transform, robu
     _compare(res["donor_all_levels"], ref, {"statistic": "donor_F", "pvalue": "donor_F_pvalue"})
 
 
-def test_kang2018_robust_prior_is_not_the_plain_one(kang_counts):
-    """The robust fit down-weights outlying cell types: its df prior differs from the non-robust one (else the
-    robust comparisons above would not test fitFDistRobustly)."""
-    ref = pd.read_csv(KANG / "propeller_r.tsv", sep="\t")
-    rob = ref[(ref["transform"] == "logit") & ref["robust"]]["df_prior"]
-    plain = ref[(ref["transform"] == "logit") & ~ref["robust"]]["df_prior"]
-    assert not np.allclose(rob.to_numpy(), plain.to_numpy())
+def test_kang2018_clusters_exercise_the_robust_outlier_branch():
+    """With 14 clusters limma's robust prior df differs between clusters and from the plain fit (fitFDistRobustly's
+    outlier branch), so the robust comparison above tests it; with the 8 cell types it equals the plain fit."""
+    ref = kang_data("leiden_1.0")[2]
+    rob = ref[(ref["transform"] == "logit") & ref["robust"]]["df_prior"].to_numpy()
+    plain = ref[(ref["transform"] == "logit") & ~ref["robust"]]["df_prior"].to_numpy()
+    assert len(np.unique(rob)) > 1 and not np.allclose(rob, plain)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -179,6 +179,28 @@ def test_proportions(kang):
     assert (monos["fraction"] > 0.15).all()  # monocytes are a large share of every PBMC sample
 
 
+def test_composition_in_the_same_run(kang):
+    """singlecell.composition of the example (defaults from the pseudobulk section): counts equal an independent
+    count of the cells, one propeller table per contrast, its figure (tests/test_composition.py checks the
+    numbers against speckle and limma in R)."""
+    comp = kang / "singlecell/composition"
+    counts = pd.read_csv(comp / "cell_counts.tsv", sep="\t")
+    assert list(counts.columns) == ["sample", "cell_type", "n_cells", "donor", "condition"]
+    obs = ad.read_h5ad(kang / "singlecell/adata.h5ad", backed="r").obs
+    own = pd.crosstab(obs["sample"].astype(str), obs["cell_type"].astype(str)).stack()
+    got = counts.set_index(["sample", "cell_type"])["n_cells"]
+    assert got.sum() == len(obs) and (got.loc[own.index] == own).all()
+    assert counts.groupby("sample")["donor"].nunique().eq(1).all() and counts["sample"].nunique() == 8
+    res = pd.read_csv(comp / "stim_vs_ctrl/results.tsv", sep="\t")
+    assert list(res.columns) == ["cell_type", "baseline_prop", "prop_ctrl", "prop_stim", "ratio", "statistic",
+                                 "pvalue", "padj"]
+    assert set(res["cell_type"]) == set(counts["cell_type"])
+    assert (res["padj"] >= res["pvalue"]).all() and res["pvalue"].is_monotonic_increasing
+    np.testing.assert_allclose(res["ratio"], res["prop_stim"] / res["prop_ctrl"], rtol=1e-9)
+    for name in ("results.html", "proportions.png", "proportions.pdf"):
+        assert (comp / "stim_vs_ctrl" / name).stat().st_size > 0, name
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input (library level; one through the CLI)
 # ---------------------------------------------------------------------------------------------

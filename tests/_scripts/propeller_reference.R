@@ -9,11 +9,16 @@
 #     numbers, no random numbers; rebuilt here and written to tests/data/propeller_speckle/counts.tsv.
 #   - Kang et al. 2018 (8 donors, ctrl vs 6 h IFN-beta): cells per sample x cell type from degflow's run of
 #     config/examples/kang2018.yaml (results_kang2018/singlecell/composition/cell_counts.tsv, copied to
-#     tests/data/propeller_kang2018/cell_counts.tsv).
+#     tests/data/propeller_kang2018/cell_counts.tsv), and per Leiden cluster (resolution 1.0, from
+#     results_kang2018/singlecell/adata.h5ad; cell_counts_leiden_1.0.tsv): with 14 clusters the robust prior
+#     differs from the plain one, so fitFDistRobustly's outlier branch is exercised.
 suppressPackageStartupMessages(library(limma))
 out_s <- "tests/data/propeller_speckle"
 out_k <- "tests/data/propeller_kang2018"
-w <- function(df, path) write.table(format(df, digits = 15), path, sep = "\t", quote = FALSE, row.names = FALSE)
+w <- function(df, path) {  # every number at full precision (17 significant digits), nothing padded
+  df[] <- lapply(df, function(x) if (is.double(x)) sprintf("%.17g", x) else x)
+  write.table(df, path, sep = "\t", quote = FALSE, row.names = FALSE)
+}
 
 transform_props <- function(tab, transform) {  # tab: samples x cell types (speckle: table(sample, clusters))
   props <- tab / rowSums(tab)
@@ -65,7 +70,8 @@ for (cfg in list(c("logit", TRUE), c("logit", FALSE), c("asin", TRUE))) {
 w(res, file.path(out_s, "anova_r.tsv"))
 
 ## Kang 2018, paired by donor -----------------------------------------------------------------------------------
-kc <- read.delim(file.path(out_k, "cell_counts.tsv"), check.names = FALSE)
+kang <- function(counts_file, out_file) {
+kc <- read.delim(file.path(out_k, counts_file), check.names = FALSE)
 ktab <- xtabs(n_cells ~ sample + cell_type, kc)
 ktab <- matrix(ktab, nrow(ktab), dimnames = dimnames(ktab))
 meta <- unique(kc[, c("sample", "donor", "condition")])
@@ -92,5 +98,8 @@ for (cfg in list(c("logit", TRUE), c("asin", TRUE), c("logit", FALSE))) {
                                padj = p.adjust(fit$p.value[, 1], "BH"), df_prior = fit$df.prior,
                                t_coef = fit2$t[, "conditionstim"], donor_F = fit3$F, donor_F_pvalue = fit3$F.p.value))
 }
-w(res, file.path(out_k, "propeller_r.tsv"))
+w(res, file.path(out_k, out_file))
+}
+kang("cell_counts.tsv", "propeller_r.tsv")                      # degflow's cell types (marker annotation)
+kang("cell_counts_leiden_1.0.tsv", "propeller_leiden_1.0_r.tsv")  # its 14 Leiden clusters at resolution 1.0
 cat("limma", as.character(packageVersion("limma")), "R", R.version$major, R.version$minor, "\n")
