@@ -309,3 +309,18 @@ def test_bad_input_stops_the_cli_in_one_line(tmp_path):
     lines = [ln for ln in err.splitlines() if ln.startswith("degflow:")]
     assert len(lines) == 1 and "composition.contrasts.x': level 'ifn' is not in column 'condition'" in lines[0], err
     assert not (tmp_path / "results").exists()
+
+
+def test_figure_one_panel_per_cell_type_with_its_fdr(speckle_counts):
+    from degflow.composition import composition_figure
+
+    meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC")}, ["A", "B", "C"])
+    counts = speckle_counts.join(meta, on="sample")
+    tests = [CompositionTest("F", "group", ("A", "B", "C"), "F"), CompositionTest("CA", "group", ("C", "A"), "t")]
+    res = propeller(counts, design="~ group", tests=tests, metadata=meta)
+    for test in tests:
+        fig = composition_figure(counts, res[test.name], test=test)
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        assert titles == [f"{ct}\nFDR = {q:.2g}" for ct, q in zip(res[test.name]["cell_type"], res[test.name]["padj"])]
+        ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        assert ticks == (["A", "B", "C"] if test.kind == "F" else ["A", "C"])
