@@ -38,8 +38,12 @@ __all__ = [
     "CompositionTest",
     "cell_counts",
     "composition_figure",
+    "metadata_frame",
+    "metadata_records",
     "plan_composition",
     "propeller",
+    "tests_to_records",
+    "tests_from_records",
     "transformed_proportions",
 ]
 
@@ -79,6 +83,34 @@ class CompositionPlan:
 # ----------------------------------------------------------------------------------------------
 # parse time
 # ----------------------------------------------------------------------------------------------
+
+
+def metadata_records(meta: pd.DataFrame) -> dict:
+    """Plain lists for a Snakemake ``params`` entry: replicate names, each column's values, factor levels."""
+    return {"index": [str(i) for i in meta.index],
+            "columns": {str(c): [v if isinstance(v, float | int) and not isinstance(v, bool) else str(v)
+                                 for v in meta[c].tolist()] for c in meta.columns},
+            "levels": {str(c): [str(lv) for lv in meta[c].cat.categories] for c in meta.columns
+                       if isinstance(meta[c].dtype, pd.CategoricalDtype)}}
+
+
+def metadata_frame(records: Mapping) -> pd.DataFrame:
+    """The replicate table back from :func:`metadata_records` (factors categorical, reference level first)."""
+    meta = pd.DataFrame(dict(records["columns"]), index=pd.Index(list(records["index"]), name=None))
+    for col, levels in records["levels"].items():
+        meta[col] = pd.Categorical(meta[col].astype(str), categories=list(levels))
+    return meta
+
+
+def tests_to_records(tests: Sequence[CompositionTest]) -> list[dict]:
+    """Plain dicts of :class:`CompositionTest` for a Snakemake ``params`` entry (:func:`tests_from_records`)."""
+    return [{"name": t.name, "factor": t.factor, "levels": list(t.levels), "kind": t.kind} for t in tests]
+
+
+def tests_from_records(records: Sequence[Mapping]) -> list[CompositionTest]:
+    """:class:`CompositionTest` objects back from :func:`tests_to_records`."""
+    return [CompositionTest(name=r["name"], factor=r["factor"], levels=tuple(r["levels"]), kind=r["kind"])
+            for r in records]
 
 
 def plan_composition(comp_cfg: Mapping, sheet: pd.DataFrame, *, pseudobulk: Mapping | None = None,

@@ -1,7 +1,7 @@
 # Differential cell-type composition (propeller): cells per replicate x cell type from results/singlecell/adata.h5ad,
 # a moderated t per contrast and a moderated F per factor with >= 3 levels (limma eBayes, robust), BH FDR, and a
 # figure per test. The plan (defaults from the pseudobulk section, replicates per level) is checked before the DAG.
-from degflow.composition import plan_composition
+from degflow.composition import metadata_records, plan_composition, tests_to_records
 
 COMP_DIR = f"{SC_DIR}/composition"
 COMP_CAT = "9. Cell-type composition"
@@ -33,8 +33,8 @@ rule sc_composition:
         groupby=COMP_PLAN.groupby,
         sample_key=COMP_PLAN.sample_key,
         design=COMP_PLAN.design,
-        tests=COMP_PLAN.tests,
-        metadata=COMP_PLAN.metadata,
+        tests=tests_to_records(COMP_PLAN.tests),
+        metadata=metadata_records(COMP_PLAN.metadata),
         transform=COMP_PLAN.transform,
         robust=COMP_PLAN.robust,
     log:

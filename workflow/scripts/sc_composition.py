@@ -10,14 +10,15 @@ from degflow.io import write_tsv
 from degflow.report import html_table
 
 p = snakemake.params
+meta, tests = composition.metadata_frame(p.metadata), composition.tests_from_records(p.tests)
 obs = ad.read_h5ad(snakemake.input[0], backed="r").obs
-counts = composition.cell_counts(obs, groupby=p.groupby, sample_key=p.sample_key, metadata=p.metadata)
+counts = composition.cell_counts(obs, groupby=p.groupby, sample_key=p.sample_key, metadata=meta)
 write_tsv(counts, snakemake.output.counts)
-results = composition.propeller(counts, design=p.design, tests=p.tests, metadata=p.metadata, transform=p.transform,
+results = composition.propeller(counts, design=p.design, tests=tests, metadata=meta, transform=p.transform,
                                 robust=p.robust)
-pair_by = next((c for c in p.metadata.columns if c not in {t.factor for t in p.tests}
-                and isinstance(p.metadata[c].dtype, pd.CategoricalDtype)), None)  # e.g. donor
-for test, table, html, png, pdf in zip(p.tests, snakemake.output.results, snakemake.output.html,
+pair_by = next((c for c in meta.columns if c not in {t.factor for t in tests}
+                and isinstance(meta[c].dtype, pd.CategoricalDtype)), None)  # e.g. donor
+for test, table, html, png, pdf in zip(tests, snakemake.output.results, snakemake.output.html,
                                        snakemake.output.png, snakemake.output.pdf, strict=True):
     res = results[test.name]
     write_tsv(res, table)
