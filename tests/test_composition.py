@@ -12,6 +12,7 @@ files.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -324,3 +325,13 @@ def test_figure_one_panel_per_cell_type_with_its_fdr(speckle_counts):
         assert titles == [f"{ct}\nFDR = {q:.2g}" for ct, q in zip(res[test.name]["cell_type"], res[test.name]["padj"])]
         ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
         assert ticks == (["A", "B", "C"] if test.kind == "F" else ["A", "C"])
+
+
+def test_plan_survives_snakemake_params_as_plain_records():
+    """The rule passes the replicate table and tests as plain lists; they come back with their factor levels."""
+    from degflow.composition import metadata_frame, metadata_records, tests_from_records, tests_to_records
+
+    p = plan()
+    back = metadata_frame(json.loads(json.dumps(metadata_records(p.metadata))))
+    pd.testing.assert_frame_equal(back, p.metadata, check_names=False)
+    assert tests_from_records(json.loads(json.dumps(tests_to_records(p.tests)))) == p.tests
