@@ -7,13 +7,18 @@ number with padj < 0.05, the NA counts and the independent-filtering threshold).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from degflow.config import check_design, results_names
+from degflow.bulk import plan_bulk
+from degflow.config import check_design, results_names, validate_config
 from degflow.deseq import coefficient_names, contrast_results, fit_deseq, lrt_results
 from degflow.errors import DegflowInputError
 
@@ -150,3 +155,77 @@ def test_bad_contrast_specs(repo, spec, message):
     with pytest.raises(DegflowInputError, match="^config key 'bulk.contrasts.c") as err:
         check_design(sheet, "~ group", {"group": "control"}, {"c": spec})
     assert message in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input: refused before the DAG, one `degflow:` line (as tests/test_bad_input.py; bundled airway genes)
+# ---------------------------------------------------------------------------------------------------------
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+BAD = {
+    # name: (bulk overrides, fragments of the one line)
+    "reduced_with_variable_not_in_design": (
+        {"lrt": {"x": {"reduced": "~ albut"}}},
+        ["'bulk.lrt.x.reduced'", "'~ albut' is not nested in the design '~ cell + dex'", "'albut'"]),
+    "reduced_not_nested": (
+        {"lrt": {"x": {"reduced": "~ cell:dex"}}}, ["'bulk.lrt.x.reduced'", "'~ cell:dex' is not nested"]),
+    "unknown_coefficient_name": (
+        {"contrasts": {"x": {"name": "dex_treated_vs_untrt"}}},
+        ["'bulk.contrasts.x.name'", "'dex_treated_vs_untrt'", "did you mean 'dex_trt_vs_untrt'",
+         "resultsNames: Intercept, cell_N061011_vs_N052611, cell_N080611_vs_N052611, cell_N61311_vs_N052611, "
+         "dex_trt_vs_untrt"]),
+    "vector_of_wrong_length": (
+        {"contrasts": {"x": {"vector": [0, 0, 0, 1]}}},
+        ["'bulk.contrasts.x.vector' has 4 numbers but the design has 5 coefficients", "Intercept, "]),
+}
+
+
+@pytest.fixture(scope="module")
+def airway_small(repo):
+    d = repo / "resources" / "airway"
+    counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0).iloc[:3000]
+    sheet = pd.read_csv(d / "samples.tsv", sep="\t")[["sample_id", "cell", "dex", "albut"]]
+    return counts, sheet
+
+
+def _experiment(tmp: Path, airway_small, **overrides) -> Path:
+    counts, sheet = airway_small
+    counts.to_csv(tmp / "counts.tsv", sep="\t")
+    sheet.to_csv(tmp / "samples.tsv", sep="\t", index=False)
+    bulk = {"counts": str(tmp / "counts.tsv"), "samples": str(tmp / "samples.tsv"), "design": "~ cell + dex",
+            "reference_levels": {"dex": "untrt"}, "contrasts": {"dex_vs_untrt": ["dex", "trt", "untrt"]}, **overrides}
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump({"results": str(tmp / "results"), "bulk": bulk}))
+    return path
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_lrt_and_contrast_stop_before_the_dag(repo, tmp_path, airway_small, case):
+    overrides, fragments = BAD[case]
+    cfg = _experiment(tmp_path, airway_small, **overrides)
+    with pytest.raises(DegflowInputError) as info:
+        plan_bulk(validate_config(yaml.safe_load(cfg.read_text()))["bulk"])
+    assert "\n" not in str(info.value)
+    for frag in fragments:
+        assert frag in str(info.value), f"{frag!r} not in {info.value}"
+    proc = subprocess.run([str(SNAKEMAKE), "-n", "-s", str(repo / "Snakefile"), "--configfile", str(cfg), "--cores",
+                           "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    err = proc.stderr.strip()
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("degflow:")]
+    assert len(lines) == 1 and all(f in lines[0] for f in fragments), err
+    assert not (tmp_path / "results").exists()
+
+
+def test_lrt_and_coefficient_contrasts_dry_run(repo, tmp_path, airway_small):
+    cfg = _experiment(tmp_path, airway_small, lrt={"dex_any": {"reduced": "~ cell"}},
+                      contrasts={"dex": {"name": "dex_trt_vs_untrt"}, "v": {"vector": [0, 0, 0, 0, 1]},
+                                 "l": {"list": [["dex_trt_vs_untrt"]]}})
+    plan, _ = plan_bulk(validate_config(yaml.safe_load(cfg.read_text()))["bulk"])
+    assert plan.lrt["dex_any"]["group_by"] == "dex" and plan.lrt["dex_any"]["df"] == 1
+    assert plan.lrt["dex_any"]["coefficient"] == "dex_trt_vs_untrt"
+    proc = subprocess.run([str(SNAKEMAKE), "-n", "-s", str(repo / "Snakefile"), "--configfile", str(cfg), "--cores",
+                           "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bulk_lrt_patterns" in proc.stdout and "bulk_lrt" in proc.stdout

@@ -32,9 +32,11 @@ if "bulk" in CFG:
     BULK_MCELLS = _counts.counts.shape[0] * len(BULK_PLAN.samples) / 1e6
     del _counts
     CONTRASTS = list(BULK_PLAN.contrasts)
+    LRTS = list(BULK_PLAN.lrt)
 
     wildcard_constraints:
         contrast="|".join(CONTRASTS),
+        lrt="|".join(LRTS) or "no_lrt",
 
 
 def scaled(base, per_unit=0.0, units=0.0):
