@@ -56,7 +56,9 @@ Not ported (documented deviations): when the parametric trend fails R substitute
 ``locfit`` local fit; here DESeq2's ``fitType = "mean"`` rule is used and a warning is
 logged.  The rare genes whose IRLS does not converge are refitted with scipy's L-BFGS-B
 rather than R's ``optim`` (same objective, start and bounds; agreement to optimiser
-tolerance).  Observation weights, ``betaPrior = TRUE`` and the LRT are not supported.
+tolerance).  Observation weights and ``betaPrior = TRUE`` are not supported.  The likelihood-ratio test
+(:func:`lrt_results`, a port of ``nbinomLRT`` + ``results()``) and DESeq2's ``name`` / numeric / list
+contrasts over ``resultsNames`` (:func:`coefficient_names`) are.
 
 ``engine`` chooses how the per-gene loops run.  ``"numba"`` (default): with ``flavor="deseq2"`` the
 port's C++ loops (``fitDisp``, ``fitDispGrid``, ``fitBeta`` and the ``optim`` objective) are numba
