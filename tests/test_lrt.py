@@ -174,6 +174,9 @@ BAD = {
         ["'bulk.contrasts.x.name'", "'dex_treated_vs_untrt'", "did you mean 'dex_trt_vs_untrt'",
          "resultsNames: Intercept, cell_N061011_vs_N052611, cell_N080611_vs_N052611, cell_N61311_vs_N052611, "
          "dex_trt_vs_untrt"]),
+    "lrt_with_stock_pydeseq2": (
+        {"lrt": {"x": {"reduced": "~ cell"}}, "de": {"flavor": "pydeseq2"}},
+        ["'bulk.lrt.x'", "needs bulk.de.flavor deseq2"]),
     "vector_of_wrong_length": (
         {"contrasts": {"x": {"vector": [0, 0, 0, 1]}}},
         ["'bulk.contrasts.x.vector' has 4 numbers but the design has 5 coefficients", "Intercept, "]),
@@ -229,3 +232,28 @@ def test_lrt_and_coefficient_contrasts_dry_run(repo, tmp_path, airway_small):
                            "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bulk_lrt_patterns" in proc.stdout and "bulk_lrt" in proc.stdout
+
+
+def test_workflow_runs_lrt_and_coefficient_contrasts(repo, tmp_path, airway_small):
+    """A real snakemake run (3,000 airway genes): a name contrast equals its [factor, test, reference] twin (R
+    takes the same coefficient for both), and the LRT's tables, pattern figure and workbook sheet are written."""
+    cfg = _experiment(tmp_path, airway_small, lrt={"dex_any": {"reduced": "~ cell"}},
+                      contrasts={"dex_vs_untrt": ["dex", "trt", "untrt"], "dex_coef": {"name": "dex_trt_vs_untrt"}})
+    res = tmp_path / "results" / "bulk"
+    targets = [res / "de" / c / "results.tsv" for c in ("dex_vs_untrt", "dex_coef")]
+    targets += [res / "lrt" / "dex_any" / "patterns.png", res / "de" / "deg_tables.xlsx", res / "de" / "summary.tsv"]
+    proc = subprocess.run([str(SNAKEMAKE), "-s", str(repo / "Snakefile"), "--configfile", str(cfg), "--cores", "2",
+                           "--nolock", *map(str, targets)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    read = lambda p: pd.read_csv(p, sep="\t", index_col="gene_id")  # noqa: E731
+    a, b = read(targets[0]), read(targets[1])
+    for col in ("log2FoldChange", "lfcSE", "stat", "pvalue", "padj"):
+        assert max_rel(a[col], b[col]) < 1e-9, col
+    lrt = read(res / "lrt" / "dex_any" / "results.tsv")
+    sig = read(res / "lrt" / "dex_any" / "significant.tsv")
+    assert len(sig) == int((lrt["padj"] < 0.05).sum()) > 50 and set(lrt["lfc_coefficient"]) == {"dex_trt_vs_untrt"}
+    members = read(res / "lrt" / "dex_any" / "clusters.tsv")
+    assert list(members.index) == list(sig.index) and {"z_untrt", "z_trt"} <= set(members.columns)
+    assert "LRT dex_any" in pd.ExcelFile(res / "de" / "deg_tables.xlsx").sheet_names
+    summary = pd.read_csv(res / "de" / "summary.tsv", sep="\t", index_col="contrast")
+    assert summary.loc["dex_coef", "factor"] == "name" and summary.loc["dex_coef", "test_level"] == "dex_trt_vs_untrt"

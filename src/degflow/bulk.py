@@ -231,7 +231,7 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
         sheet=sheet.loc[samples],
         factors=factors,
         covariates=covariates,
-        contrasts={k: list(v) for k, v in bulk_cfg["contrasts"].items()},
+        contrasts={k: dict(v) if isinstance(v, Mapping) else list(v) for k, v in bulk_cfg["contrasts"].items()},
         excluded=exclude,
         count_format=table.format,
         count_files=count_files(table),

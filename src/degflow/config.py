@@ -248,7 +248,7 @@ class BulkPlan:
     sheet: pd.DataFrame
     factors: list[str]
     covariates: list[str]
-    contrasts: dict[str, list[str]]
+    contrasts: dict[str, list[str] | dict]
     excluded: list[str] = field(default_factory=list)
 
 

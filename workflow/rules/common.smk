@@ -61,7 +61,7 @@ localrules:
 
 
 def get_contrast(wildcards):
-    """[factor, test level, reference level] of a contrast."""
+    """[factor, test level, reference level] of a contrast, or its {name | vector | list} mapping."""
     return BULK_PLAN.contrasts[wildcards.contrast]
 
 

@@ -15,8 +15,9 @@ if len(sig) >= 1:
         qc.variance_stabilised(counts, sf), data.obs[spec["group_by"]], list(sig["gene_id"]),
         n_clusters=spec["n_clusters"], max_clusters=spec["max_clusters"], min_cluster_size=spec["min_cluster_size"],
         max_genes=spec["max_genes"])
-    membership.insert(1, "gene_name", sig.set_index("gene_id")["gene_name"].reindex(membership["gene_id"])
-                      .fillna("").to_numpy())
+    if "gene_name" in sig.columns:
+        membership.insert(1, "gene_name", sig.set_index("gene_id")["gene_name"].reindex(membership["gene_id"])
+                          .fillna("").to_numpy())
     fig = plot_patterns(profiles, group_label=spec["group_by"],
                         title=f"{snakemake.wildcards.lrt}: {p.design} vs {spec['reduced']}: {len(sig)} genes with "
                               f"padj < {p.padj}" + (f", the {len(membership)} most significant clustered"
