@@ -44,12 +44,16 @@ def load_schema(name: str, schema_dir: Path | None = None) -> dict:
 # ----------------------------------------------------------------------------------------------
 def _object_branch(schema: Mapping, value: Any) -> Mapping | None:
     """The object-typed sub-schema that applies to ``value`` (handles ``oneOf`` string|object)."""
-    if "properties" in schema:
+    if "properties" in schema or isinstance(schema.get("additionalProperties"), Mapping):
         return schema
-    for alt in schema.get("oneOf", []):
-        if alt.get("type") == "object" and isinstance(value, Mapping):
+    alts = [alt for alt in schema.get("oneOf", []) if alt.get("type") == "object"] if isinstance(value, Mapping) else []
+    for alt in alts:  # several object forms (a contrast's name / vector / list): the one whose required keys are given
+        if set(alt.get("required", [])) <= set(value):
             return alt
-    return None
+    if len(alts) > 1:  # none matches: every form's keys, for the "did you mean" hint
+        return {"additionalProperties": False,
+                "properties": {k: v for alt in alts for k, v in alt.get("properties", {}).items()}}
+    return alts[0] if alts else None
 
 
 def _schema_file(where: str) -> str:
@@ -96,6 +100,11 @@ def check_unknown_keys(config: Mapping, schema: Mapping, prefix: str = "") -> No
     for key, value in config.items():
         if key in props and isinstance(value, Mapping):
             check_unknown_keys(value, props[key], prefix=f"{prefix}{key}.")
+    entry = sub.get("additionalProperties")
+    if isinstance(entry, Mapping):  # free-named entries (bulk.contrasts, bulk.lrt): each against its schema
+        for key, value in config.items():
+            if key not in props and isinstance(value, Mapping):
+                check_unknown_keys(value, entry, prefix=f"{prefix}{key}.")
 
 
 def fill_defaults(config: dict, schema: Mapping) -> dict:
