@@ -234,6 +234,10 @@ def test_lrt_and_coefficient_contrasts_dry_run(repo, tmp_path, airway_small):
     assert "bulk_lrt_patterns" in proc.stdout and "bulk_lrt" in proc.stdout
 
 
+def read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", index_col="gene_id")
+
+
 def test_workflow_runs_lrt_and_coefficient_contrasts(repo, tmp_path, airway_small):
     """A real snakemake run (3,000 airway genes): a name contrast equals its [factor, test, reference] twin (R
     takes the same coefficient for both), and the LRT's tables, pattern figure and workbook sheet are written."""
@@ -245,7 +249,6 @@ def test_workflow_runs_lrt_and_coefficient_contrasts(repo, tmp_path, airway_smal
     proc = subprocess.run([str(SNAKEMAKE), "-s", str(repo / "Snakefile"), "--configfile", str(cfg), "--cores", "2",
                            "--nolock", *map(str, targets)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    read = lambda p: pd.read_csv(p, sep="\t", index_col="gene_id")  # noqa: E731
     a, b = read(targets[0]), read(targets[1])
     for col in ("log2FoldChange", "lfcSE", "stat", "pvalue", "padj"):
         assert max_rel(a[col], b[col]) < 1e-9, col

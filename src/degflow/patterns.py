@@ -120,7 +120,7 @@ def gene_patterns(
     Raises
     ------
     DegflowInputError
-        Fewer than 3 genes to cluster, or fewer than 3 levels... (a pattern needs >= 2 levels).
+        The grouping factor has fewer than 2 levels among the samples.
     """
     from scipy.cluster.hierarchy import fcluster, linkage  # noqa: PLC0415
     from scipy.spatial.distance import squareform  # noqa: PLC0415
@@ -222,3 +222,47 @@ def plot_patterns(profiles: pd.DataFrame, *, group_label: str, title: str = "") 
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def lrt_patterns(
+    expression: pd.DataFrame,
+    groups: pd.Series,
+    significant: pd.DataFrame,
+    *,
+    title: str = "",
+    n_clusters: int | None = None,
+    max_clusters: int = 8,
+    min_cluster_size: int = 15,
+    max_genes: int = 2000,
+) -> tuple[pd.DataFrame, Figure]:
+    """The membership table and the pattern figure of an LRT's significant genes (see :func:`gene_patterns`).
+
+    Parameters
+    ----------
+    expression
+        Variance-stabilised expression, genes x samples.
+    groups
+        The grouping factor per sample; its name labels the x axis.
+    significant
+        :func:`significant_genes` (gene_id [, gene_name], most significant first); may be empty.
+    title
+        Figure title; the number of genes clustered is appended when ``max_genes`` cuts.
+
+    Returns
+    -------
+    membership, figure
+        gene_id [, gene_name], cluster, z_<level> per gene (empty with no significant gene), and the
+        figure (a note when no cluster reaches ``min_cluster_size``).
+    """
+    if significant.empty:
+        return (pd.DataFrame(columns=["gene_id", "cluster"]),
+                plot_patterns(pd.DataFrame({"cluster": pd.Series([], dtype=int)}), group_label=str(groups.name)))
+    membership, profiles = gene_patterns(expression, groups, list(significant["gene_id"]), n_clusters=n_clusters,
+                                         max_clusters=max_clusters, min_cluster_size=min_cluster_size,
+                                         max_genes=max_genes)
+    if "gene_name" in significant.columns:
+        names = significant.set_index("gene_id")["gene_name"].reindex(membership["gene_id"]).fillna("")
+        membership.insert(1, "gene_name", names.to_numpy())
+    if len(membership) < len(significant):
+        title += f", the {len(membership)} most significant clustered"
+    return membership, plot_patterns(profiles, group_label=str(groups.name), title=title)

@@ -369,7 +369,7 @@ rule bulk_lrt:
         significant=report(f"{RESULTS}/bulk/lrt/{{lrt}}/significant.tsv", caption="../report/lrt_table.rst",
                            category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "significant genes"}),
     params:
-        spec=lambda wildcards: BULK_PLAN.lrt[wildcards.lrt],
+        spec=get_lrt,
         de=BULK["de"],
         thresholds=BULK["thresholds"],
     log:
@@ -398,7 +398,7 @@ rule bulk_lrt_patterns:
                    category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "expression patterns"}),
         pdf=f"{RESULTS}/bulk/lrt/{{lrt}}/patterns.pdf",
     params:
-        spec=lambda wildcards: BULK_PLAN.lrt[wildcards.lrt],
+        spec=get_lrt,
         design=BULK["design"],
         padj=BULK["thresholds"]["padj"],
     log:

@@ -65,6 +65,11 @@ def get_contrast(wildcards):
     return BULK_PLAN.contrasts[wildcards.contrast]
 
 
+def get_lrt(wildcards):
+    """A likelihood-ratio test's settings: reduced formula, group_by, clustering options, df, coefficient."""
+    return BULK_PLAN.lrt[wildcards.lrt]
+
+
 def bulk_optional_inputs(wildcards):
     """Annotation / tx2gene files when configured."""
     extra = {}
