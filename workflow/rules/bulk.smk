@@ -358,6 +358,8 @@ for t in LRTS:
         f"{RESULTS}/bulk/lrt/{t}/significant.tsv",
         f"{RESULTS}/bulk/lrt/{t}/clusters.tsv",
         f"{RESULTS}/bulk/lrt/{t}/patterns.png",
+        f"{RESULTS}/bulk/lrt/{t}/significant.html",
+        f"{RESULTS}/bulk/lrt/{t}/clusters.html",
     ]
 
 
@@ -366,8 +368,9 @@ rule bulk_lrt:
         f"{RESULTS}/bulk/de/model.pkl",
     output:
         results=f"{RESULTS}/bulk/lrt/{{lrt}}/results.tsv",
-        significant=report(f"{RESULTS}/bulk/lrt/{{lrt}}/significant.tsv", caption="../report/lrt_table.rst",
-                           category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "significant genes"}),
+        significant=f"{RESULTS}/bulk/lrt/{{lrt}}/significant.tsv",
+        html=report(f"{RESULTS}/bulk/lrt/{{lrt}}/significant.html", caption="../report/lrt_table.rst",
+                    category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "significant genes"}),
     params:
         spec=get_lrt,
         de=BULK["de"],
@@ -392,8 +395,9 @@ rule bulk_lrt_patterns:
         dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
         size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
     output:
-        clusters=report(f"{RESULTS}/bulk/lrt/{{lrt}}/clusters.tsv", caption="../report/lrt_clusters.rst",
-                        category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "cluster membership"}),
+        clusters=f"{RESULTS}/bulk/lrt/{{lrt}}/clusters.tsv",
+        html=report(f"{RESULTS}/bulk/lrt/{{lrt}}/clusters.html", caption="../report/lrt_clusters.rst",
+                    category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "cluster membership"}),
         png=report(f"{RESULTS}/bulk/lrt/{{lrt}}/patterns.png", caption="../report/lrt_patterns.rst",
                    category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "expression patterns"}),
         pdf=f"{RESULTS}/bulk/lrt/{{lrt}}/patterns.pdf",
