@@ -252,7 +252,8 @@ def plan_lrt(bulk_cfg: Mapping, meta: pd.DataFrame, factors: list[str]) -> dict[
     ------
     DegflowInputError
         The pydeseq2 flavor (no LRT), a reduced formula that is not nested in the design or tests
-        nothing, a ``group_by`` that is not a factor of the design, or no factor to group by.
+        nothing, a ``group_by`` that is not a variable of the design, or (without ``group_by``) a
+        reduced formula that drops no variable.
     """
     from degflow.config import check_lrt, design_variables
 
@@ -267,16 +268,18 @@ def plan_lrt(bulk_cfg: Mapping, meta: pd.DataFrame, factors: list[str]) -> dict[
         rhs = spec["reduced"].split("~", 1)[1].strip()
         reduced_vars = [] if rhs in ("", "1") else design_variables(spec["reduced"])
         group_by = spec.get("group_by")
-        if group_by is not None and group_by not in factors:
-            raise DegflowInputError(f"config key 'bulk.lrt.{name}.group_by': '{group_by}' is not a factor of the "
-                                    f"design '{design}' (factors: {', '.join(factors)})")
+        variables = design_variables(design)
+        if group_by is not None and group_by not in variables:
+            raise DegflowInputError(f"config key 'bulk.lrt.{name}.group_by': '{group_by}' is not a variable of the "
+                                    f"design '{design}' (variables: {', '.join(variables)})")
         if group_by is None:
-            tested = [v for v in design_variables(design) if v in factors and v not in reduced_vars]
+            tested = [v for v in variables if v not in reduced_vars]  # a factor (arms) or a covariate (dose values)
+            tested_factors = [v for v in tested if v in factors]
             if not tested:
-                raise DegflowInputError(f"config key 'bulk.lrt.{name}': the reduced formula drops no factor of the "
-                                        f"design (factors: {', '.join(factors) or 'none'}); set group_by to the "
-                                        "factor whose levels the pattern figure should show")
-            group_by = tested[-1]
+                raise DegflowInputError(f"config key 'bulk.lrt.{name}': the reduced formula keeps every variable of "
+                                        f"the design '{design}' (it drops an interaction only); set group_by to the "
+                                        "variable whose levels the pattern figure should show")
+            group_by = (tested_factors or tested)[-1]
         out[str(name)] = {**LRT_DEFAULTS, **dict(spec), "group_by": group_by, "df": df, "coefficient": coefficient}
     return out
 
