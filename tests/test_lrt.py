@@ -260,3 +260,20 @@ def test_workflow_runs_lrt_and_coefficient_contrasts(repo, tmp_path, airway_smal
     assert "LRT dex_any" in pd.ExcelFile(res / "de" / "deg_tables.xlsx").sheet_names
     summary = pd.read_csv(res / "de" / "summary.tsv", sep="\t", index_col="contrast")
     assert summary.loc["dex_coef", "factor"] == "name" and summary.loc["dex_coef", "test_level"] == "dex_trt_vs_untrt"
+
+
+def test_lrt_group_by_defaults(airway):
+    """The pattern figure's x axis: the last design factor the reduced formula drops, else its numeric covariate."""
+    from degflow.bulk import plan_lrt
+
+    _, samples = airway
+    design = "~ cell + avgLength + dex"
+    factors, _, meta = check_design(samples, design, {"dex": "untrt"}, {})
+    cfg = {"design": design, "lrt": {"dex": {"reduced": "~ cell + avgLength"}, "len": {"reduced": "~ cell + dex"},
+                                     "all": {"reduced": "~ 1", "group_by": "cell"}}}
+    plan = plan_lrt(cfg, meta, factors)
+    assert [plan[k]["group_by"] for k in ("dex", "len", "all")] == ["dex", "avgLength", "cell"]
+    assert [plan[k]["df"] for k in ("dex", "len", "all")] == [1, 1, 5]
+    assert plan["all"]["coefficient"] == "dex_trt_vs_untrt" and plan["all"]["min_cluster_size"] == 15
+    with pytest.raises(DegflowInputError, match="'bulk.lrt.x.group_by': 'albut' is not a variable of the design"):
+        plan_lrt({**cfg, "lrt": {"x": {"reduced": "~ 1", "group_by": "albut"}}}, meta, factors)
