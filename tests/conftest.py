@@ -49,6 +49,7 @@ LONGEST_FIRST = (
     "test_slurm.py",  # 290 (+ apt-get on a new machine)
     "test_kernels.py",  # 230 (numba compiles each kernel for each dtype and memory layout)
     "test_deseq.py",  # 100
+    "test_lrt.py",  # 90 (one small snakemake run, 4 dry runs, the R comparisons)
     "test_formats_workflow.py",  # 100
     "test_compound_workflow.py",  # 80
     "test_singlecell_workflow.py",  # 70

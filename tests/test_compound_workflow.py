@@ -77,7 +77,8 @@ def run(repo, shared_data, tmp_path_factory):
     # every table (the workbook needs them all) and one figure of each kind: each figure job costs a process start
     targets = [res / "compound_tables.xlsx", res / "rescue" / "ehp_vs_model" / "rescue.png",
                res / "pathways" / "scores.png", res / "pathways" / EMT / "heatmap.png",
-               res / "enrichment" / "model_vs_control" / "dotplot.png", res / "qpcr" / "concordance.png"]
+               res / "enrichment" / "model_vs_control" / "dotplot.png", res / "qpcr" / "concordance.png",
+               res / "lrt" / "arms" / "patterns.png"]
     snakefile = Path(os.environ.get("DEGFLOW_TEST_SNAKEFILE", repo / "Snakefile"))
     proc = subprocess.run(
         [str(SNAKEMAKE), "-s", str(snakefile), "--configfile", str(base / "config.yaml"), "--cores", "2", "--nolock",
@@ -207,3 +208,24 @@ def test_qpcr_concordance(run):
     st = pd.read_csv(run / "qpcr" / "concordance_stats.tsv", sep="\t").set_index("contrast")
     assert st.loc["all", "n"] == 2 * len(QPCR_GENES)
     assert st.loc["all", "pearson_r"] > 0.9
+
+
+def test_lrt_across_the_four_arms(run, repo):
+    """The example's LRT (~ group vs ~ 1) calls DESeq2's genes, and its clusters hold the rescue pattern."""
+    r = pd.read_csv(repo / "tests" / "data" / "deseq2_lrt_contrasts" / "summary.tsv", sep="\t", index_col=0)
+    res = pd.read_csv(run / "lrt" / "arms" / "results.tsv", sep="\t", dtype={"gene_id": str})
+    sig = pd.read_csv(run / "lrt" / "arms" / "significant.tsv", sep="\t", dtype={"gene_id": str})
+    assert len(res) == r.loc["gse121659_lrt", "n_tested"]
+    assert len(sig) == r.loc["gse121659_lrt", "n_padj_below_alpha"]  # 3,813 in DESeq2 1.38.3
+    assert set(res["lfc_coefficient"]) == {"group_treated_ehp101_vs_control"}
+    assert sig["padj"].is_monotonic_increasing and (sig["padj"] < 0.05).all()
+    clusters = pd.read_csv(run / "lrt" / "arms" / "clusters.tsv", sep="\t", dtype={"gene_id": str})
+    assert list(clusters["gene_id"]) == list(sig["gene_id"])  # every significant gene, in order of significance
+    sizes = clusters.loc[clusters["cluster"] > 0, "cluster"].value_counts()
+    assert len(sizes) >= 4 and (sizes >= 15).all() and sizes.is_monotonic_decreasing
+    # the largest cluster: up in the bleomycin model, brought back down by both compounds
+    top = clusters.loc[clusters["cluster"] == 1, ["z_control", "z_model", "z_treated_aja", "z_treated_ehp101"]].mean()
+    assert top["z_model"] > top["z_treated_aja"] > top["z_control"]
+    assert top["z_model"] > top["z_treated_ehp101"] > top["z_control"]
+    assert (run / "lrt" / "arms" / "patterns.png").stat().st_size > 10_000
+    assert (run / "lrt" / "arms" / "patterns.pdf").stat().st_size > 10_000

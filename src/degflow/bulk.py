@@ -50,6 +50,7 @@ class BulkCountPlan(BulkPlan):
     count_format: str = "matrix"
     count_files: list[str] = field(default_factory=list)
     units: pd.DataFrame | None = None
+    lrt: dict[str, dict] = field(default_factory=dict)
 
 
 def read_bulk_sheet(path: str | Path, *, single_file: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -220,22 +221,67 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
         list(sheet.index), list(table.counts.columns), exclude, sheet_path=sheet_path, counts_path=counts_label
     )
     check_count_values(table.counts[samples], counts_label)
-    factors, covariates, _ = check_design(
+    factors, covariates, meta = check_design(
         sheet.loc[samples], bulk_cfg["design"], bulk_cfg.get("reference_levels", {}), bulk_cfg["contrasts"],
         sheet_path=sheet_path,
     )
+    lrt = plan_lrt(bulk_cfg, meta, factors)
     plan = BulkCountPlan(
         samples=samples,
         sheet=sheet.loc[samples],
         factors=factors,
         covariates=covariates,
-        contrasts={k: list(v) for k, v in bulk_cfg["contrasts"].items()},
+        contrasts={k: dict(v) if isinstance(v, Mapping) else list(v) for k, v in bulk_cfg["contrasts"].items()},
         excluded=exclude,
         count_format=table.format,
         count_files=count_files(table),
         units=units,
+        lrt=lrt,
     )
     return plan, table
+
+
+#: Defaults of a ``bulk.lrt`` entry (as in the schema: entries of a free-named map get no schema defaults).
+LRT_DEFAULTS = {"group_by": None, "n_clusters": None, "max_clusters": 8, "min_cluster_size": 15, "max_genes": 2000}
+
+
+def plan_lrt(bulk_cfg: Mapping, meta: pd.DataFrame, factors: list[str]) -> dict[str, dict]:
+    """Check every ``bulk.lrt`` entry; returns NAME -> its settings plus ``df``, ``coefficient``, ``group_by``.
+
+    Raises
+    ------
+    DegflowInputError
+        The pydeseq2 flavor (no LRT), a reduced formula that is not nested in the design or tests
+        nothing, a ``group_by`` that is not a variable of the design, or (without ``group_by``) a
+        reduced formula that drops no variable.
+    """
+    from degflow.config import check_lrt, design_variables
+
+    out: dict[str, dict] = {}
+    design = bulk_cfg["design"]
+    for name, spec in (bulk_cfg.get("lrt") or {}).items():
+        key = f"bulk.lrt.{name}.reduced"
+        if bulk_cfg.get("de", {}).get("flavor", "deseq2") != "deseq2":
+            raise DegflowInputError(f"config key 'bulk.lrt.{name}': the likelihood-ratio test needs "
+                                    "bulk.de.flavor deseq2 (stock pydeseq2 has no LRT)")
+        df, coefficient = check_lrt(design, spec["reduced"], meta, key=key)
+        rhs = spec["reduced"].split("~", 1)[1].strip()
+        reduced_vars = [] if rhs in ("", "1") else design_variables(spec["reduced"])
+        group_by = spec.get("group_by")
+        variables = design_variables(design)
+        if group_by is not None and group_by not in variables:
+            raise DegflowInputError(f"config key 'bulk.lrt.{name}.group_by': '{group_by}' is not a variable of the "
+                                    f"design '{design}' (variables: {', '.join(variables)})")
+        if group_by is None:
+            tested = [v for v in variables if v not in reduced_vars]  # a factor (arms) or a covariate (dose values)
+            tested_factors = [v for v in tested if v in factors]
+            if not tested:
+                raise DegflowInputError(f"config key 'bulk.lrt.{name}': the reduced formula keeps every variable of "
+                                        f"the design '{design}' (it drops an interaction only); set group_by to the "
+                                        "variable whose levels the pattern figure should show")
+            group_by = (tested_factors or tested)[-1]
+        out[str(name)] = {**LRT_DEFAULTS, **dict(spec), "group_by": group_by, "df": df, "coefficient": coefficient}
+    return out
 
 
 def count_files(table: CountTable) -> list[str]:
@@ -423,13 +469,17 @@ def deg_table(results: pd.DataFrame) -> pd.DataFrame:
     return deg.sort_values(["padj", "gene_id"], kind="mergesort")
 
 
-def summary_row(contrast: str, spec: list[str], results: pd.DataFrame, *, lfc: float, padj: float) -> dict:
+def summary_row(contrast: str, spec: list[str] | Mapping, results: pd.DataFrame, *, lfc: float, padj: float) -> dict:
     """One row of ``summary.tsv``."""
+    if isinstance(spec, Mapping):  # name / vector / list contrast over resultsNames
+        kind = next(k for k in ("name", "vector", "list") if k in spec)
+        levels = {"factor": kind, "test_level": str(spec[kind]),
+                  "reference_level": str(spec.get("list_values", "")) if kind == "list" else ""}
+    else:
+        levels = {"factor": spec[0], "test_level": spec[1], "reference_level": spec[2]}
     return {
         "contrast": contrast,
-        "factor": spec[0],
-        "test_level": spec[1],
-        "reference_level": spec[2],
+        **levels,
         "n_tested": int(results["padj"].notna().sum()),
         "n_genes": int(len(results)),
         "n_up": int((results["regulation"] == "up").sum()),

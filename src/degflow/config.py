@@ -44,12 +44,16 @@ def load_schema(name: str, schema_dir: Path | None = None) -> dict:
 # ----------------------------------------------------------------------------------------------
 def _object_branch(schema: Mapping, value: Any) -> Mapping | None:
     """The object-typed sub-schema that applies to ``value`` (handles ``oneOf`` string|object)."""
-    if "properties" in schema:
+    if "properties" in schema or isinstance(schema.get("additionalProperties"), Mapping):
         return schema
-    for alt in schema.get("oneOf", []):
-        if alt.get("type") == "object" and isinstance(value, Mapping):
+    alts = [alt for alt in schema.get("oneOf", []) if alt.get("type") == "object"] if isinstance(value, Mapping) else []
+    for alt in alts:  # several object forms (a contrast's name / vector / list): the one whose required keys are given
+        if set(alt.get("required", [])) <= set(value):
             return alt
-    return None
+    if len(alts) > 1:  # none matches: every form's keys, for the "did you mean" hint
+        return {"additionalProperties": False,
+                "properties": {k: v for alt in alts for k, v in alt.get("properties", {}).items()}}
+    return alts[0] if alts else None
 
 
 def _schema_file(where: str) -> str:
@@ -96,6 +100,11 @@ def check_unknown_keys(config: Mapping, schema: Mapping, prefix: str = "") -> No
     for key, value in config.items():
         if key in props and isinstance(value, Mapping):
             check_unknown_keys(value, props[key], prefix=f"{prefix}{key}.")
+    entry = sub.get("additionalProperties")
+    if isinstance(entry, Mapping):  # free-named entries (bulk.contrasts, bulk.lrt): each against its schema
+        for key, value in config.items():
+            if key not in props and isinstance(value, Mapping):
+                check_unknown_keys(value, entry, prefix=f"{prefix}{key}.")
 
 
 def fill_defaults(config: dict, schema: Mapping) -> dict:
@@ -248,7 +257,7 @@ class BulkPlan:
     sheet: pd.DataFrame
     factors: list[str]
     covariates: list[str]
-    contrasts: dict[str, list[str]]
+    contrasts: dict[str, list[str] | dict]
     excluded: list[str] = field(default_factory=list)
 
 
@@ -285,8 +294,9 @@ def check_design(
             raise DegflowInputError(
                 f"config key '{section}.design': variable '{v}' is not a column of the sample sheet '{sheet_path}'{hint}"
             )
-    contrast_factors = {c[0] for c in contrasts.values()}
-    for name, (fac, _, _) in contrasts.items():
+    levels_contrasts = {k: v for k, v in contrasts.items() if not isinstance(v, Mapping)}
+    contrast_factors = {c[0] for c in levels_contrasts.values()}
+    for name, (fac, _, _) in levels_contrasts.items():
         if fac not in variables:
             raise DegflowInputError(
                 f"config key '{section}.contrasts.{name}': factor '{fac}' is not in the design '{design}'"
@@ -310,6 +320,18 @@ def check_design(
         if not is_factor:
             covariates.append(v)
             meta[v] = col.astype(float)
+            distinct = sorted(pd.unique(meta[v]))
+            if len(distinct) <= FEW_NUMERIC_VALUES:
+                shown = ", ".join(f"{x:g}" for x in distinct)
+                log.warning(
+                    "%s.design: column '%s' of '%s' is numeric with only %d distinct values (%s), so it enters the "
+                    "model as ONE numeric covariate (a slope), as in R; if it is a batch or group code, make it a "
+                    "factor: give it a reference level (%s.reference_levels: {%s: '%g'}) or write its values as "
+                    "text (e.g. b1, b2)", section, v, sheet_path, len(distinct), shown, section, v, distinct[0])
+            if abs(float(meta[v].mean())) > 5 or float(meta[v].std()) > 5:  # DESeq2 says the same
+                log.warning("%s.design: numeric column '%s' has mean %.3g and standard deviation %.3g (> 5): as DESeq2 "
+                            "advises, centre and scale it in the sample sheet for a better-conditioned fit", section,
+                            v, float(meta[v].mean()), float(meta[v].std()))
             continue
         factors.append(v)
         values = col.astype(str)
@@ -328,7 +350,7 @@ def check_design(
                 )
             levels = [ref] + [lv for lv in levels if lv != ref]
         meta[v] = pd.Categorical(values, categories=levels)
-    for name, (fac, test, ref) in contrasts.items():
+    for name, (fac, test, ref) in levels_contrasts.items():
         levels = list(meta[fac].cat.categories)
         for lv in (test, ref):
             if lv not in levels:
@@ -340,7 +362,206 @@ def check_design(
             raise DegflowInputError(
                 f"config key '{section}.contrasts.{name}': test and reference level are both '{test}'")
     _check_full_rank(meta, design, sheet_path, section)
+    if len(levels_contrasts) < len(contrasts):
+        names = results_names(design, meta)
+        for name, spec in contrasts.items():
+            if isinstance(spec, Mapping):
+                contrast_vector(spec, names, key=f"{section}.contrasts.{name}")
     return factors, covariates, meta
+
+
+#: A numeric design column with at most this many distinct values draws a "did you mean a factor?" warning.
+FEW_NUMERIC_VALUES = 4
+
+
+def _r_make_name(name: str) -> str:
+    """R's ``make.names`` for one name: invalid characters become ``.``, an invalid start gets ``X``."""
+    out = re.sub(r"[^0-9A-Za-z._]", ".", name)
+    if not out or not re.match(r"[A-Za-z]|\.(?![0-9])", out):
+        out = "X" + out
+    return out
+
+
+def design_columns(design: str, meta: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
+    """The design matrix's columns named as DESeq2's ``resultsNames``, in R's order.
+
+    pydeseq2 builds the design matrix with formulaic; its columns are those of R's
+    ``model.matrix`` (the same coding of factors, contrasts and interactions) but named
+    ``group[T.model]`` and, inside an interaction term, possibly in another order. This maps
+    each column to DESeq2's name: ``Intercept``; main effects of factors ``group_model_vs_control``
+    (``renameModelMatrixColumns``, designs with an intercept); numeric covariates by their
+    column name; interactions ``dextrt.avgLength`` (``make.names`` of R's ``dextrt:avgLength``,
+    the variables in formula order, the first varying fastest).
+
+    Parameters
+    ----------
+    design
+        The formula, e.g. ``"~ dex + avgLength + dex:avgLength"``.
+    meta
+        The design variables (factors categorical, reference level first; covariates float).
+
+    Returns
+    -------
+    names, columns, order
+        R names in R's order; formulaic's column names in formulaic's order; ``order[k]`` is the
+        formulaic column of R coefficient ``k``.
+    """
+    from formulaic import model_matrix
+
+    rhs = design.split("~", 1)[1]
+    columns = [str(c) for c in model_matrix(rhs, meta).columns]
+    var_order: dict[str, int] = {}
+    for v in _TERM.findall(rhs):  # R orders an interaction's variables by their first place in the formula
+        var_order.setdefault(v, len(var_order))
+    piece = re.compile(r"^(?P<var>.+?)\[(?P<t>T\.)?(?P<level>.*)\]$")
+    has_intercept = "Intercept" in columns
+    parsed = []
+    for col in columns:
+        if col == "Intercept":
+            parsed.append(("Intercept", (), ()))
+            continue
+        parts = []
+        for bit in col.split(":"):
+            m = piece.match(bit)
+            if m and m.group("var") in meta.columns and isinstance(meta[m.group("var")].dtype, pd.CategoricalDtype):
+                var, level = m.group("var"), m.group("level")
+                cats = [str(c) for c in meta[var].cat.categories]
+                parts.append((var, level, cats.index(level) if level in cats else 0, bool(m.group("t"))))
+            else:
+                parts.append((bit, "", 0, False))
+        parts.sort(key=lambda t: var_order.get(t[0], len(var_order)))
+        name = ":".join(f"{v}{lv}" for v, lv, _, _ in parts)
+        if has_intercept and len(parts) == 1 and parts[0][3]:  # a factor's main effect: group_model_vs_control
+            var, level = parts[0][0], parts[0][1]
+            name = f"{var}_{level}_vs_{meta[var].cat.categories[0]}"
+        parsed.append((_r_make_name(name), tuple(v for v, *_ in parts), tuple(i for _, _, i, _ in reversed(parts))))
+    # R's order: terms as formulaic gives them (by degree, then formula order); inside a term, the first
+    # variable varies fastest (sort on the level indices from the last variable to the first)
+    term_first: dict[tuple, int] = {}
+    for k, (_, term, _) in enumerate(parsed):
+        term_first.setdefault(term, k)
+    order = sorted(range(len(columns)), key=lambda k: (term_first[parsed[k][1]], parsed[k][2]))
+    return [parsed[k][0] for k in order], columns, np.asarray(order, dtype=int)
+
+
+def results_names(design: str, meta: pd.DataFrame) -> list[str]:
+    """DESeq2's ``resultsNames(dds)`` for a design over these samples (see :func:`design_columns`)."""
+    return design_columns(design, meta)[0]
+
+
+def contrast_vector(spec: Mapping[str, Any], names: list[str], *, key: str) -> np.ndarray:
+    """A ``name`` / ``vector`` / ``list`` contrast as a numeric vector over ``resultsNames`` (R order).
+
+    Parameters
+    ----------
+    spec
+        ``{name: coef}``, ``{vector: [...]}`` or ``{list: [[numerator names], [denominator names]],
+        list_values: [1, -1]}`` (DESeq2's ``results(name=)``, numeric ``contrast=`` and list
+        ``contrast=`` with ``listValues``).
+    names
+        ``resultsNames`` of the design (:func:`results_names`).
+    key
+        Config key named in error messages.
+
+    Raises
+    ------
+    DegflowInputError
+        An unknown coefficient name (the valid ones are listed), a vector of the wrong length or all
+        zeros, a list naming unknown coefficients, a coefficient in both parts, or list_values whose
+        first value is not > 0 or second not < 0.
+    """
+    valid = ", ".join(names)
+    given = [k for k in ("name", "vector", "list") if k in spec]
+    if len(given) != 1:
+        raise DegflowInputError(f"config key '{key}': give exactly one of name, vector or list (got "
+                                f"{', '.join(given) or 'none'})")
+    c = np.zeros(len(names))
+    if "name" in spec:
+        if spec["name"] not in names:
+            near = difflib.get_close_matches(str(spec["name"]), names, n=1)
+            raise DegflowInputError(f"config key '{key}.name': '{spec['name']}' is not a coefficient of the design"
+                                    + (f" (did you mean '{near[0]}'?)" if near else "")
+                                    + f"; resultsNames: {valid}")
+        c[names.index(spec["name"])] = 1.0
+        return c
+    if "vector" in spec:
+        vec = [float(x) for x in spec["vector"]]
+        if len(vec) != len(names):
+            raise DegflowInputError(f"config key '{key}.vector' has {len(vec)} numbers but the design has "
+                                    f"{len(names)} coefficients; give one per resultsName, in order: {valid}")
+        if not any(vec):
+            raise DegflowInputError(f"config key '{key}.vector' is all zeros; weight at least one of: {valid}")
+        return np.asarray(vec, dtype=float)
+    parts = list(spec["list"])
+    if len(parts) == 1:
+        parts.append([])
+    if len(parts) != 2:
+        raise DegflowInputError(f"config key '{key}.list' must be [[numerator coefficients], [denominator "
+                                f"coefficients]] (DESeq2's list contrast); got {len(parts)} parts")
+    parts = [[p] if isinstance(p, str) else list(p) for p in parts]
+    for p in parts[0] + parts[1]:
+        if p not in names:
+            raise DegflowInputError(f"config key '{key}.list': '{p}' is not a coefficient of the design; "
+                                    f"resultsNames: {valid}")
+    both = set(parts[0]) & set(parts[1])
+    if both:
+        raise DegflowInputError(f"config key '{key}.list': '{sorted(both)[0]}' is in both the numerator and the "
+                                "denominator; name each coefficient once")
+    if not parts[0] and not parts[1]:
+        raise DegflowInputError(f"config key '{key}.list' names no coefficient; resultsNames: {valid}")
+    lv = [float(x) for x in spec.get("list_values", [1.0, -1.0])]
+    if len(lv) != 2 or not (lv[0] > 0 and lv[1] < 0):
+        raise DegflowInputError(f"config key '{key}.list_values' must be two numbers, the first > 0 and the "
+                                f"second < 0 (DESeq2's listValues), got {lv}")
+    for p in parts[0]:
+        c[names.index(p)] = lv[0]
+    for p in parts[1]:
+        c[names.index(p)] = lv[1]
+    return c
+
+
+def check_lrt(design: str, reduced: str, meta: pd.DataFrame, *, key: str) -> tuple[int, str]:
+    """Check an LRT's reduced formula against the full design (DESeq2 ``checkLRT`` and more).
+
+    Returns
+    -------
+    df, coefficient
+        The chi-squared degrees of freedom (``p_full - p_reduced``) and the full model's last
+        ``resultsName``, whose log2 fold change the LRT table reports (as R's ``results()``).
+
+    Raises
+    ------
+    DegflowInputError
+        A reduced formula that is not a formula, names a variable the design lacks, is not
+        nested in the design (its columns outside the full model's column space), or leaves no
+        degree of freedom.
+    """
+    from formulaic import model_matrix
+
+    if "~" not in str(reduced):
+        raise DegflowInputError(f"config key '{key}': '{reduced}' is not a formula; write e.g. '~ 1' or '~ batch'")
+    rhs = reduced.split("~", 1)[1].strip()
+    full_vars = design_variables(design)
+    red_vars = [] if rhs in ("1", "") else design_variables(reduced)
+    extra = [v for v in red_vars if v not in full_vars]
+    if extra:
+        raise DegflowInputError(f"config key '{key}': the reduced formula '{reduced}' is not nested in the design "
+                                f"'{design}': variable '{extra[0]}' is not in the design; the reduced model must be "
+                                "the design with terms removed, e.g. '~ 1' or '~ batch'")
+    X_full = np.asarray(model_matrix(design.split("~", 1)[1], meta), dtype=float)
+    X_red = np.asarray(model_matrix(rhs or "1", meta), dtype=float)
+    if np.linalg.matrix_rank(X_red) < X_red.shape[1]:
+        raise DegflowInputError(f"config key '{key}': the reduced formula '{reduced}' is not of full rank for these "
+                                "samples; simplify it")
+    if np.linalg.matrix_rank(np.hstack([X_full, X_red])) > np.linalg.matrix_rank(X_full):
+        raise DegflowInputError(f"config key '{key}': the reduced formula '{reduced}' is not nested in the design "
+                                f"'{design}' (its model is not a special case of the full one, e.g. an interaction "
+                                "without its main effects in the design); remove terms from the design instead")
+    df = X_full.shape[1] - X_red.shape[1]
+    if df < 1:
+        raise DegflowInputError(f"config key '{key}': the reduced formula '{reduced}' has as many coefficients as "
+                                f"the design '{design}' ({X_full.shape[1]}): nothing is tested; drop a term from it")
+    return df, results_names(design, meta)[-1]
 
 
 def _check_full_rank(meta: pd.DataFrame, design: str, sheet_path: str | Path, section: str = "bulk") -> None:

@@ -56,7 +56,9 @@ Not ported (documented deviations): when the parametric trend fails R substitute
 ``locfit`` local fit; here DESeq2's ``fitType = "mean"`` rule is used and a warning is
 logged.  The rare genes whose IRLS does not converge are refitted with scipy's L-BFGS-B
 rather than R's ``optim`` (same objective, start and bounds; agreement to optimiser
-tolerance).  Observation weights, ``betaPrior = TRUE`` and the LRT are not supported.
+tolerance).  Observation weights and ``betaPrior = TRUE`` are not supported.  The likelihood-ratio test
+(:func:`lrt_results`, a port of ``nbinomLRT`` + ``results()``) and DESeq2's ``name`` / numeric / list
+contrasts over ``resultsNames`` (:func:`coefficient_names`) are.
 
 ``engine`` chooses how the per-gene loops run.  ``"numba"`` (default): with ``flavor="deseq2"`` the
 port's C++ loops (``fitDisp``, ``fitDispGrid``, ``fitBeta`` and the ``optim`` objective) are numba
@@ -77,7 +79,7 @@ import io
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -93,7 +95,7 @@ from degflow.errors import DegflowInputError
 
 log = logging.getLogger("degflow")
 
-__all__ = ["fit_deseq", "contrast_results"]
+__all__ = ["fit_deseq", "contrast_results", "lrt_results", "coefficient_names"]
 
 MIN_DISP = 1e-8
 KAPPA_0 = 1.0
@@ -1851,6 +1853,9 @@ def _fit_r_faithful(
                     max_cooks = _max_cooks(rc, X)
             for key in ("beta", "beta_var"):
                 core[key][new_all_zero] = np.nan
+            replaced_counts = counts.astype(float).copy()
+            replaced_counts[nz] = newY
+            dds.layers["replace_counts"] = replaced_counts.T  # R's assay "replaceCounts" (the LRT refits on them)
     # --- store in the DeseqDataSet ------------------------------------------------
     def full(vals: np.ndarray, fill: float = np.nan) -> np.ndarray:
         out = np.full((G,) + vals.shape[1:], fill, dtype=float)
@@ -2017,20 +2022,28 @@ def _results_r(
     alt_hypothesis: str | None,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Port of DESeq2 ``results(dds, contrast = c(var, num, den), ...)``."""
-    X = np.asarray(dds.obsm["design_matrix"].to_numpy(), dtype=float)
-    m, p = X.shape
     c = _contrast_vector(dds, var, num, den)
     est, se = _wald_r(dds, c)
+    counts = np.asarray(dds.X)
+    in_contrast = dds.obs[var].astype(str).isin([num, den]).to_numpy()
+    zero = counts[in_contrast].sum(axis=0) == 0  # contrastAllZeroCharacter
+    res = _wald_results(dds, est, se, zero, alpha, cooks_filter, independent_filter, lfc_null, alt_hypothesis)
+    return res, est, se
+
+
+def _wald_results(
+    dds: Any, est: np.ndarray, se: np.ndarray, zero: np.ndarray, alpha: float, cooks_filter: bool,
+    independent_filter: bool, lfc_null: float, alt_hypothesis: str | None,
+) -> pd.DataFrame:
+    """``results()`` from a natural-log estimate and SE per gene; ``zero``: DESeq2's ``contrastAllZero``."""
     log2e = 1.0 / math.log(2)
     lfc = est * log2e
     lse = se * log2e
     with np.errstate(invalid="ignore", divide="ignore"):
         stat = lfc / lse
     pval = 2 * stats.norm.sf(np.abs(stat))
-    counts = np.asarray(dds.X)
     all_zero = ~dds.var["non_zero"].to_numpy(dtype=bool)
-    in_contrast = dds.obs[var].astype(str).isin([num, den]).to_numpy()
-    contrast_all_zero = (counts[in_contrast].sum(axis=0) == 0) & ~all_zero
+    contrast_all_zero = zero & ~all_zero
     lfc[contrast_all_zero] = 0.0
     stat[contrast_all_zero] = 0.0
     pval[contrast_all_zero] = 1.0
@@ -2043,21 +2056,37 @@ def _results_r(
             raise DegflowInputError("altHypothesis='lessAbs' needs a positive lfc_null")
         if not (lfc_null == 0 and alt_hypothesis == "greaterAbs"):
             stat, pval = _apply_alt_hypothesis(lfc, lse, lfc_null, alt_hypothesis)
+    return _finish_results(dds, lfc, lse, stat, pval, alpha, cooks_filter, independent_filter)
+
+
+def _cooks_outliers(dds: Any) -> np.ndarray:
+    """Genes whose p-value ``results()`` sets to NA for a Cook's outlier (``cooksCutoff``, default cutoff)."""
+    X = np.asarray(dds.obsm["design_matrix"].to_numpy(), dtype=float)
+    m, p = X.shape
+    counts = np.asarray(dds.X)
+    cutoff = stats.f.ppf(0.99, p, m - p)
+    mc = dds.var["_max_cooks"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        outlier = mc > cutoff
+    variables = dds.uns["degflow"]["variables"]
+    if outlier.any() and len(variables) == 1:
+        v = dds.obs[variables[0]]
+        if isinstance(v.dtype, pd.CategoricalDtype) and len(v.cat.categories) == 2:
+            cooks = dds.layers["cooks"]
+            for g in np.flatnonzero(outlier):
+                out_count = counts[int(np.nanargmax(cooks[:, g])), g]
+                if np.sum(counts[:, g] > out_count) >= 3:
+                    outlier[g] = False
+    return outlier
+
+
+def _finish_results(
+    dds: Any, lfc: np.ndarray, lse: np.ndarray, stat: np.ndarray, pval: np.ndarray, alpha: float,
+    cooks_filter: bool, independent_filter: bool,
+) -> pd.DataFrame:
+    """The end of DESeq2 ``results()``: Cook's filter, genes made all-zero by outlier replacement, padj."""
     if cooks_filter:
-        cutoff = stats.f.ppf(0.99, p, m - p)
-        mc = dds.var["_max_cooks"].to_numpy()
-        with np.errstate(invalid="ignore"):
-            outlier = mc > cutoff
-        variables = dds.uns["degflow"]["variables"]
-        if outlier.any() and len(variables) == 1:
-            v = dds.obs[variables[0]]
-            if isinstance(v.dtype, pd.CategoricalDtype) and len(v.cat.categories) == 2:
-                cooks = dds.layers["cooks"]
-                for g in np.flatnonzero(outlier):
-                    out_count = counts[int(np.nanargmax(cooks[:, g])), g]
-                    if np.sum(counts[:, g] > out_count) >= 3:
-                        outlier[g] = False
-        pval[outlier] = np.nan
+        pval[_cooks_outliers(dds)] = np.nan
     now_zero = dds.var["replaced"].to_numpy(dtype=bool) & (dds.var["_normed_means"].to_numpy() == 0)
     if now_zero.any():
         lfc[now_zero] = 0.0
@@ -2066,14 +2095,15 @@ def _results_r(
         pval[now_zero] = 1.0
     base_mean = dds.var["_normed_means"].to_numpy(dtype=float)
     if independent_filter:
-        padj, _ = _r_independent_filtering(base_mean, pval, alpha)
+        padj, threshold = _r_independent_filtering(base_mean, pval, alpha)
     else:
-        padj = _r_p_adjust_bh(pval)
+        padj, threshold = _r_p_adjust_bh(pval), 0.0
     res = pd.DataFrame(
         {"baseMean": base_mean, "log2FoldChange": lfc, "lfcSE": lse, "stat": stat, "pvalue": pval, "padj": padj},
         index=dds.var_names,
     )
-    return res, est, se
+    res.attrs["filter_threshold"] = threshold
+    return res
 
 
 def _shrink_lfc(dds: Any, var: str, num: str, den: str, est: np.ndarray, se: np.ndarray, n_cpus: int) -> np.ndarray:
@@ -2135,8 +2165,14 @@ def contrast_results(
     ----------
     dds : pydeseq2.dds.DeseqDataSet
         Output of :func:`fit_deseq`.
-    contrast : sequence of str
-        ``[variable, tested level, reference level]``; any two levels of a factor.
+    contrast : sequence of str or mapping
+        ``[variable, tested level, reference level]``; any two levels of a factor.  Or, over
+        DESeq2's ``resultsNames`` (:func:`coefficient_names`): ``{"name": coef}`` (one coefficient,
+        ``results(name=)``, interaction terms included), ``{"vector": [...]}`` (a numeric contrast,
+        one weight per coefficient in R's order) or ``{"list": [[num...], [den...]], "list_values":
+        [1, -1]}`` (DESeq2's list contrast).  ``shrink`` is done for ``name`` (the coefficient's
+        apeGLM prior, as ``lfcShrink(coef=)``); vector and list contrasts have no shrunken column
+        (apeGLM shrinks coefficients only), which is logged.
     alpha : float
         Target FDR for independent filtering (DESeq2 ``alpha``).
     cooks_filter : bool
@@ -2169,6 +2205,10 @@ def contrast_results(
         raise DegflowInputError("the data set is not fitted; call fit_deseq first")
     if not 0 < alpha < 1:
         raise DegflowInputError(f"alpha must be between 0 and 1 (got {alpha})")
+    if isinstance(contrast, Mapping):
+        return _coefficient_results(dds, contrast, alpha=alpha, cooks_filter=cooks_filter,
+                                    independent_filter=independent_filter, lfc_null=lfc_null,
+                                    alt_hypothesis=alt_hypothesis, shrink=shrink, n_cpus=max(1, int(n_cpus)))
     var, num, den = _check_contrast(dds, contrast)
     flavor = dds.uns.get("degflow", {}).get("flavor", "pydeseq2")
     n_cpus = max(1, int(n_cpus))
@@ -2201,4 +2241,181 @@ def contrast_results(
                         "obs['size_factors'] (each sample's geometric mean of the normalisation factors), not the "
                         "per-gene factors of the fit; the unshrunken log2FoldChange uses them exactly")
         res["log2FoldChange_shrunk"] = _shrink_lfc(dds, var, num, den, est, se, n_cpus)
+    return res
+
+
+# ---------------------------------------------------------------------------
+# Coefficients by DESeq2 name, numeric and list contrasts; the likelihood-ratio test
+# ---------------------------------------------------------------------------
+
+
+def coefficient_names(dds: Any) -> tuple[list[str], np.ndarray]:
+    """DESeq2's ``resultsNames(dds)`` and where each is in the fitted design matrix.
+
+    Returns
+    -------
+    names, order
+        The names in R's order, and ``order[k]``: the column of ``dds.obsm["design_matrix"]``
+        (and of ``varm["LFC"]``) holding coefficient ``names[k]``.  See
+        :func:`degflow.config.design_columns` for the naming rules.
+    """
+    from degflow.config import design_columns  # noqa: PLC0415
+
+    info = dds.uns["degflow"]
+    names, columns, order = design_columns(info["design"], dds.obs[info["variables"]])
+    if columns != [str(c) for c in dds.obsm["design_matrix"].columns]:
+        raise DegflowInputError(f"the design matrix of '{info['design']}' does not match its formula's columns")
+    return names, order
+
+
+def _coefficient_results(
+    dds: Any, spec: Mapping[str, Any], *, alpha: float, cooks_filter: bool, independent_filter: bool,
+    lfc_null: float, alt_hypothesis: AltHypothesis | None, shrink: bool, n_cpus: int,
+) -> pd.DataFrame:
+    """``results(name=)`` / ``results(contrast=numeric or list)`` (see :func:`contrast_results`)."""
+    from degflow.config import contrast_vector  # noqa: PLC0415
+
+    names, order = coefficient_names(dds)
+    c_r = contrast_vector(spec, names, key="contrast")
+    c = np.zeros(len(names))
+    c[order] = c_r
+    flavor = dds.uns["degflow"].get("flavor", "pydeseq2")
+    beta = dds.varm["LFC"].to_numpy()
+    zero = np.zeros(beta.shape[0], dtype=bool)
+    if flavor != "deseq2":
+        from pydeseq2.ds import DeseqStats  # noqa: PLC0415
+
+        with _quiet():
+            ds = DeseqStats(dds, contrast=c, alpha=alpha, cooks_filter=cooks_filter,
+                            independent_filter=independent_filter, lfc_null=lfc_null, alt_hypothesis=alt_hypothesis,
+                            quiet=True, inference=_inference(dds.uns["degflow"].get("engine", "pydeseq2"), n_cpus))
+            ds.summary()
+        res = ds.results_df[RESULT_COLUMNS].copy()
+        res.loc[~dds.var["non_zero"].to_numpy(dtype=bool), "baseMean"] = 0.0
+    elif "name" in spec:  # results(name=): the fit's coefficient and SE, no contrastAllZero rule
+        k = int(order[names.index(spec["name"])])
+        est = beta[:, k].copy()
+        se = np.sqrt(np.maximum(np.asarray(dds.varm["_beta_var"])[:, k], 0.0))
+        res = _wald_results(dds, est, se, zero, alpha, cooks_filter, independent_filter, lfc_null, alt_hypothesis)
+    else:
+        est, se = _wald_r(dds, c)
+        if (c > 0).any() and (c < 0).any():  # contrastAllZeroNumeric
+            X = np.asarray(dds.obsm["design_matrix"].to_numpy(), dtype=float)
+            samples = (X @ (c != 0).astype(float)) != 0
+            zero = np.asarray(dds.X)[samples].sum(axis=0) == 0
+        res = _wald_results(dds, est, se, zero, alpha, cooks_filter, independent_filter, lfc_null, alt_hypothesis)
+    res.index.name = "gene_id"
+    if shrink:
+        if "name" not in spec:
+            log.warning("log2FoldChange_shrunk is left out for a vector or list contrast: apeGLM shrinks one "
+                        "coefficient (lfcShrink(coef=)); use a name contrast to shrink")
+        else:
+            from pydeseq2.ds import DeseqStats  # noqa: PLC0415
+
+            coeff = str(dds.obsm["design_matrix"].columns[int(order[names.index(spec["name"])])])
+            with _quiet():
+                ds = DeseqStats(dds, contrast=c, quiet=True,
+                                inference=_inference(dds.uns["degflow"].get("engine", "pydeseq2"), n_cpus))
+                ds.LFC = dds.varm["LFC"].copy()
+                ds.SE = pd.Series(res["lfcSE"].to_numpy() * math.log(2), index=dds.var_names)
+                ds.lfc_shrink(coeff=coeff)
+            res["log2FoldChange_shrunk"] = ds.LFC[coeff].to_numpy() / math.log(2)
+    return res
+
+
+def lrt_results(
+    dds: Any,
+    reduced: str,
+    *,
+    alpha: float = 0.05,
+    cooks_filter: bool = True,
+    independent_filter: bool = True,
+    n_cpus: int = 1,
+) -> pd.DataFrame:
+    """DESeq2's likelihood-ratio test, ``DESeq(dds, test = "LRT", reduced = ...)`` then ``results()``.
+
+    Port of ``nbinomLRT`` (DESeq2 1.38): the full model is the fitted design (the same IRLS and the
+    same dispersions as the Wald fit, so its coefficients are those of :func:`fit_deseq`); the
+    reduced model is fitted by ``fitNbinomGLMs`` with those dispersions (``~ 1``: the mean of the
+    normalised counts, as R's intercept-only shortcut).  The statistic is the deviance difference
+    ``2 * (logLik_full - logLik_reduced)`` (log-likelihoods at ``mu = NF * exp(X b)``), chi-squared
+    with ``p_full - p_reduced`` degrees of freedom.  Genes whose outliers were replaced
+    (``refitWithoutOutliers``) are tested on the replaced counts, as R does.  ``results()`` then
+    applies Cook's filtering (maximum Cook's distance of the full model, R's cutoff and its
+    two-level exception) and independent filtering.
+
+    Parameters
+    ----------
+    dds
+        From :func:`fit_deseq` with ``flavor="deseq2"``.
+    reduced
+        The reduced formula, nested in the design (e.g. ``"~ 1"``, ``"~ batch"``).
+    alpha, cooks_filter, independent_filter
+        As :func:`contrast_results`.
+    n_cpus
+        Threads for the reduced model's IRLS.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``baseMean, log2FoldChange, lfcSE, stat, pvalue, padj`` indexed by gene id.  ``stat`` is the
+        LR statistic; ``log2FoldChange``/``lfcSE`` are the full model's LAST coefficient, as R's
+        ``results()`` reports them (named in ``attrs["coefficient"]``); ``attrs["df"]`` is the
+        chi-squared degrees of freedom, ``attrs["filter_threshold"]`` the independent-filtering
+        baseMean threshold.
+
+    Raises
+    ------
+    DegflowInputError
+        Not the ``deseq2`` flavor, or a reduced formula that is not nested in the design.
+    """
+    from formulaic import model_matrix  # noqa: PLC0415
+
+    from degflow.config import check_lrt  # noqa: PLC0415
+
+    info = dds.uns.get("degflow", {})
+    if info.get("flavor") != "deseq2":
+        raise DegflowInputError("the likelihood-ratio test needs bulk.de.flavor deseq2 (pydeseq2 has no LRT)")
+    design = info["design"]
+    meta = dds.obs[info["variables"]]
+    df, _ = check_lrt(design, reduced, meta, key="reduced")
+    names, order = coefficient_names(dds)
+    rhs = reduced.split("~", 1)[1].strip()
+    X_red = np.asarray(model_matrix(rhs or "1", meta), dtype=float)
+    X = np.asarray(dds.obsm["design_matrix"].to_numpy(), dtype=float)
+    nz = np.flatnonzero(dds.var["non_zero"].to_numpy(dtype=bool))
+    G = dds.n_vars
+    source = dds.layers["replace_counts"] if "replace_counts" in dds.layers else dds.X
+    Y = np.asarray(source, dtype=float).T[nz]
+    if "normalization_factors" in dds.layers:
+        sf = np.asarray(dds.layers["normalization_factors"], dtype=float).T[nz]
+    else:
+        sf = dds.obs["size_factors"].to_numpy(dtype=float)
+    disp = dds.var["dispersions"].to_numpy(dtype=float)[nz]
+    beta = dds.varm["LFC"].to_numpy()[nz]
+    ok = ~np.isnan(beta).any(axis=1)  # genes made all-zero by outlier replacement have no fit (NA in R)
+    with np.errstate(over="ignore"):
+        mu_full = _per_cell(sf) * np.exp(beta @ X.T)
+    size = (1.0 / disp)[:, None]
+    ll_full = _log_dnbinom_mu(Y, size, mu_full).sum(axis=1)
+    if rhs == "1":  # fitNbinomGLMs' justIntercept shortcut: log2 of the mean normalised count
+        with np.errstate(divide="ignore"):
+            mu_red = _per_cell(sf) * (Y / sf).mean(axis=1, keepdims=True)
+    else:
+        fit = _fit_nbinom_glms(Y[ok], X_red, _rows(sf, ok), disp[ok], n_cpus,
+                               engine=info.get("engine", "numba"))
+        mu_red = np.full(Y.shape, np.nan)
+        mu_red[ok] = fit["mu"]
+    ll_red = _log_dnbinom_mu(Y, size, mu_red).sum(axis=1)
+    stat = np.full(G, np.nan)
+    stat[nz] = np.where(ok, 2.0 * (ll_full - ll_red), np.nan)
+    with np.errstate(invalid="ignore"):
+        pval = stats.chi2.sf(stat, df)
+    k = int(order[-1])  # results(): the last coefficient's log2 fold change (lastCoefName)
+    log2e = 1.0 / math.log(2)
+    lfc = dds.varm["LFC"].to_numpy()[:, k] * log2e
+    lse = np.sqrt(np.maximum(np.asarray(dds.varm["_beta_var"])[:, k], 0.0)) * log2e
+    res = _finish_results(dds, lfc, lse, stat, pval, alpha, cooks_filter, independent_filter)
+    res.index.name = "gene_id"
+    res.attrs.update({"coefficient": names[-1], "df": int(df), "reduced": reduced, "design": design})
     return res

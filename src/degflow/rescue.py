@@ -660,8 +660,15 @@ def plan_compound(bulk_cfg: Mapping, *, bundled_dir: str | Path) -> CompoundPlan
     """
     from degflow.pathways import bundled_gene_set_files, read_gene_sets
 
-    contrasts = {k: list(v) for k, v in bulk_cfg["contrasts"].items()}
+    contrasts = {k: list(v) for k, v in bulk_cfg["contrasts"].items() if not isinstance(v, Mapping)}
     plan = CompoundPlan()
+    for section, names in (("rescue.disease", [(bulk_cfg.get("rescue") or {}).get("disease")]),
+                           ("rescue.treatments", (bulk_cfg.get("rescue") or {}).get("treatments") or []),
+                           ("qpcr.contrasts", (bulk_cfg.get("qpcr") or {}).get("contrasts") or [])):
+        for c in names:
+            if c in bulk_cfg["contrasts"] and c not in contrasts:
+                raise DegflowInputError(f"config key 'bulk.{section}': contrast '{c}' is a name/vector/list contrast; "
+                                        "this section needs the [factor, test level, reference level] form")
     rc = bulk_cfg.get("rescue")
     if rc:
         dis = rc["disease"]

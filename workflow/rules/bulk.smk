@@ -330,10 +330,12 @@ rule bulk_workbook:
     input:
         summary=f"{RESULTS}/bulk/de/summary.tsv",
         deg=expand(f"{RESULTS}/bulk/de/{{contrast}}/deg.tsv", contrast=CONTRASTS),
+        lrt=expand(f"{RESULTS}/bulk/lrt/{{lrt}}/significant.tsv", lrt=LRTS),
     output:
         f"{RESULTS}/bulk/de/deg_tables.xlsx",
     params:
         contrasts=CONTRASTS,
+        lrts=LRTS,
     log:
         f"{RESULTS}/logs/bulk/workbook.log",
     threads: 1
@@ -346,3 +348,72 @@ rule bulk_workbook:
         "../../envs/bulk.yaml"
     script:
         "../scripts/bulk_workbook.py"
+
+
+# Likelihood-ratio tests (bulk.lrt): the full design against a reduced formula, from the same fit.
+LRT = "4. Bulk likelihood-ratio tests"
+for t in LRTS:
+    FINAL_OUTPUTS += [
+        f"{RESULTS}/bulk/lrt/{t}/results.tsv",
+        f"{RESULTS}/bulk/lrt/{t}/significant.tsv",
+        f"{RESULTS}/bulk/lrt/{t}/clusters.tsv",
+        f"{RESULTS}/bulk/lrt/{t}/patterns.png",
+        f"{RESULTS}/bulk/lrt/{t}/significant.html",
+        f"{RESULTS}/bulk/lrt/{t}/clusters.html",
+    ]
+
+
+rule bulk_lrt:
+    input:
+        f"{RESULTS}/bulk/de/model.pkl",
+    output:
+        results=f"{RESULTS}/bulk/lrt/{{lrt}}/results.tsv",
+        significant=f"{RESULTS}/bulk/lrt/{{lrt}}/significant.tsv",
+        html=report(f"{RESULTS}/bulk/lrt/{{lrt}}/significant.html", caption="../report/lrt_table.rst",
+                    category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "significant genes"}),
+    params:
+        spec=get_lrt,
+        de=BULK["de"],
+        thresholds=BULK["thresholds"],
+    log:
+        f"{RESULTS}/logs/bulk/lrt/{{lrt}}.log",
+    threads: 1
+    resources:
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.5, BULK_MCELLS),
+    group:
+        "bulk_contrast"
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_lrt.py"
+
+
+rule bulk_lrt_patterns:
+    input:
+        significant=f"{RESULTS}/bulk/lrt/{{lrt}}/significant.tsv",
+        dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
+        size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
+    output:
+        clusters=f"{RESULTS}/bulk/lrt/{{lrt}}/clusters.tsv",
+        html=report(f"{RESULTS}/bulk/lrt/{{lrt}}/clusters.html", caption="../report/lrt_clusters.rst",
+                    category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "cluster membership"}),
+        png=report(f"{RESULTS}/bulk/lrt/{{lrt}}/patterns.png", caption="../report/lrt_patterns.rst",
+                   category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "expression patterns"}),
+        pdf=f"{RESULTS}/bulk/lrt/{{lrt}}/patterns.pdf",
+    params:
+        spec=get_lrt,
+        design=BULK["design"],
+        padj=BULK["thresholds"]["padj"],
+    log:
+        f"{RESULTS}/logs/bulk/lrt/{{lrt}}.patterns.log",
+    threads: 1
+    resources:
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.2, BULK_MCELLS),
+    group:
+        "bulk_contrast"
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_lrt_patterns.py"

@@ -32,9 +32,11 @@ if "bulk" in CFG:
     BULK_MCELLS = _counts.counts.shape[0] * len(BULK_PLAN.samples) / 1e6
     del _counts
     CONTRASTS = list(BULK_PLAN.contrasts)
+    LRTS = list(BULK_PLAN.lrt)
 
     wildcard_constraints:
         contrast="|".join(CONTRASTS),
+        lrt="|".join(LRTS) or "no_lrt",
 
 
 def scaled(base, per_unit=0.0, units=0.0):
@@ -59,8 +61,13 @@ localrules:
 
 
 def get_contrast(wildcards):
-    """[factor, test level, reference level] of a contrast."""
+    """[factor, test level, reference level] of a contrast, or its {name | vector | list} mapping."""
     return BULK_PLAN.contrasts[wildcards.contrast]
+
+
+def get_lrt(wildcards):
+    """A likelihood-ratio test's settings: reduced formula, group_by, clustering options, df, coefficient."""
+    return BULK_PLAN.lrt[wildcards.lrt]
 
 
 def bulk_optional_inputs(wildcards):

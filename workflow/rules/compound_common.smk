@@ -10,7 +10,7 @@ except DegflowInputError as err:
     _stop(err)
 
 PANELS = COMPOUND.panels  # gene-set name -> file-safe name
-PATHWAY_GROUP = (BULK.get("pathways") or {}).get("group_by") or next(iter(BULK["contrasts"].values()))[0]
+PATHWAY_GROUP = (BULK.get("pathways") or {}).get("group_by") or next(v for v in BULK["contrasts"].values() if isinstance(v, list))[0]
 
 if COMPOUND.treatments:
 

@@ -2,6 +2,8 @@
 from _common import setup
 
 threads = setup(snakemake)
+from collections.abc import Mapping
+
 import pandas as pd
 
 from degflow.bulk import annotate_results, deg_table
@@ -10,7 +12,8 @@ from degflow.io import load_pickle, write_tsv
 
 p, de, th = snakemake.params, snakemake.params.de, snakemake.params.thresholds
 dds = load_pickle(snakemake.input[0])
-res = contrast_results(dds, list(p.contrast), alpha=de["alpha"], cooks_filter=de["cooks_filter"],
+spec = dict(p.contrast) if isinstance(p.contrast, Mapping) else list(p.contrast)  # name / vector / list, or levels
+res = contrast_results(dds, spec, alpha=de["alpha"], cooks_filter=de["cooks_filter"],
                        independent_filter=de["independent_filter"], lfc_null=de["lfc_null"],
                        alt_hypothesis=de["alt_hypothesis"], shrink=de["shrink"], n_cpus=threads)
 names = pd.Series(dds.uns["degflow_gene_names"])
