@@ -2,7 +2,8 @@
 
 ``setup(snakemake)`` sends stderr and logging to the rule's log, sets ``NUMBA_CACHE_DIR`` before numba
 is imported, caps BLAS/OpenMP and numba at the rule's threads, and turns a DegflowInputError into one
-line (in the log and on the terminal) instead of a traceback.
+line (in the log and on the terminal) instead of a traceback; any other error keeps its traceback in the log
+and gets one ``degflow: rule <rule> failed: <error> (traceback in <log>)`` line on the terminal.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def setup(snakemake) -> int:
 
     from degflow.errors import DegflowInputError
 
+    rule = getattr(snakemake, "rule", "?")
+    log_file = snakemake.log[0] if snakemake.log else None
+
     def _hook(exc_type, exc, tb):
         if issubclass(exc_type, DegflowInputError):
             msg = f"degflow: {exc}"
@@ -50,7 +54,12 @@ def setup(snakemake) -> int:
             if sys.stderr is not terminal:
                 print(msg, file=terminal, flush=True)
             return  # the process still exits with status 1: Snakemake removes this job's outputs
-        sys.__excepthook__(exc_type, exc, tb)
+        sys.__excepthook__(exc_type, exc, tb)  # the traceback goes to the log
+        if sys.stderr is not terminal:  # and one line to the terminal, above Snakemake's "Error in rule"
+            text = " ".join(str(exc).split())
+            text = text if len(text) <= 300 else text[:300] + "..."
+            print(f"degflow: rule {rule} failed: {exc_type.__name__}: {text} (traceback in {log_file})",
+                  file=terminal, flush=True)
 
     sys.excepthook = _hook
     if "numpy" in sys.modules:  # loaded before us (e.g. by the script preamble): cap the live pools too
