@@ -228,11 +228,36 @@ def test_bad_input_is_refused(tmp_path, airway_small, case):
         assert frag in msg, f"{frag!r} not in {msg!r}"
 
 
-CLI_CASES = ["typo_config_key", "sample_not_in_counts", "non_integer_counts", "design_not_full_rank"]
+CLI_CASES = ["typo_config_key", "sample_not_in_counts", "non_integer_counts", "design_not_full_rank",
+             "na_in_design_column", "formula_trailing_operator", "truncated_gz_counts", "excel_counts",
+             "saturated_design"]
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=CLI_CASES)
 def test_bad_input_stops_snakemake_with_one_line(repo, tmp_path, airway_small, case):
     cfg, fragments = _prepare(tmp_path, airway_small, case)
+    proc = run_snakemake(repo, tmp_path, cfg)
+    assert_clean_stop(proc, *fragments, tmp=tmp_path)
+
+
+def test_na_in_unused_sheet_column_is_fine(tmp_path, airway_small):
+    """Missing values in sheet columns that the design does not use are no reason to stop (issue 18)."""
+    counts, sheet = airway_small
+    sheet = sheet.assign(rin=["9.1", "NA", "8.7", "", "9.4", "n/a", "9.0", "8.8"], note=["NA"] * 4 + ["ok"] * 4)
+    plan, _ = plan_bulk(validate_config(yaml.safe_load(make_experiment(tmp_path, counts, sheet).read_text()))["bulk"])
+    assert plan.samples == list(sheet.sample_id) and plan.factors == ["cell", "dex"]
+    assert plan.sheet["rin"].isna().sum() == 3  # numeric, NA spellings read as missing, not as text
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [("results: {tmp}/results\nbulk:\n", ["config section 'bulk' is empty", "delete the line"]),
+     ("results: {tmp}/afile\nbulk:\n  counts: x.tsv\n", ["config key 'results'", "afile' is a file"])],
+    ids=["empty_bulk_section", "results_is_a_file"],
+)
+def test_bad_config_file_stops_snakemake_with_one_line(repo, tmp_path, text, fragments):
+    (tmp_path / "afile").write_text("not a folder\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text.format(tmp=tmp_path))
     proc = run_snakemake(repo, tmp_path, cfg)
     assert_clean_stop(proc, *fragments, tmp=tmp_path)

@@ -154,11 +154,11 @@ def validate_config(config: Mapping, schema_dir: Path | None = None) -> dict:
     fill_defaults(cfg, schema)
     if isinstance(cfg.get("bulk", {}).get("counts"), dict):
         fill_defaults(cfg["bulk"]["counts"], schema["properties"]["bulk"]["properties"]["counts"])
-    check_types(cfg, schema)
-    results = Path(str(cfg["results"]))
+    results = Path(str(cfg.get("results", "results")))
     if results.exists() and not results.is_dir():
         raise DegflowInputError(f"config key 'results': '{results}' is a file; it must name a folder (created if "
                                 "missing) that every output goes under")
+    check_types(cfg, schema)
     if "bulk" not in cfg and "singlecell" not in cfg:
         raise DegflowInputError("the config has neither a 'bulk' nor a 'singlecell' section: add at least one")
     if "bulk" in cfg:
