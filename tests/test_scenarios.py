@@ -280,3 +280,87 @@ def test_scenario_gzipped_counts(tmp_path, airway_files, annotated_baseline):
     _, _, out = run_bulk(tmp_path, {**files, "counts": str(gz), **DEX})
     same_numbers(out["dex_vs_untrt"].assign(gene_name=annotated_baseline["gene_name"].to_numpy()),
                  annotated_baseline)
+
+
+# ----------------------------------------------------------------------------------------------
+# single-cell shapes: the steps of sc_genes, sc_sample, sc_merge, sc_process, sc_markers and sc_cluster_sizes
+# ----------------------------------------------------------------------------------------------
+def run_singlecell(tmp: Path, rows: list[dict], **sc_overrides):
+    """Config -> plan -> shared genes -> per-sample QC + doublets -> merge -> clusters -> markers, cluster sizes."""
+    import anndata as ad
+    import scanpy as sc
+
+    from degflow import single_cell as scm
+    from degflow.config import plan_singlecell
+    from degflow.sc_io import qc_overrides, validate_sample_sheet
+
+    pd.DataFrame(rows).to_csv(tmp / "sc_samples.tsv", sep="\t", index=False)
+    cfg = validate_config({"results": str(tmp / "results"),
+                           "singlecell": {"samples": str(tmp / "sc_samples.tsv"), **sc_overrides}})
+    s = cfg["singlecell"]
+    plan = plan_singlecell(s)
+    sheet = plan.sheet
+    merged = scm.read_samples(sheet)
+    keep, _ = sc.pp.filter_genes(merged, min_cells=s["qc"]["min_cells"] or 0, inplace=False)
+    genes = merged.var_names[keep]
+    parts = []
+    for sample in plan.samples:
+        one = validate_sample_sheet(sheet.loc[[sample]].reset_index(), source="sheet")
+        cells = scm.read_samples(one)[:, genes].copy()
+        scm.qc_metrics(cells)
+        kept, _ = scm.qc_filter(cells, min_cells=None, overrides=qc_overrides(one),
+                                **{k: s["qc"][k] for k in ("min_genes", "max_genes", "max_pct_mt", "nmads")})
+        kept, _ = scm.doublets(kept, batch_key="sample", remove=s["doublets"]["remove"], seed=s["seed"], n_threads=1)
+        parts.append(kept)
+    adata = ad.concat(parts, join="inner", merge="same", uns_merge="same")
+    for col, levels in plan.metadata.items():
+        adata.obs[col] = pd.Categorical(adata.obs[col].astype(str), categories=levels)
+    scm.qc_metrics(adata)
+    hvg, pca, nn = s["hvg"], s["pca"], s["neighbors"]
+    scm.process(adata, target_sum=s["normalize"]["target_sum"], hvg_flavor=hvg["flavor"],
+                n_top_genes=hvg["n_top_genes"], min_mean=hvg["min_mean"], max_mean=hvg["max_mean"],
+                min_disp=hvg["min_disp"], hvg_span=hvg["span"], batch_key=s["batch_key"],
+                integration=s["integration"], regress_out=pca["regress_out"], scale_max=pca["scale_max"],
+                n_comps=pca["n_comps"], n_neighbors=nn["n_neighbors"], n_pcs=nn["n_pcs"], knn=nn["knn"],
+                resolutions=s["leiden_resolutions"], seed=s["seed"], n_threads=1)
+    sizes = scm.cluster_sizes(adata)
+    return plan, adata, sizes
+
+
+def test_scenario_two_10x_h5_samples_without_markers(tmp_path, shared_data):
+    """Kang 2018 donor 101, control and IFN-beta stimulated (Cell Ranger .h5 each), no marker file."""
+    d = shared_data / "kang2018_ifnb_8donors_h5"
+    rows = [{"sample": s, "path": str(d / f"s101_{s}.h5"), "condition": s} for s in ("ctrl", "stim")]
+    plan, adata, sizes = run_singlecell(
+        tmp_path, rows, markers=None, qc={"min_genes": 200, "max_genes": None, "max_pct_mt": None},
+        hvg={"flavor": "seurat_v3", "n_top_genes": 1000}, pca={"n_comps": 20}, neighbors={"n_pcs": 20})
+    assert plan.annotation_key is None and plan.clusterings == ["leiden_0.5", "leiden_1.0"]
+    assert "cell_type" not in adata.obs.columns
+    assert list(adata.obs["sample"].cat.categories) == ["ctrl", "stim"]
+    assert adata.obs_names.is_unique and adata.obs_names.str.match(r"^(ctrl|stim)_").all()
+    for key in plan.clusterings:
+        assert adata.obs[key].notna().all()
+        n = sizes.loc[sizes["clustering"] == key]
+        assert n["n_cells"].sum() == adata.n_obs and (n["n_ctrl"] + n["n_stim"] == n["n_cells"]).all()
+    assert adata.n_obs > 200 and adata.obsm["X_umap"].shape == (adata.n_obs, 2)
+
+
+def test_scenario_bd_rhapsody_with_sample_tags(tmp_path, shared_data):
+    """BD Rhapsody targeted panel (rustody test data): two cartridges, DBEC counts and sample-tag calls."""
+    d = shared_data / "bd_rhapsody_rustody_targeted"
+    rows = [{"sample": s, "path": str(d / f"Combined_{s}Subset_DBEC_MolsPerCell.csv"), "format": "bd_rhapsody",
+             "bd_sample_tags": str(d / f"{s}Subset_Sample_Tag_Calls.csv"), "condition": c}
+            for s, c in (("S1", "a"), ("S2", "b"))]
+    plan, adata, sizes = run_singlecell(
+        tmp_path, rows, markers=None, qc={"min_genes": 10, "max_genes": None, "max_pct_mt": None, "min_cells": 3},
+        doublets={"method": "scrublet", "remove": False},
+        hvg={"flavor": "seurat_v3", "n_top_genes": 200}, pca={"n_comps": 15}, neighbors={"n_pcs": 15,
+                                                                                          "n_neighbors": 10})
+    assert plan.samples == ["S1", "S2"]
+    assert set(plan.files["S1"]) == {str(d / "Combined_S1Subset_DBEC_MolsPerCell.csv"),
+                                     str(d / "S1Subset_Sample_Tag_Calls.csv")}
+    assert "sample_tag" in adata.obs.columns and adata.obs["sample_tag"].notna().all()
+    tags = pd.read_csv(d / "S1Subset_Sample_Tag_Calls.csv", comment="#", dtype=str).set_index("Cell_Index")
+    s1 = adata.obs.loc[adata.obs["sample"] == "S1"]
+    assert (s1["sample_tag"].to_numpy() == tags["Sample_Tag"].reindex(s1.index.str.removeprefix("S1_")).to_numpy()).all()
+    assert sizes.loc[sizes["clustering"] == "leiden_1.0", "n_cells"].sum() == adata.n_obs
