@@ -133,3 +133,47 @@ def test_unexpected_error_in_a_job_is_one_terminal_line(repo, tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"degflow: rule bulk_deg_heatmap failed: KeyError: 'gene_name' (traceback in {log})"]
     assert "Traceback" in log.read_text() and "KeyError: 'gene_name'" in log.read_text()
+
+
+def test_cell_type_without_markers_in_the_data_is_told(repo, tmp_path):
+    """Issue 18 item 5: a marker list of another species' symbols only warned in a log; now the terminal, the
+    annotation page and the log say which cell type can never be assigned. Runs the rule's script (sc_annotate)
+    on PBMC 3k, log-normalised, grouped by the published Seurat tutorial labels."""
+    import anndata as ad
+    import scanpy as sc
+
+    from degflow.sc_io import read_sample
+
+    adata = read_sample(repo / "resources" / "pbmc3k" / "filtered_min3cells_v3", sample="pbmc3k")
+    labels = pd.read_csv(repo / "resources" / "pbmc3k" / "seurat_pbmc3k_final_annotations.csv", index_col=0)
+    labels = labels.dropna()  # the cells the tutorial's QC kept
+    adata = adata[adata.obs_names.str.removeprefix("pbmc3k_").isin(labels.index)].copy()
+    adata.obs["leiden_1.0"] = pd.Categorical(
+        labels["seurat_annotation"].reindex(adata.obs_names.str.removeprefix("pbmc3k_")).to_numpy())
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    adata.write_h5ad(tmp_path / "processed.h5ad")
+    markers = yaml.safe_load((repo / "resources" / "markers" / "pbmc.yaml").read_text())
+    markers["Microglia"] = ["Tmem119", "P2ry12", "Cx3cr1"]  # mouse symbols: none is in human PBMC data
+    (tmp_path / "markers.yaml").write_text(yaml.safe_dump(markers))
+    out = tmp_path / "out"
+    runner = tmp_path / "run_rule.py"
+    runner.write_text(
+        "import runpy, sys, types\n"
+        f"sys.path.insert(0, {str(repo / 'workflow' / 'scripts')!r})\n"
+        "ns = types.SimpleNamespace\n"
+        f"smk = ns(input=ns(h5ad={str(tmp_path / 'processed.h5ad')!r}, markers={str(tmp_path / 'markers.yaml')!r}),\n"
+        "          params=ns(groupby='leiden_1.0', min_score=0), threads=1, rule='sc_annotate',\n"
+        f"          output=ns(scores={str(out / 'scores.tsv')!r}, html={str(out / 'scores.html')!r},\n"
+        f"                    h5ad={str(out / 'annotated.h5ad')!r}), log=[{str(out / 'annotate.log')!r}])\n"
+        f"runpy.run_path({str(repo / 'workflow' / 'scripts' / 'sc_annotate.py')!r}, init_globals={{'snakemake': smk}})\n")
+    out.mkdir()
+    proc = subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("degflow note:")]
+    assert len(notes) == 1 and "'Microglia'" in notes[0] and "none of its marker genes" in notes[0]
+    assert "never assigned: Microglia" in (out / "scores.html").read_text()
+    assert "Microglia" in (out / "annotate.log").read_text()
+    scores = pd.read_csv(out / "scores.tsv", sep="\t")
+    assert scores["Microglia"].isna().all() and "Microglia" not in set(scores["cell_type"])
+    assert ad.read_h5ad(out / "annotated.h5ad").obs["cell_type"].notna().all()
