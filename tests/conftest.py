@@ -54,7 +54,10 @@ LONGEST_FIRST = (
     "test_singlecell_workflow.py",  # 70
     "test_formats.py",  # 55
     "test_single_cell.py",  # 40
+    "test_new_user.py",  # 150 (two end-to-end snakemake runs: plain matrix, killed + resumed)
+    "test_scenarios.py",  # 60
     "test_bad_input.py",  # 15
+    "test_bad_input_sc.py",  # 20
     "test_plots.py",  # 15
 )
 

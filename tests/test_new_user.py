@@ -177,3 +177,25 @@ def test_cell_type_without_markers_in_the_data_is_told(repo, tmp_path):
     scores = pd.read_csv(out / "scores.tsv", sep="\t")
     assert scores["Microglia"].isna().all() and "Microglia" not in set(scores["cell_type"])
     assert ad.read_h5ad(out / "annotated.h5ad").obs["cell_type"].notna().all()
+
+
+def test_lock_of_a_live_run_is_kept(tmp_path):
+    """The stale-lock removal never takes the lock of a run that is still going (two runs writing one folder)."""
+    from degflow.runstate import clear_stale_lock, snakemake_running_in
+
+    (tmp_path / "Snakefile").write_text('rule slow:\n    output: "done.txt"\n    shell: "sleep 60; touch {output}"\n')
+    proc = subprocess.Popen([str(SNAKEMAKE), "--cores", "1"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        locks = tmp_path / ".snakemake" / "locks"
+        deadline = time.monotonic() + 120
+        while not list(locks.glob("*.lock")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(locks.glob("*.lock")), "the live run took no lock"
+        assert proc.pid in snakemake_running_in(tmp_path)
+        assert clear_stale_lock(tmp_path) is False and list(locks.glob("*.lock"))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert snakemake_running_in(tmp_path) == []
+    assert clear_stale_lock(tmp_path) is True and not list(locks.glob("*.lock"))

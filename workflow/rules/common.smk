@@ -25,7 +25,7 @@ RESULTS = CFG["results"].rstrip("/")
 # the same command resumes (profiles/default/config.yaml sets rerun-incomplete for its half-written outputs).
 from degflow.runstate import clear_stale_lock
 
-if clear_stale_lock("."):
+if workflow.is_main_process and clear_stale_lock("."):  # not in cluster/subprocess jobs of a live run
     print("degflow note: removed the lock left by an earlier run that was stopped; its unfinished jobs are redone",
           file=sys.stderr)
 
