@@ -248,9 +248,9 @@ def design_variables(design: str, *, section: str = "bulk") -> list[str]:
     rhs = design.split("~", 1)[1]
     seen: list[str] = []
     terms = re.split(r"[+*:]", rhs)
-    for i, term in enumerate(terms):
+    for term in terms:
         term = term.strip()
-        if term == "" and len(terms) > 1 and not (i == 0 and rhs.strip().startswith("+")):
+        if term == "" and len(terms) > 1:
             raise DegflowInputError(
                 f"config key '{section}.design': '{design}' has an operator (+ * :) with no column on one side; "
                 "write e.g. '~ cell + dex'"
