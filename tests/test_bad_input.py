@@ -168,6 +168,9 @@ CASES = {
                                                                          "does not exist"]),
     "gene_name_column_absent": (None, {"counts": {"path": "COUNTS", "gene_name_column": "symbol"}},
                                 ["gene_name_column 'symbol'", "not in the header"]),
+    "excel_sample_sheet": ("xlsx_sheet", {}, ["samples.xlsx", "not a text table", "export spreadsheets as TSV"]),
+    "annotation_missing": (None, {"annotation": "/nonexistent/genes.gtf"}, ["annotation file", "does not exist"]),
+    "annotation_is_excel": ("xlsx_annotation", {}, ["genes.xlsx", "bulk.annotation", "not a text table"]),
     "text_in_counts": (_mutate_counts(lambda c: _set(c, 10, 2, "n/a")), {}, ["counts.tsv", "ENSG"]),
 }
 
@@ -190,6 +193,12 @@ def _rewrite_counts(tmp: Path, kind: str, counts: pd.DataFrame) -> None:
     if kind == "utf16":  # Excel's "Unicode Text" export
         src.write_bytes(src.read_text().encode("utf-16"))
         return
+    if kind == "xlsx_sheet":  # the sample sheet kept in Excel
+        pd.read_csv(tmp / "samples.tsv", sep="\t").to_excel(tmp / "samples.xlsx", index=False)
+        return
+    if kind == "xlsx_annotation":
+        pd.DataFrame({"gene_id": counts.index[:200], "gene_name": counts.index[:200]}).to_excel(tmp / "genes.xlsx")
+        return
     if kind == "counts_dir":
         (tmp / "counts_dir").mkdir()
         src.rename(tmp / "counts_dir" / "counts.tsv")
@@ -209,7 +218,8 @@ def _prepare(tmp_path, airway_small, case):
     overrides = {k: ({**v, "path": str(tmp_path / "counts.tsv")} if isinstance(v, dict) and v.get("path") == "COUNTS"
                      else v) for k, v in overrides.items()}
     moved = {"truncated_gz": {"counts": "counts.tsv.gz"}, "xlsx": {"counts": "counts.xlsx"},
-             "counts_dir": {"counts": "counts_dir"}, "sheet_dir": {"samples": "sheet_dir"}}.get(mutate, {})
+             "counts_dir": {"counts": "counts_dir"}, "sheet_dir": {"samples": "sheet_dir"},
+             "xlsx_sheet": {"samples": "samples.xlsx"}, "xlsx_annotation": {"annotation": "genes.xlsx"}}.get(mutate, {})
     overrides = {**overrides, **{k: str(tmp_path / v) for k, v in moved.items()}}
     cfg = make_experiment(tmp_path, counts, sheet, **overrides)
     if isinstance(mutate, str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from test_bad_input import assert_clean_stop, run_snakemake
@@ -77,6 +78,7 @@ def _rows(rows, **changes):
 SC_CASES = {
     "empty_singlecell_section": (None, {}, ["config section 'singlecell' is empty"]),
     "sheet_missing": ("nosheet", {}, ["single-cell sample sheet not found", "singlecell.samples"]),
+    "sheet_is_excel": ("xlsx_sheet", {}, ["sc_samples.xlsx", "not a text table", "export spreadsheets as TSV"]),
     "no_path_column": ([{"sample": "a", "where": PBMC}], {}, ["no 'path' column"]),
     "path_missing": (_rows(ONE, r0__path="/nonexistent/pbmc"), {}, ["row 2 (sample 'pbmc3k')", "does not exist"]),
     "empty_path": (_rows(ONE, r0__path=""), {}, ["row 2", "the path is empty"]),
@@ -143,6 +145,13 @@ def _prepare(tmp_path, repo, shared_data, case):
         src = (shared_data / "kang2018_ifnb_8donors_h5" / "s101_ctrl.h5").read_bytes()
         h5.write_bytes(src if rows == "h5_as_mtx" else src[: len(src) // 3])  # a copy cut short
         rows = [{"sample": "s101", "path": str(h5), "format": "10x_mtx" if rows == "h5_as_mtx" else "auto"}]
+    if rows == "xlsx_sheet":  # the sheet kept in Excel
+        cfg = make_sc_experiment(tmp_path, repo, ONE, **kwargs)
+        pd.read_csv(tmp_path / "sc_samples.tsv", sep="\t").to_excel(tmp_path / "sc_samples.xlsx", index=False)
+        data = yaml.safe_load(cfg.read_text())
+        data["singlecell"]["samples"] = str(tmp_path / "sc_samples.xlsx")
+        cfg.write_text(yaml.safe_dump(data))
+        return cfg, fragments
     if rows == "nosheet":
         cfg = make_sc_experiment(tmp_path, repo, ONE, **kwargs)
         (tmp_path / "sc_samples.tsv").unlink()

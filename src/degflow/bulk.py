@@ -19,7 +19,14 @@ import pandas as pd
 
 from degflow.config import BulkPlan, check_design, check_samples_match, read_sample_sheet
 from degflow.errors import DegflowInputError
-from degflow.formats import CountTable, collapse_replicates, match_annotation, read_annotation, read_counts
+from degflow.formats import (
+    CountTable,
+    check_text_file,
+    collapse_replicates,
+    match_annotation,
+    read_annotation,
+    read_counts,
+)
 
 if TYPE_CHECKING:  # anndata is slow to import; the Snakefile imports this module at parse time
     import anndata as ad
@@ -220,55 +227,6 @@ def _gzip_broken(path: str | Path) -> bool:
     return False
 
 
-#: Leading bytes of binary files a user may give instead of a text table.
-_BINARY_SIGNATURES = {b"PK\x03\x04": "a zip archive (an Excel .xlsx / LibreOffice file?)",
-                      b"\xd0\xcf\x11\xe0": "an old Excel .xls / Office file",
-                      b"\xff\xfe": "UTF-16 text (Excel's 'Unicode Text'; save as UTF-8)",
-                      b"\xfe\xff": "UTF-16 text (save it as UTF-8)",
-                      b"%PDF": "a PDF", b"BAM\x01": "a BAM file (counts are made from BAMs, e.g. by featureCounts)"}
-
-
-def check_text_file(path: str | Path, *, what: str, key: str) -> None:
-    """Stop when a file meant to be a text table (plain or gzip) is binary: a spreadsheet, a PDF, a BAM...
-
-    Folders and HDF5 files (kallisto's abundance.h5) are left to the readers.
-
-    Raises
-    ------
-    DegflowInputError
-        ``counts file 'x.xlsx' is not a text table (it looks like a zip archive ...); export ... as TSV or CSV``
-    """
-    path = Path(path)
-    if not path.is_file():
-        return
-    with open(path, "rb") as fh:
-        head = fh.read(8192)
-    if head.startswith(b"\x89HDF"):
-        return
-    if head.startswith(b"\x1f\x8b"):
-        try:
-            with gzip.open(path, "rb") as fh:
-                head = fh.read(8192)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise DegflowInputError(f"{what} '{path}' is a truncated or corrupt gzip file ({exc}); copy or "
-                                    "download it again (gzip -t checks it)") from None
-    kind = next((desc for sig, desc in _BINARY_SIGNATURES.items() if head.startswith(sig)), None)
-    if kind is None and b"\x00" in head:
-        kind = "a binary file"
-    if kind is None:
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.start < len(head) - 4:  # not just a character cut at the end of the 8 kB read
-                try:
-                    head.decode("latin-1").encode("utf-8")
-                except UnicodeError:
-                    kind = "a binary file"
-    if kind is not None:
-        raise DegflowInputError(f"{what} '{path}' is not a text table (it looks like {kind}); {key} takes a "
-                                "tab- or comma-separated text file: export spreadsheets as TSV or CSV")
-
-
 def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
     """Validate the bulk section against its sample sheet and counts (run before the DAG is built).
 
@@ -284,6 +242,8 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
         (technical replicates summed).
     """
     sheet_path = str(bulk_cfg["samples"])
+    if bulk_cfg.get("annotation"):
+        check_annotation_path(bulk_cfg["annotation"])
     sheet, units = read_bulk_sheet(sheet_path, single_file=bool(bulk_cfg["counts"].get("path")))
     table = load_counts(bulk_cfg["counts"], sheet, units)
     counts_label = str(bulk_cfg["counts"].get("path") or f"{sheet_path}:counts_path")
@@ -549,14 +509,20 @@ def normalized_counts(adata: ad.AnnData, size_factors: np.ndarray) -> pd.DataFra
     return df
 
 
-def read_gene_annotation(path: str | Path | None) -> pd.DataFrame | None:
-    """Optional gene annotation (gene_id -> gene_name [, gene_biotype]), or None; ``attrs["path"]`` names it."""
-    if not path:
-        return None
+def check_annotation_path(path: str | Path) -> None:
+    """The cheap checks of ``bulk.annotation`` made before the DAG: an existing text file (plain or gzip)."""
     if Path(path).is_dir():
         raise DegflowInputError(f"annotation file '{path}' is a folder: bulk.annotation names a GTF or TSV file")
     if not Path(path).is_file():
         raise DegflowInputError(f"annotation file '{path}' does not exist: check bulk.annotation in the config")
+    check_text_file(path, what="annotation file", key="bulk.annotation")
+
+
+def read_gene_annotation(path: str | Path | None) -> pd.DataFrame | None:
+    """Optional gene annotation (gene_id -> gene_name [, gene_biotype]), or None; ``attrs["path"]`` names it."""
+    if not path:
+        return None
+    check_annotation_path(path)
     ann = read_annotation(path)
     ann.attrs["path"] = str(path)
     return ann

@@ -192,6 +192,9 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
                                 "inside it")
     if not path.is_file():
         raise DegflowInputError(f"sample sheet '{path}' does not exist: check bulk.samples in the config")
+    from degflow.formats import check_text_file
+
+    check_text_file(path, what="sample sheet", key="bulk.samples")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
         sheet = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment=None)
