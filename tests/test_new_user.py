@@ -1,9 +1,9 @@
 """A new user's first experiment (issue 18): real snakemake runs on the shapes of data people bring.
 
-One end-to-end run of a plain count matrix without ``bulk.annotation`` (every output), shared by the tests of
-this file: the resume test kills a second run of the same experiment during the DE fit and compares every
-table of its resumed run byte for byte with it. Another run fails at run time on a wrong annotation file and
-must show the one-line reason on the terminal.
+One end-to-end run of a plain count matrix without ``bulk.annotation`` (every output and the report), shared by
+the tests of this file: the resume test kills a second run of the same experiment during the DE fit and
+compares every table of its resumed run byte for byte with it. Another run fails at run time on a wrong
+annotation file and must show the one-line reason on the terminal.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def plain_matrix_run(repo, tmp_path_factory) -> Path:
     write_airway(work, repo)
     proc = run(repo, work)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    report = subprocess.run([*command(repo), "--report", "report.html"], cwd=work, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=600)
+    assert report.returncode == 0, report.stderr[-4000:]
     return work
 
 
@@ -76,6 +79,8 @@ def test_plain_matrix_without_annotation_makes_every_output(plain_matrix_run):
     summary = pd.read_csv(res_dir / "de" / "summary.tsv", sep="\t")
     assert summary.loc[0, "n_up"] + summary.loc[0, "n_down"] == len(deg)
     assert (plain_matrix_run / "results" / "run_info.html").is_file()
+    html = (plain_matrix_run / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000 and "deg_heatmap" in html
 
 
 def test_killed_run_resumes_with_the_same_command(repo, tmp_path, plain_matrix_run):
