@@ -48,14 +48,17 @@ LONGEST_FIRST = (
     "test_pseudobulk.py",  # 460
     "test_slurm.py",  # 290 (+ apt-get on a new machine)
     "test_kernels.py",  # 230 (numba compiles each kernel for each dtype and memory layout)
+    "test_new_user.py",  # 150 (two end-to-end snakemake runs: plain matrix, killed + resumed)
     "test_deseq.py",  # 100
     "test_lrt.py",  # 90 (one small snakemake run, 4 dry runs, the R comparisons)
     "test_formats_workflow.py",  # 100
     "test_compound_workflow.py",  # 80
     "test_singlecell_workflow.py",  # 70
     "test_formats.py",  # 55
+    "test_scenarios.py",  # 60 (13 bulk + 2 single-cell experiment shapes in process)
     "test_single_cell.py",  # 40
     "test_bad_input.py",  # 15
+    "test_bad_input_sc.py",  # 20
     "test_plots.py",  # 15
 )
 

@@ -24,13 +24,14 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
 @pytest.fixture(scope="module")
-def airway_small(shared_data):
-    counts = pd.read_csv(shared_data / "airway" / "counts.tsv", sep="\t", index_col=0).iloc[:3000]
-    sheet = pd.read_csv(shared_data / "airway" / "samples.tsv", sep="\t")[["sample_id", "cell", "dex"]]
+def airway_small(repo):
+    """The first 3,000 genes of airway as bundled in the repo (resources/airway, config/samples.tsv)."""
+    counts = pd.read_csv(repo / "resources" / "airway" / "counts.tsv", sep="\t", index_col=0).iloc[:3000]
+    sheet = pd.read_csv(repo / "config" / "samples.tsv", sep="\t")[["sample_id", "cell", "dex"]]
     return counts, sheet
 
 
-def make_experiment(tmp: Path, counts: pd.DataFrame, sheet: pd.DataFrame, **bulk_overrides) -> Path:
+def make_experiment(tmp: Path, counts: pd.DataFrame, sheet: pd.DataFrame, /, **bulk_overrides) -> Path:
     counts.to_csv(tmp / "counts.tsv", sep="\t")
     sheet.to_csv(tmp / "samples.tsv", sep="\t", index=False)
     bulk = {
@@ -121,7 +122,92 @@ CASES = {
         {"design": "~ group + dex"}, ["not of full rank", "'group' and 'dex'"]),
     "reference_level_absent": (None, {"reference_levels": {"dex": "control"}}, ["bulk.reference_levels.dex", "'control'"]),
     "bad_threshold_type": (None, {"thresholds": {"lfc": "one"}}, ["bulk.thresholds.lfc", "'one'"]),
+    # issue 18: missing values in design columns are not a level
+    "na_in_design_column": (
+        _mutate_sheet(lambda s: _set(s, 2, 2, "NA")), {}, ["row of sample 'SRR1039512'", "column 'dex'", "'NA'",
+                                                          "bulk.exclude: [SRR1039512]"]),
+    "empty_cell_in_design_column": (
+        _mutate_sheet(lambda s: _set(s, 5, 1, "")), {}, ["sample 'SRR1039517'", "column 'cell'", "empty",
+                                                         "bulk.exclude"]),
+    "na_in_continuous_covariate": (
+        _mutate_sheet(lambda s: s.assign(age=["31", "31", "NA", "44", "44", "52", "60", "60"])),
+        {"design": "~ age + dex"}, ["sample 'SRR1039512'", "column 'age'", "missing"]),
+    # issue 18: formula errors are one line, not formulaic's exceptions
+    "formula_trailing_operator": (None, {"design": "~ cell + dex +"}, ["bulk.design", "'~ cell + dex +'",
+                                                                      "no column on one side"]),
+    "formula_double_operator": (None, {"design": "~ cell ++ dex"}, ["bulk.design", "no column on one side"]),
+    "formula_function_call": (None, {"design": "~ cell + log(dex)"}, ["bulk.design", "'log(dex)'",
+                                                                     "not a plain column name"]),
+    "saturated_design": (None, {"design": "~ cell * dex"}, ["bulk.design", "8 coefficients for 8 samples",
+                                                            "no residual degrees of freedom"]),
+    # issue 18: files that are not what they should be
+    "truncated_gz_counts": ("truncated_gz", {}, ["counts.tsv.gz", "truncated or corrupt gzip"]),
+    "excel_counts": ("xlsx", {}, ["counts.xlsx", "not a text table", "zip archive", "export spreadsheets as TSV"]),
+    "utf16_counts": ("utf16", {}, ["counts.tsv", "not a text table", "UTF-16"]),
+    "transposed_counts": (_mutate_counts(lambda c: c.T.rename_axis("sample_id")), {},
+                          ["look transposed", "SRR1039508", "one row per gene"]),
+    "counts_path_is_folder": ("counts_dir", {}, ["is a folder", "counts_path column"]),
+    "sample_sheet_is_folder": ("sheet_dir", {}, ["is a folder", "bulk.samples"]),
+    "contrast_level_only_in_excluded": (
+        None, {"contrasts": {"lines": ["cell", "N061011", "N61311"]}, "exclude": ["SRR1039520", "SRR1039521"]},
+        ["bulk.contrasts.lines", "'N061011'", "only by excluded samples", "SRR1039520, SRR1039521"]),
+    "reference_level_only_in_excluded": (
+        None, {"reference_levels": {"dex": "untrt", "cell": "N061011"}, "exclude": ["SRR1039520", "SRR1039521"]},
+        ["bulk.reference_levels.cell", "'N061011'", "only by excluded samples"]),
+    "filter_removes_every_gene": (None, {"filter": {"min_count": 10**9, "min_samples": 2}},
+                                  ["bulk.filter", "no gene has >= 1000000000 reads"]),
+    "exclude_unknown_sample": (None, {"exclude": ["SRR0000000"]}, ["bulk.exclude", "'SRR0000000'"]),
+    "sample_name_case_mismatch": (
+        _mutate_sheet(lambda s: s.assign(sample_id=s.sample_id.str.lower())), {},
+        ["'srr1039508'", "not in the counts"]),
+    "contrast_test_equals_reference": (None, {"contrasts": {"x": ["dex", "trt", "trt"]}}, ["bulk.contrasts.x",
+                                                                                          "both 'trt'"]),
+    "contrast_factor_not_in_design": (None, {"design": "~ dex", "contrasts": {"x": ["cell", "N061011", "N61311"]}},
+                                      ["bulk.contrasts.x", "'cell' is not in the design"]),
+    "missing_counts_file": (None, {"counts": "/nonexistent/counts.tsv"}, ["/nonexistent/counts.tsv",
+                                                                         "does not exist"]),
+    "gene_name_column_absent": (None, {"counts": {"path": "COUNTS", "gene_name_column": "symbol"}},
+                                ["gene_name_column 'symbol'", "not in the header"]),
+    "excel_sample_sheet": ("xlsx_sheet", {}, ["samples.xlsx", "not a text table", "export spreadsheets as TSV"]),
+    "annotation_missing": (None, {"annotation": "/nonexistent/genes.gtf"}, ["annotation file", "does not exist"]),
+    "annotation_is_excel": ("xlsx_annotation", {}, ["genes.xlsx", "bulk.annotation", "not a text table"]),
+    "text_in_counts": (_mutate_counts(lambda c: _set(c, 10, 2, "n/a")), {}, ["counts.tsv", "ENSG"]),
 }
+
+
+def _rewrite_counts(tmp: Path, kind: str, counts: pd.DataFrame) -> None:
+    """Replace the experiment's counts.tsv (or sheet) by a broken file: what a new user may give instead."""
+    src = tmp / "counts.tsv"
+    if kind == "empty":
+        src.write_text("")
+        return
+    if kind == "truncated_gz":  # a download cut short: the first half of a real gzip file
+        import gzip
+
+        data = gzip.compress(src.read_bytes())
+        (tmp / "counts.tsv.gz").write_bytes(data[: len(data) // 2])
+        return
+    if kind == "xlsx":  # the core facility's spreadsheet, given as is
+        counts.iloc[:200].to_excel(tmp / "counts.xlsx")
+        return
+    if kind == "utf16":  # Excel's "Unicode Text" export
+        src.write_bytes(src.read_text().encode("utf-16"))
+        return
+    if kind == "xlsx_sheet":  # the sample sheet kept in Excel
+        pd.read_csv(tmp / "samples.tsv", sep="\t").to_excel(tmp / "samples.xlsx", index=False)
+        return
+    if kind == "xlsx_annotation":
+        pd.DataFrame({"gene_id": counts.index[:200], "gene_name": counts.index[:200]}).to_excel(tmp / "genes.xlsx")
+        return
+    if kind == "counts_dir":
+        (tmp / "counts_dir").mkdir()
+        src.rename(tmp / "counts_dir" / "counts.tsv")
+        return
+    if kind == "sheet_dir":
+        (tmp / "sheet_dir").mkdir()
+        (tmp / "samples.tsv").rename(tmp / "sheet_dir" / "samples.tsv")
+        return
+    raise AssertionError(kind)
 
 
 def _prepare(tmp_path, airway_small, case):
@@ -129,9 +215,15 @@ def _prepare(tmp_path, airway_small, case):
     counts, sheet = airway_small
     if callable(mutate):
         counts, sheet = mutate(counts, sheet)
+    overrides = {k: ({**v, "path": str(tmp_path / "counts.tsv")} if isinstance(v, dict) and v.get("path") == "COUNTS"
+                     else v) for k, v in overrides.items()}
+    moved = {"truncated_gz": {"counts": "counts.tsv.gz"}, "xlsx": {"counts": "counts.xlsx"},
+             "counts_dir": {"counts": "counts_dir"}, "sheet_dir": {"samples": "sheet_dir"},
+             "xlsx_sheet": {"samples": "samples.xlsx"}, "xlsx_annotation": {"annotation": "genes.xlsx"}}.get(mutate, {})
+    overrides = {**overrides, **{k: str(tmp_path / v) for k, v in moved.items()}}
     cfg = make_experiment(tmp_path, counts, sheet, **overrides)
-    if mutate == "empty":
-        (tmp_path / "counts.tsv").write_text("")
+    if isinstance(mutate, str):
+        _rewrite_counts(tmp_path, mutate, counts)
     return cfg, fragments
 
 
@@ -146,11 +238,36 @@ def test_bad_input_is_refused(tmp_path, airway_small, case):
         assert frag in msg, f"{frag!r} not in {msg!r}"
 
 
-CLI_CASES = ["typo_config_key", "sample_not_in_counts", "non_integer_counts", "design_not_full_rank"]
+CLI_CASES = ["typo_config_key", "sample_not_in_counts", "non_integer_counts", "design_not_full_rank",
+             "na_in_design_column", "formula_trailing_operator", "truncated_gz_counts", "excel_counts",
+             "saturated_design"]
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=CLI_CASES)
 def test_bad_input_stops_snakemake_with_one_line(repo, tmp_path, airway_small, case):
     cfg, fragments = _prepare(tmp_path, airway_small, case)
+    proc = run_snakemake(repo, tmp_path, cfg)
+    assert_clean_stop(proc, *fragments, tmp=tmp_path)
+
+
+def test_na_in_unused_sheet_column_is_fine(tmp_path, airway_small):
+    """Missing values in sheet columns that the design does not use are no reason to stop (issue 18)."""
+    counts, sheet = airway_small
+    sheet = sheet.assign(rin=["9.1", "NA", "8.7", "", "9.4", "n/a", "9.0", "8.8"], note=["NA"] * 4 + ["ok"] * 4)
+    plan, _ = plan_bulk(validate_config(yaml.safe_load(make_experiment(tmp_path, counts, sheet).read_text()))["bulk"])
+    assert plan.samples == list(sheet.sample_id) and plan.factors == ["cell", "dex"]
+    assert plan.sheet["rin"].isna().sum() == 3  # numeric, NA spellings read as missing, not as text
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [("results: {tmp}/results\nbulk:\n", ["config section 'bulk' is empty", "delete the line"]),
+     ("results: {tmp}/afile\nbulk:\n  counts: x.tsv\n", ["config key 'results'", "afile' is a file"])],
+    ids=["empty_bulk_section", "results_is_a_file"],
+)
+def test_bad_config_file_stops_snakemake_with_one_line(repo, tmp_path, text, fragments):
+    (tmp_path / "afile").write_text("not a folder\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text.format(tmp=tmp_path))
     proc = run_snakemake(repo, tmp_path, cfg)
     assert_clean_stop(proc, *fragments, tmp=tmp_path)

@@ -107,7 +107,7 @@ def test_design_levels_reference_first_and_covariates():
 def test_missing_value_in_design_column():
     sheet = _sheet()
     sheet.loc["s2", "cond"] = ""
-    with pytest.raises(DegflowInputError, match="sample 's2': column 'cond' is empty"):
+    with pytest.raises(DegflowInputError, match="sample 's2': column 'cond' of the design is missing"):
         check_design(sheet, "~ cond", {}, {})
 
 

@@ -6,7 +6,9 @@ Nothing here reads the Snakemake config: every function takes keyword arguments.
 
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,14 @@ import pandas as pd
 
 from degflow.config import BulkPlan, check_design, check_samples_match, read_sample_sheet
 from degflow.errors import DegflowInputError
-from degflow.formats import CountTable, collapse_replicates, match_annotation, read_annotation, read_counts
+from degflow.formats import (
+    CountTable,
+    check_text_file,
+    collapse_replicates,
+    match_annotation,
+    read_annotation,
+    read_counts,
+)
 
 if TYPE_CHECKING:  # anndata is slow to import; the Snakefile imports this module at parse time
     import anndata as ad
@@ -170,23 +179,53 @@ def load_counts(counts_cfg: Mapping, sheet: pd.DataFrame | None = None,
     summed per sample by :func:`degflow.formats.collapse_replicates`.
     """
     paths = count_inputs(counts_cfg, sheet, units)
+    fmt = counts_cfg.get("format", "auto")
+    if isinstance(paths, str) and Path(paths).is_dir():
+        raise DegflowInputError(
+            f"counts file '{paths}' is a folder: bulk.counts.path takes the one file that holds every sample (for "
+            "per-sample files or quantifier folders, give each sample's path in a counts_path column of the sheet)")
     if isinstance(paths, str) and not Path(paths).is_file():
         raise DegflowInputError(f"counts file '{paths}' does not exist: check bulk.counts in the config")
     if isinstance(paths, dict):
         for s, p in paths.items():
             if not Path(p).exists():
                 raise DegflowInputError(f"sample sheet, sample '{s}': counts_path '{p}' does not exist")
-    table = read_counts(
-        paths,
-        format=counts_cfg.get("format", "auto"),
-        strandedness=counts_cfg.get("strandedness", "auto"),
-        tx2gene=counts_cfg.get("tx2gene"),
-        gene_name_column=counts_cfg.get("gene_name_column"),
-        counts_from_abundance=counts_cfg.get("counts_from_abundance") or "no",
-    )
+    for p in [paths] if isinstance(paths, str) else list(paths.values()):
+        check_text_file(p, what="counts file", key="bulk.counts")
+    try:
+        table = read_counts(
+            paths,
+            format=fmt,
+            strandedness=counts_cfg.get("strandedness", "auto"),
+            tx2gene=counts_cfg.get("tx2gene"),
+            gene_name_column=counts_cfg.get("gene_name_column"),
+            counts_from_abundance=counts_cfg.get("counts_from_abundance") or "no",
+        )
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        files = [paths] if isinstance(paths, str) else list(paths.values())
+        bad = next((f for f in files if _gzip_broken(f)), files[0])
+        raise DegflowInputError(f"counts file '{bad}' is a truncated or corrupt gzip file ({exc}); copy or "
+                                "download it again (gzip -t checks it)") from None
     if units is not None:
         table = collapse_replicates(table, units)
     return table
+
+
+def _gzip_broken(path: str | Path) -> bool:
+    """True when ``path`` is gzip-compressed but cannot be decompressed to its end."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return False
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    except (EOFError, OSError, zlib.error):
+        return True
+    return False
 
 
 def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
@@ -204,6 +243,8 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
         (technical replicates summed).
     """
     sheet_path = str(bulk_cfg["samples"])
+    if bulk_cfg.get("annotation"):
+        check_annotation_path(bulk_cfg["annotation"])
     sheet, units = read_bulk_sheet(sheet_path, single_file=bool(bulk_cfg["counts"].get("path")))
     table = load_counts(bulk_cfg["counts"], sheet, units)
     counts_label = str(bulk_cfg["counts"].get("path") or f"{sheet_path}:counts_path")
@@ -217,13 +258,25 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
             "); name the samples after their BAM files (folder, .bam and aligner suffixes such as "
             "Aligned.sortedByCoord.out removed), or give one featureCounts file per sample in a counts_path column"
         )
+    in_rows = [s for s in sheet.index if s in set(map(str, table.counts.index))]
+    if in_rows and not set(table.counts.columns) & set(sheet.index):
+        raise DegflowInputError(
+            f"counts '{counts_label}' look transposed: sample names of '{sheet_path}' (e.g. '{in_rows[0]}') are row "
+            f"names of the counts, not column names; the counts need one row per gene and one column per sample "
+            "(transpose the table, e.g. t() in R, before giving it)")
     samples = check_samples_match(
         list(sheet.index), list(table.counts.columns), exclude, sheet_path=sheet_path, counts_path=counts_label
     )
     check_count_values(table.counts[samples], counts_label)
+    filt = bulk_cfg.get("filter") or {}
+    min_count, min_samples = int(filt.get("min_count", 0)), int(filt.get("min_samples", 0))
+    if min_count > 0 and min_samples > 0 and not ((table.counts[samples] >= min_count).sum(axis=1)
+                                                  >= min_samples).any():
+        raise DegflowInputError(
+            f"config key 'bulk.filter': no gene has >= {min_count} reads in >= {min_samples} samples; lower it")
     factors, covariates, meta = check_design(
         sheet.loc[samples], bulk_cfg["design"], bulk_cfg.get("reference_levels", {}), bulk_cfg["contrasts"],
-        sheet_path=sheet_path,
+        sheet_path=sheet_path, excluded=sheet.loc[[s for s in sheet.index if s not in samples]],
     )
     lrt = plan_lrt(bulk_cfg, meta, factors)
     plan = BulkCountPlan(
@@ -366,7 +419,12 @@ def build_dataset(
     if annotation is not None:
         ann = match_annotation(counts.index, annotation, label=str(annotation.attrs.get("path", "the annotation")))
         if "gene_name" in ann.columns:
-            names = names.where(names.notna(), ann["gene_name"])
+            from_file = ann["gene_name"].reindex(counts.index).replace("", np.nan)
+            if table.gene_names is not None:
+                differ = int((from_file.notna() & names.notna() & (from_file != names)).sum())
+                log.warning("gene names: the annotation file's names are used (%d differ from the counts' own "
+                            "name column, which fills only the genes the annotation lacks)", differ)
+            names = from_file.where(from_file.notna(), names)
         if "gene_biotype" in ann.columns and ann["gene_biotype"].notna().any():
             biotypes = ann["gene_biotype"].astype(object)
     lengths = table.lengths[plan.samples] if table.lengths is not None else None
@@ -447,6 +505,8 @@ def annotate_results(
     Genes DESeq2 does not test (zero counts in every analysed sample, baseMean 0) are left out.
     ``regulation`` is ``up``/``down`` for ``padj < padj`` and ``|log2FoldChange| > lfc``, else ``ns``.
     ``gene_biotype`` is added (after ``gene_name``) when ``gene_biotypes`` has any non-empty value.
+    Without gene names (no annotation, no name column in the counts) ``gene_name`` is the gene ID, so every
+    table and figure downstream has the column.
     """
     out = res.copy()
     out.index = out.index.astype(str)
@@ -456,7 +516,9 @@ def annotate_results(
     out = out[cols]
     if gene_biotypes is not None and (gene_biotypes.fillna("").astype(str) != "").any():
         out.insert(0, "gene_biotype", gene_biotypes.reindex(out.index).fillna("").astype(str).to_numpy())
-    if gene_names is not None:
+    if gene_names is None or not (gene_names.fillna("").astype(str) != "").any():
+        out.insert(0, "gene_name", out.index.to_numpy(dtype=str))
+    else:
         out.insert(0, "gene_name", gene_names.reindex(out.index).fillna("").astype(str).to_numpy())
     sig = (out["padj"] < padj) & (out["log2FoldChange"].abs() > lfc)
     out["regulation"] = np.where(sig & (out["log2FoldChange"] > 0), "up", np.where(sig, "down", "ns"))
@@ -497,12 +559,20 @@ def normalized_counts(adata: ad.AnnData, size_factors: np.ndarray) -> pd.DataFra
     return df
 
 
+def check_annotation_path(path: str | Path) -> None:
+    """The cheap checks of ``bulk.annotation`` made before the DAG: an existing text file (plain or gzip)."""
+    if Path(path).is_dir():
+        raise DegflowInputError(f"annotation file '{path}' is a folder: bulk.annotation names a GTF or TSV file")
+    if not Path(path).is_file():
+        raise DegflowInputError(f"annotation file '{path}' does not exist: check bulk.annotation in the config")
+    check_text_file(path, what="annotation file", key="bulk.annotation")
+
+
 def read_gene_annotation(path: str | Path | None) -> pd.DataFrame | None:
     """Optional gene annotation (gene_id -> gene_name [, gene_biotype]), or None; ``attrs["path"]`` names it."""
     if not path:
         return None
-    if not Path(path).is_file():
-        raise DegflowInputError(f"annotation file '{path}' does not exist: check bulk.annotation in the config")
+    check_annotation_path(path)
     ann = read_annotation(path)
     ann.attrs["path"] = str(path)
     return ann

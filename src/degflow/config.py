@@ -154,10 +154,19 @@ def validate_config(config: Mapping, schema_dir: Path | None = None) -> dict:
         )
     schema = resolve_refs(load_schema("config", schema_dir), schema_dir)
     cfg = deepcopy(dict(config))
+    for key, value in cfg.items():
+        if value is None and key in ("bulk", "singlecell"):
+            what = "counts, samples, design and contrasts" if key == "bulk" else "samples (and the keys you change)"
+            raise DegflowInputError(f"config section '{key}' is empty: give its {what} (as in config/config.yaml), "
+                                    "or delete the line")
     check_unknown_keys(cfg, schema)
     fill_defaults(cfg, schema)
     if isinstance(cfg.get("bulk", {}).get("counts"), dict):
         fill_defaults(cfg["bulk"]["counts"], schema["properties"]["bulk"]["properties"]["counts"])
+    results = Path(str(cfg.get("results", "results")))
+    if results.exists() and not results.is_dir():
+        raise DegflowInputError(f"config key 'results': '{results}' is a file; it must name a folder (created if "
+                                "missing) that every output goes under")
     check_types(cfg, schema)
     if "bulk" not in cfg and "singlecell" not in cfg:
         raise DegflowInputError("the config has neither a 'bulk' nor a 'singlecell' section: add at least one")
@@ -187,8 +196,14 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
         Missing or empty file, wrong first column, empty or duplicate sample names.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DegflowInputError(f"sample sheet '{path}' is a folder: bulk.samples names the sheet file (TSV/CSV) "
+                                "inside it")
     if not path.is_file():
         raise DegflowInputError(f"sample sheet '{path}' does not exist: check bulk.samples in the config")
+    from degflow.formats import check_text_file
+
+    check_text_file(path, what="sample sheet", key="bulk.samples")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
         sheet = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment=None)
@@ -216,12 +231,22 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     sheet = sheet.set_index(names.rename("sample")).drop(columns=[name_col])
     for col in sheet.columns:
         values = sheet[col].str.strip()
-        nonempty = values[values != ""]
+        nonempty = values[~is_missing(values)]
         if len(nonempty) and pd.to_numeric(nonempty, errors="coerce").notna().all():
-            sheet[col] = pd.to_numeric(values.replace("", np.nan))
+            sheet[col] = pd.to_numeric(values.where(~is_missing(values), np.nan))
         else:
             sheet[col] = values
     return sheet
+
+
+#: Cell values that mean "missing" in a sample sheet (R's and spreadsheets' spellings), besides an empty cell.
+MISSING_VALUES = frozenset({"NA", "N/A", "n/a", "na", "NaN", "nan", "#N/A", "NULL", "null"})
+
+
+def is_missing(values: pd.Series) -> pd.Series:
+    """True where a sample-sheet value is missing: NaN, an empty cell, or one of :data:`MISSING_VALUES`."""
+    text = values.astype(str).str.strip()
+    return values.isna() | (text == "") | text.isin(MISSING_VALUES)
 
 
 _TERM = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
@@ -234,8 +259,14 @@ def design_variables(design: str, *, section: str = "bulk") -> list[str]:
     """
     rhs = design.split("~", 1)[1]
     seen: list[str] = []
-    for term in re.split(r"[+*:]", rhs):
+    terms = re.split(r"[+*:]", rhs)
+    for term in terms:
         term = term.strip()
+        if term == "" and len(terms) > 1:
+            raise DegflowInputError(
+                f"config key '{section}.design': '{design}' has an operator (+ * :) with no column on one side; "
+                "write e.g. '~ cell + dex'"
+            )
         if term in ("", "1", "0", "-1"):
             continue
         m = _TERM.fullmatch(term)
@@ -269,8 +300,12 @@ def check_design(
     *,
     sheet_path: str | Path = "sample sheet",
     section: str = "bulk",
+    excluded: pd.DataFrame | None = None,
 ) -> tuple[list[str], list[str], pd.DataFrame]:
     """Check a design against the sample sheet.
+
+    ``excluded`` (optional): the sheet rows of the samples left out (``bulk.exclude``), so that a level held
+    only by them is reported as such.
 
     Returns
     -------
@@ -310,11 +345,15 @@ def check_design(
     factors, covariates = [], []
     for v in variables:
         col = sheet[v]
-        missing = col.isna() | (col.astype(str).str.strip() == "")
+        missing = is_missing(col)
         if missing.any():
+            sample = col.index[missing][0]
+            shown = "empty" if pd.isna(col[sample]) or str(col[sample]).strip() == "" else f"'{col[sample]}'"
             raise DegflowInputError(
-                f"sample sheet '{sheet_path}', sample '{col.index[missing][0]}': column '{v}' is empty; "
-                + ("fill it in or list the sample under bulk.exclude" if section == "bulk" else "fill it in")
+                f"sample sheet '{sheet_path}', row of sample '{sample}': column '{v}' of the design is missing "
+                f"({shown}; {int(missing.sum())} sample(s)); DESeq2 takes no missing values in design variables: "
+                + ("fill it in, or leave the sample out with bulk.exclude: [" + str(sample) + "]"
+                   if section == "bulk" else "fill it in")
             )
         is_factor = not pd.api.types.is_numeric_dtype(col) or v in reference_levels or v in contrast_factors
         if not is_factor:
@@ -343,6 +382,12 @@ def check_design(
             )
         ref = reference_levels.get(v)
         if ref is not None:
+            if ref not in levels and _only_excluded(excluded, v, ref):
+                raise DegflowInputError(
+                    f"config key '{section}.reference_levels.{v}': level '{ref}' of column '{v}' is held only by "
+                    f"excluded samples ({_only_excluded(excluded, v, ref)}); remove them from {section}.exclude or "
+                    "choose another reference level"
+                )
             if ref not in levels:
                 raise DegflowInputError(
                     f"config key '{section}.reference_levels.{v}': level '{ref}' is not in column '{v}' of "
@@ -353,6 +398,12 @@ def check_design(
     for name, (fac, test, ref) in levels_contrasts.items():
         levels = list(meta[fac].cat.categories)
         for lv in (test, ref):
+            if lv not in levels and _only_excluded(excluded, fac, lv):
+                raise DegflowInputError(
+                    f"config key '{section}.contrasts.{name}': level '{lv}' of column '{fac}' is held only by "
+                    f"excluded samples ({_only_excluded(excluded, fac, lv)}); remove them from {section}.exclude "
+                    "or drop the contrast"
+                )
             if lv not in levels:
                 raise DegflowInputError(
                     f"config key '{section}.contrasts.{name}': level '{lv}' is not in column '{fac}' of "
@@ -564,10 +615,24 @@ def check_lrt(design: str, reduced: str, meta: pd.DataFrame, *, key: str) -> tup
     return df, results_names(design, meta)[-1]
 
 
+def _only_excluded(excluded: pd.DataFrame | None, column: str, level: str) -> str:
+    """The excluded samples (comma-separated) whose ``column`` is ``level``; "" when none or not known."""
+    if excluded is None or column not in excluded.columns:
+        return ""
+    hit = excluded.index[excluded[column].astype(str) == str(level)]
+    return ", ".join(map(str, hit[:5]))
+
+
 def _check_full_rank(meta: pd.DataFrame, design: str, sheet_path: str | Path, section: str = "bulk") -> None:
     from formulaic import model_matrix
 
-    X = np.asarray(model_matrix(design.split("~", 1)[1], meta), dtype=float)
+    try:
+        X = np.asarray(model_matrix(design.split("~", 1)[1], meta), dtype=float)
+    except Exception as exc:  # noqa: BLE001 - formulaic's syntax errors have several types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DegflowInputError(f"config key '{section}.design': '{design}' is not a valid formula ({reason}); "
+                                "write sample-sheet columns joined by + (interactions with :), e.g. '~ cell + dex'"
+                                ) from None
     rank = np.linalg.matrix_rank(X)
     if rank < X.shape[1]:
         variables = design_variables(design, section=section)
@@ -584,6 +649,12 @@ def _check_full_rank(meta: pd.DataFrame, design: str, sheet_path: str | Path, se
         raise DegflowInputError(
             f"config key '{section}.design': '{design}' is not of full rank for the samples in '{sheet_path}'{culprit}; "
             "remove a variable or add samples that separate them"
+        )
+    if X.shape[0] <= X.shape[1]:
+        raise DegflowInputError(
+            f"config key '{section}.design': '{design}' has {X.shape[1]} coefficients for {X.shape[0]} samples, which "
+            "leaves no residual degrees of freedom to estimate dispersions (DESeq2 refuses such a design); use a "
+            "simpler design (e.g. drop an interaction) or add replicates"
         )
 
 
@@ -618,6 +689,36 @@ def check_samples_match(
 SC_OBS_METRICS = ("n_genes_by_counts", "total_counts", "log1p_n_genes_by_counts", "log1p_total_counts",
                   "total_counts_mt", "pct_counts_mt", "total_counts_ribo", "pct_counts_ribo", "total_counts_hb",
                   "pct_counts_hb", "doublet_score")
+
+
+def _check_sc_path(path: Path, fmt: str, where: str) -> None:
+    """Stop when a single-cell count path does not fit its declared format, or is an unreadable HDF5 file.
+
+    ``10x_mtx`` takes the folder (or its ``matrix.mtx[.gz]``), ``bd_rhapsody`` a folder or CSV, ``10x_h5`` and
+    ``h5ad`` a file; an ``.h5``/``.h5ad`` file (or one declared so) must open as HDF5.
+    """
+    import h5py
+
+    name = path.name.lower()
+    if path.is_dir() and fmt in ("10x_h5", "h5ad"):
+        raise DegflowInputError(f"{where}: format {fmt} takes a file but '{path}' is a folder; set format to "
+                                "10x_mtx (a folder with matrix.mtx) or auto, or give the .h5 file")
+    if path.is_file() and fmt == "10x_mtx" and not name.endswith((".mtx", ".mtx.gz")):
+        looks = " (an HDF5 file: use format 10x_h5 or h5ad)" if h5py.is_hdf5(path) else ""
+        raise DegflowInputError(f"{where}: format 10x_mtx takes the folder holding matrix.mtx, features.tsv and "
+                                f"barcodes.tsv, but '{path}' is a file{looks}; fix the path or the format")
+    h5_like = fmt in ("10x_h5", "h5ad") or (fmt == "auto" and name.endswith((".h5", ".h5ad", ".hdf5")))
+    if path.is_file() and h5_like:
+        try:
+            with h5py.File(path, "r") as f:
+                list(f.keys())
+                for key in ("matrix", "X", "obs"):
+                    if key in f:
+                        f[key]  # noqa: B018 - opening the group reads its header
+        except (OSError, KeyError, RuntimeError) as exc:
+            reason = str(exc).split(";")[0].split("(")[0].strip() or type(exc).__name__
+            raise DegflowInputError(f"{where}: '{path}' is not a readable HDF5 file ({reason}): a truncated or "
+                                    "corrupt copy? copy it again (its size should match the source)") from None
 
 
 @dataclass
@@ -669,6 +770,7 @@ def plan_singlecell(sc_cfg: Mapping) -> SingleCellPlan:
         if not path.exists():
             raise DegflowInputError(f"{where}: path '{path}' does not exist; fix it (relative paths start where "
                                     "snakemake runs)")
+        _check_sc_path(path, str(rec.get("format", "auto") or "auto"), where)
         found = sorted(str(p) for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) \
             if path.is_dir() else [str(path)]
         tags = rec.get("bd_sample_tags", "")
@@ -705,6 +807,11 @@ def plan_singlecell(sc_cfg: Mapping) -> SingleCellPlan:
                                     + (f"; did you mean '{near[0]}'?" if near else
                                        f" (QC metrics: {', '.join(SC_OBS_METRICS)})"))
 
+    n_pcs, n_comps = sc_cfg["neighbors"].get("n_pcs"), sc_cfg["pca"].get("n_comps")
+    if n_pcs is not None and n_comps is not None and int(n_pcs) > int(n_comps):
+        raise DegflowInputError(f"config key 'singlecell.neighbors.n_pcs': {n_pcs} is more than the "
+                                f"{n_comps} components computed (singlecell.pca.n_comps); lower n_pcs to at most "
+                                f"{n_comps} or raise pca.n_comps")
     resolutions = [float(r) for r in sc_cfg["leiden_resolutions"]]
     clusterings = [leiden_key(r) for r in resolutions]
     annotation_key = None

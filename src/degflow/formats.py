@@ -30,6 +30,7 @@ import io
 import json
 import logging
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -128,6 +129,55 @@ class CountTable:
 # ----------------------------------------------------------------------------------------------
 # small I/O helpers
 # ----------------------------------------------------------------------------------------------
+
+
+#: Leading bytes of binary files a user may give instead of a text table.
+_BINARY_SIGNATURES = {b"PK\x03\x04": "a zip archive (an Excel .xlsx / LibreOffice file?)",
+                      b"\xd0\xcf\x11\xe0": "an old Excel .xls / Office file",
+                      b"\xff\xfe": "UTF-16 text (Excel's 'Unicode Text'; save as UTF-8)",
+                      b"\xfe\xff": "UTF-16 text (save it as UTF-8)",
+                      b"%PDF": "a PDF", b"BAM\x01": "a BAM file (counts are made from BAMs, e.g. by featureCounts)"}
+
+
+def check_text_file(path: str | Path, *, what: str, key: str) -> None:
+    """Stop when a file meant to be a text table (plain or gzip) is binary: a spreadsheet, a PDF, a BAM...
+
+    Folders and HDF5 files (kallisto's abundance.h5) are left to the readers.
+
+    Raises
+    ------
+    DegflowInputError
+        ``counts file 'x.xlsx' is not a text table (it looks like a zip archive ...); export ... as TSV or CSV``
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if head.startswith(b"\x89HDF"):
+        return
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(8192)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise DegflowInputError(f"{what} '{path}' is a truncated or corrupt gzip file ({exc}); copy or "
+                                    "download it again (gzip -t checks it)") from None
+    kind = next((desc for sig, desc in _BINARY_SIGNATURES.items() if head.startswith(sig)), None)
+    if kind is None and b"\x00" in head:
+        kind = "a binary file"
+    if kind is None:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:  # not just a character cut at the end of the 8 kB read
+                try:
+                    head.decode("latin-1").encode("utf-8")
+                except UnicodeError:
+                    kind = "a binary file"
+    if kind is not None:
+        raise DegflowInputError(f"{what} '{path}' is not a text table (it looks like {kind}); {key} takes a "
+                                "tab- or comma-separated text file: export spreadsheets as TSV or CSV")
 
 
 def _is_gzip(path: Path) -> bool:

@@ -585,9 +585,10 @@ def validate_sample_sheet(sheet: pd.DataFrame, *, source: str | Path = "sample s
     for i, name in enumerate(df["sample"]):
         if name == "":
             raise DegflowInputError(f"{source}, row {i + 2}: the sample name is empty")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
-            raise DegflowInputError(f"{source}, row {i + 2}: sample name {name!r} may hold only letters, digits, "
-                                    "'_', '.' and '-' (it prefixes barcodes and names output files)")
+        if not re.fullmatch(r"[^\W_][\w.\-]*", name):
+            raise DegflowInputError(f"{source}, row {i + 2}: sample name {name!r} may hold only letters (any "
+                                    "alphabet), digits, '_', '.' and '-', and must start with a letter or digit "
+                                    "(it prefixes barcodes and names output files): no spaces, '/' or other signs")
         if df["path"].iat[i] == "":
             raise DegflowInputError(f"{source}, row {i + 2} (sample {name!r}): the path is empty")
     dup = df["sample"][df["sample"].duplicated()]
@@ -617,6 +618,9 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DegflowInputError(f"{path}: single-cell sample sheet not found; check singlecell.samples in the config")
+    from degflow.formats import check_text_file
+
+    check_text_file(path, what="single-cell sample sheet", key="singlecell.samples")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
         sheet = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment="#")

@@ -21,6 +21,14 @@ except DegflowInputError as err:
 
 RESULTS = CFG["results"].rstrip("/")
 
+# A run killed mid-way (SIGKILL, power cut, wall time) left its lock: remove it when no snakemake runs here, so
+# the same command resumes (profiles/default/config.yaml sets rerun-incomplete for its half-written outputs).
+from degflow.runstate import clear_stale_lock
+
+if workflow.is_main_process and clear_stale_lock("."):  # not in cluster/subprocess jobs of a live run
+    print("degflow note: removed the lock left by an earlier run that was stopped; its unfinished jobs are redone",
+          file=sys.stderr)
+
 if "bulk" in CFG:
     from degflow.bulk import plan_bulk
 
@@ -28,6 +36,9 @@ if "bulk" in CFG:
         BULK_PLAN, _counts = plan_bulk(CFG["bulk"])
     except DegflowInputError as err:
         _stop(err)
+    if _counts.gene_names is not None and CFG["bulk"].get("annotation"):
+        print(f"degflow note: the counts have their own gene-name column and bulk.annotation is set: names come "
+              f"from {CFG['bulk']['annotation']}, the counts' names fill only the genes it lacks", file=sys.stderr)
     #: Size of the analysed count matrix in millions of cells (genes x samples): what bulk memory and time grow with.
     BULK_MCELLS = _counts.counts.shape[0] * len(BULK_PLAN.samples) / 1e6
     del _counts

@@ -2,7 +2,8 @@
 
 ``setup(snakemake)`` sends stderr and logging to the rule's log, sets ``NUMBA_CACHE_DIR`` before numba
 is imported, caps BLAS/OpenMP and numba at the rule's threads, and turns a DegflowInputError into one
-line (in the log and on the terminal) instead of a traceback.
+line (in the log and on the terminal) instead of a traceback; any other error keeps its traceback in the log
+and gets one ``degflow: rule <rule> failed: <error> (traceback in <log>)`` line on the terminal.
 """
 
 from __future__ import annotations
@@ -15,6 +16,18 @@ from pathlib import Path
 _SRC = Path(__file__).resolve().parents[2] / "src"
 if str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
+
+
+#: The terminal's stderr (setup() sends sys.stderr to the rule's log).
+_TERMINAL = sys.stderr
+
+
+def note(message: str) -> None:
+    """Tell the user something the run did not stop for: one ``degflow note:`` line on the terminal and in the log."""
+    line = f"degflow note: {message}"
+    logging.getLogger("degflow").warning(message)
+    if sys.stderr is not _TERMINAL:
+        print(line, file=_TERMINAL, flush=True)
 
 
 def setup(snakemake) -> int:
@@ -34,7 +47,8 @@ def setup(snakemake) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".snakemake", "numba_cache").resolve()))
     os.environ.setdefault("MPLBACKEND", "Agg")
-    terminal = sys.stderr
+    global _TERMINAL
+    terminal = _TERMINAL = sys.stderr
     if snakemake.log:
         Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
         sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115 - lives as long as the process
@@ -43,6 +57,9 @@ def setup(snakemake) -> int:
 
     from degflow.errors import DegflowInputError
 
+    rule = getattr(snakemake, "rule", "?")
+    log_file = snakemake.log[0] if snakemake.log else None
+
     def _hook(exc_type, exc, tb):
         if issubclass(exc_type, DegflowInputError):
             msg = f"degflow: {exc}"
@@ -50,7 +67,12 @@ def setup(snakemake) -> int:
             if sys.stderr is not terminal:
                 print(msg, file=terminal, flush=True)
             return  # the process still exits with status 1: Snakemake removes this job's outputs
-        sys.__excepthook__(exc_type, exc, tb)
+        sys.__excepthook__(exc_type, exc, tb)  # the traceback goes to the log
+        if sys.stderr is not terminal:  # and one line to the terminal, above Snakemake's "Error in rule"
+            text = " ".join(str(exc).split())
+            text = text if len(text) <= 300 else text[:300] + "..."
+            print(f"degflow: rule {rule} failed: {exc_type.__name__}: {text} (traceback in {log_file})",
+                  file=terminal, flush=True)
 
     sys.excepthook = _hook
     if "numpy" in sys.modules:  # loaded before us (e.g. by the script preamble): cap the live pools too

@@ -18,7 +18,7 @@ res = contrast_results(dds, spec, alpha=de["alpha"], cooks_filter=de["cooks_filt
                        alt_hypothesis=de["alt_hypothesis"], shrink=de["shrink"], n_cpus=threads)
 names = pd.Series(dds.uns["degflow_gene_names"])
 biotypes = pd.Series(dds.uns.get("degflow_gene_biotypes", {}), dtype=object)
-table = annotate_results(res, names if (names != "").any() else None, lfc=th["lfc"], padj=th["padj"],
+table = annotate_results(res, names, lfc=th["lfc"], padj=th["padj"],
                          gene_biotypes=biotypes if len(biotypes) else None)
 write_tsv(table, snakemake.output.results)
 write_tsv(deg_table(table), snakemake.output.deg)
