@@ -23,6 +23,7 @@ RESULTS = CFG["results"].rstrip("/")
 
 if "bulk" in CFG:
     from degflow.bulk import plan_bulk
+    from degflow.genes_of_interest import default_group_by
 
     try:
         BULK_PLAN, _counts = plan_bulk(CFG["bulk"])

@@ -17,6 +17,19 @@ if str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
 
 
+#: The terminal's stderr, kept by :func:`setup` before stderr goes to the rule's log.
+_TERMINAL = sys.stderr
+
+
+def warn(message: str) -> None:
+    """A warning the user must see: in the rule's log and, as one ``degflow: warning:`` line, on the terminal."""
+    import logging as _logging
+
+    _logging.getLogger("degflow").warning(message)
+    if sys.stderr is not _TERMINAL:
+        print(f"degflow: warning: {message}", file=_TERMINAL, flush=True)
+
+
 def setup(snakemake) -> int:
     """Prepare the process for a rule; returns the number of threads to use.
 
@@ -34,7 +47,8 @@ def setup(snakemake) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(".snakemake", "numba_cache").resolve()))
     os.environ.setdefault("MPLBACKEND", "Agg")
-    terminal = sys.stderr
+    global _TERMINAL
+    terminal = _TERMINAL = sys.stderr
     if snakemake.log:
         Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
         sys.stderr = open(snakemake.log[0], "w")  # noqa: SIM115 - lives as long as the process

@@ -1,4 +1,4 @@
-"""All DEG tables in one XLSX workbook: the summary, then a sheet per contrast."""
+"""All DEG tables in one XLSX workbook: the summary, then a sheet per contrast (and the genes of interest)."""
 from _common import setup
 
 setup(snakemake)
@@ -8,4 +8,6 @@ from degflow.report import write_workbook
 sheets = {"summary": read_tsv(snakemake.input.summary)}
 for name, path in zip(snakemake.params.contrasts, snakemake.input.deg):
     sheets[name] = read_tsv(path, dtype={"gene_name": str})
+for name, path in zip(("genes_of_interest", "genes_of_interest_lookup"), snakemake.input.get("goi", [])):
+    sheets[name] = read_tsv(path, dtype={"gene_name": str, "gene_id": str, "query": str})
 write_workbook(snakemake.output[0], sheets)
