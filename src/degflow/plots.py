@@ -1079,6 +1079,7 @@ def gene_counts(
             gm = float(np.exp(np.log(values[idx]).mean()))
             ax.plot([i - 0.3, i + 0.3], [gm, gm], color="0.1", lw=1.4, zorder=2)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
         ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 4 else 0,
