@@ -272,10 +272,19 @@ def test_genes_of_interest_figures(run):
         legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         assert "genes of interest (8)" in legend
         plots.save(fig, res / "_check.png")
-    # the counts plot carries every contrast's log2FC and padj
+    # the counts plot: samples by dex (reference first), every contrast's log2FC and padj under it
     row = table.set_index("gene_name").loc["DUSP1"]
     lines = goi.report_lines(row, ["dex_vs_untrt", "N061011_vs_N61311"])
     assert lines[0] == f"dex_vs_untrt: log2FC {row['dex_vs_untrt_log2FoldChange']:+.2f}, padj {row['dex_vs_untrt_padj']:.1e}"
+    assert lines[1].startswith("N061011_vs_N61311: log2FC ")
+    norm = pd.read_csv(res / "counts" / "normalized_counts.tsv", sep="\t", index_col=0)
+    fig = plots.gene_counts(norm.loc[row["gene_id"]], _sheet(), group_by=["dex"], color_by="cell", notes=lines)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["untrt", "trt"]
+    dots = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
+    np.testing.assert_allclose(np.sort(dots), np.sort(norm.loc[row["gene_id"]].to_numpy() + 0.5))
+    assert "\n".join(lines) in [t.get_text() for t in ax.texts]
+    plots.save(fig, res / "_check.png")
 
 
 def test_results_table_takes_any_test_table_such_as_an_lrt(run):
