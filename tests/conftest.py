@@ -50,6 +50,7 @@ LONGEST_FIRST = (
     "test_kernels.py",  # 230 (numba compiles each kernel for each dtype and memory layout)
     "test_deseq.py",  # 100
     "test_formats_workflow.py",  # 100
+    "test_batch_goi.py",  # 95 (one small snakemake run)
     "test_compound_workflow.py",  # 80
     "test_singlecell_workflow.py",  # 70
     "test_formats.py",  # 55
