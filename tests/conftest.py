@@ -52,6 +52,7 @@ LONGEST_FIRST = (
     "test_deseq.py",  # 100
     "test_lrt.py",  # 90 (one small snakemake run, 4 dry runs, the R comparisons)
     "test_formats_workflow.py",  # 100
+    "test_batch_goi.py",  # 95 (one small snakemake run)
     "test_compound_workflow.py",  # 80
     "test_singlecell_workflow.py",  # 70
     "test_formats.py",  # 55

@@ -108,7 +108,7 @@ def test_byte_identical_with_1_and_2_cores(runs):
 def test_xlsx_workbook_holds_every_deg_table(runs):
     one, _ = runs
     book = pd.read_excel(one / "bulk/de/deg_tables.xlsx", sheet_name=None)
-    assert list(book) == ["summary", CONTRAST, "N061011_vs_N61311"]
+    assert list(book) == ["summary", CONTRAST, "N061011_vs_N61311", "genes_of_interest", "genes_of_interest_lookup"]
     for name in (CONTRAST, "N061011_vs_N61311"):
         deg = pd.read_csv(one / f"bulk/de/{name}/deg.tsv", sep="\t")
         assert list(book[name].gene_id) == list(deg.gene_id)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from degflow.config import BulkPlan, check_design, check_samples_match, read_sample_sheet
+from degflow.config import BulkPlan, batch_design_terms, check_design, check_samples_match, read_sample_sheet
 from degflow.errors import DegflowInputError
 from degflow.formats import (
     CountTable,
@@ -27,6 +27,7 @@ from degflow.formats import (
     read_annotation,
     read_counts,
 )
+from degflow.genes_of_interest import read_gene_list
 
 if TYPE_CHECKING:  # anndata is slow to import; the Snakefile imports this module at parse time
     import anndata as ad
@@ -60,6 +61,10 @@ class BulkCountPlan(BulkPlan):
     count_files: list[str] = field(default_factory=list)
     units: pd.DataFrame | None = None
     lrt: dict[str, dict] = field(default_factory=dict)
+    #: ``bulk.batch``: design columns removed in the batch-corrected figures (checked against the design).
+    batch: list[str] = field(default_factory=list)
+    #: ``bulk.genes_of_interest`` as read (a file's lines), in order; empty when not configured.
+    genes_of_interest: list[str] = field(default_factory=list)
 
 
 def read_bulk_sheet(path: str | Path, *, single_file: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -279,6 +284,9 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
         sheet_path=sheet_path, excluded=sheet.loc[[s for s in sheet.index if s not in samples]],
     )
     lrt = plan_lrt(bulk_cfg, meta, factors)
+    batch = [str(b) for b in bulk_cfg.get("batch") or []]
+    batch_design_terms(bulk_cfg["design"], batch)
+    genes_of_interest = read_gene_list(bulk_cfg.get("genes_of_interest"))
     plan = BulkCountPlan(
         samples=samples,
         sheet=sheet.loc[samples],
@@ -290,6 +298,8 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
         count_files=count_files(table),
         units=units,
         lrt=lrt,
+        batch=batch,
+        genes_of_interest=genes_of_interest,
     )
     return plan, table
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +278,45 @@ def design_variables(design: str, *, section: str = "bulk") -> list[str]:
         if term not in seen:
             seen.append(term)
     return seen
+
+
+def batch_design_terms(design: str, batch: Sequence[str], *, section: str = "bulk") -> list[str]:
+    """The design's terms once the batch columns are taken out (``"~ cell + dex"``, ``[cell]`` -> ``["dex"]``).
+
+    Checks ``{section}.batch``: every batch column must be a variable of the design, and none may be part of an
+    interaction with another variable (its effect would then differ by condition: there is no one batch effect
+    to remove). Used before the DAG is built and by :func:`degflow.qc.batch_corrected`.
+
+    Raises
+    ------
+    DegflowInputError
+        One line naming the key, the column and the fix.
+    """
+    from formulaic import Formula
+
+    variables = design_variables(design, section=section)
+    for b in batch:
+        if b not in variables:
+            raise DegflowInputError(
+                f"config key '{section}.batch': '{b}' is not a variable of the design '{design}'; batches must be "
+                f"in the design (e.g. design: \"~ {b} + {variables[-1] if variables else 'condition'}\") so the "
+                "tests account for them, or remove it from batch"
+            )
+    kept = []
+    for term in Formula(design.split("~", 1)[1]):
+        names = [str(f) for f in term.factors]
+        in_batch = [n for n in names if n in batch]
+        if not in_batch:
+            if names != ["1"]:
+                kept.append(str(term))
+            continue
+        if len(names) > 1:
+            raise DegflowInputError(
+                f"config key '{section}.batch': '{in_batch[0]}' is part of the interaction '{term}' of the design "
+                f"'{design}', so its effect differs by condition and cannot be removed as one batch effect; "
+                "remove it from batch (or the interaction from the design)"
+            )
+    return kept
 
 
 @dataclass

@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib as mpl
 import numpy as np
@@ -37,7 +38,9 @@ __all__ = [
     "deg_heatmap",
     "deg_overlap",
     "distance_heatmap",
+    "gene_counts",
     "ma",
+    "message_figure",
     "pca",
     "qc_bars",
     "save",
@@ -253,6 +256,42 @@ def _label_text(res: pd.DataFrame, label: str | None) -> pd.Series:
     return names.where(names.notna() & (names.str.len() > 0), ids).astype(str)
 
 
+#: Most genes of interest labelled on one volcano or MA plot (those with the smallest padj); the legend says so.
+MAX_HIGHLIGHT_LABELS = 40
+
+
+class _Highlight(NamedTuple):
+    requested: int  # genes of interest in the table
+    drawn: np.ndarray  # their row positions that have a place on the plot
+    labelled: np.ndarray  # the positions labelled (<= MAX_HIGHLIGHT_LABELS, smallest padj first)
+
+
+def _highlight_positions(res: pd.DataFrame, highlight: Sequence[str], shown: np.ndarray) -> _Highlight:
+    wanted = [str(g) for g in highlight]
+    if isinstance(highlight, str):
+        wanted = [highlight]
+    pos = res.index.astype(str).get_indexer(pd.Index(list(dict.fromkeys(wanted))))
+    pos = pos[pos >= 0]
+    drawn = pos[shown[pos]]
+    p = res["padj"].to_numpy(dtype=float)[drawn]
+    order = np.lexsort((drawn, np.where(np.isnan(p), np.inf, p)))
+    labelled = drawn[order[:MAX_HIGHLIGHT_LABELS]]
+    if len(drawn) > MAX_HIGHLIGHT_LABELS:
+        logger.warning("%d genes of interest on one plot: the %d with the smallest padj are labelled", len(drawn),
+                       MAX_HIGHLIGHT_LABELS)
+    return _Highlight(len(pos), drawn, labelled)
+
+
+def _highlight_handle(hl: _Highlight, hidden_reason: str) -> Line2D:
+    text = f"genes of interest ({_fmt(hl.requested)}"
+    if len(hl.labelled) < len(hl.drawn):
+        text += f"; {_fmt(len(hl.labelled))} labelled"
+    if len(hl.drawn) < hl.requested:
+        text += f"; {_fmt(hl.requested - len(hl.drawn))} {hidden_reason}, not shown"
+    return Line2D([], [], ls="", marker="o", ms=7, markerfacecolor="none", markeredgecolor=COLORS["accent"],
+                  label=text + ")")
+
+
 def _check_sheet(sample_sheet: object, samples: Sequence[str], variables: Sequence[str], what: str) -> pd.DataFrame:
     if not isinstance(sample_sheet, pd.DataFrame):
         raise DegflowInputError(f"sample_sheet must be a DataFrame indexed by sample, got {type(sample_sheet).__name__}")
@@ -315,6 +354,7 @@ def volcano(
     title: str | None = None,
     max_points: int | None = 20_000,
     figsize: tuple[float, float] = (7.0, 6.0),
+    highlight: Sequence[str] = (),
 ) -> Figure:
     """Volcano plot: log2 fold change against -log10 adjusted p-value.
 
@@ -349,6 +389,9 @@ def volcano(
         Cap on drawn non-significant points (``None``: all).
     figsize
         Inches.
+    highlight
+        Genes of interest (index values of ``res``): ringed in black and labelled first, whatever their
+        significance (at most :data:`MAX_HIGHLIGHT_LABELS` labels, smallest padj first; the legend says so).
 
     Returns
     -------
@@ -398,6 +441,10 @@ def volcano(
             )
         if n_hidden:
             handles.append(Line2D([], [], ls="", label=f"padj NA, not shown ({_fmt(n_hidden)})"))
+        hl = _highlight_positions(res, highlight, shown)
+        if hl.requested:
+            ax.scatter(x[hl.drawn], y[hl.drawn], s=46, facecolor="none", edgecolor=COLORS["accent"], lw=1.1, zorder=5)
+            handles.append(_highlight_handle(hl, "padj NA"))
         ythr = -math.log10(padj)
         ax.axhline(ythr, ls="--", lw=1, color="0.3", zorder=4)
         if lfc > 0:
@@ -418,10 +465,13 @@ def volcano(
             alignment="left",
         )
         _freeze_layout(fig)
+        pos = hl.labelled
         if top_n:
             top = qc.top_genes(res, top_n, lfc=lfc, padj=padj, lfc_col=lfc_col)
-            pos = res.index.get_indexer(top.index)
-            pos = pos[shown[pos]]
+            extra = res.index.get_indexer(top.index)
+            extra = extra[shown[extra] & ~np.isin(extra, pos)]
+            pos = np.concatenate([pos, extra]).astype(int)
+        if len(pos):
             names = _label_text(res, label).to_numpy()[pos]
             _place_labels(ax, x[pos], y[pos], list(names))
     return fig
@@ -437,6 +487,8 @@ def ma(
     max_points: int | None = 20_000,
     ylim: float | None = None,
     figsize: tuple[float, float] = (7.0, 5.0),
+    highlight: Sequence[str] = (),
+    label: str | None = "gene_name",
 ) -> Figure:
     """MA plot: mean expression (log10 baseMean) against log2 fold change.
 
@@ -444,7 +496,8 @@ def ma(
     mark ``log2FC = +-lfc``. Genes with ``baseMean == 0`` have no position and are not drawn
     (counted in the legend). With ``ylim``, fold changes beyond ``+-ylim`` are drawn as
     triangles on the edge, as DESeq2's ``plotMA``. Non-significant points are capped at
-    ``max_points`` as in :func:`volcano`; all points are rasterized.
+    ``max_points`` as in :func:`volcano`; all points are rasterized. ``highlight`` genes (genes of interest,
+    index values of ``res``) are ringed in black and labelled by ``label`` as in :func:`volcano`.
 
     Returns
     -------
@@ -491,6 +544,11 @@ def ma(
                                   label=f"|log2FC| > {lim:g}, at edge ({_fmt(clipped.sum())})"))
         if n_hidden:
             handles.append(Line2D([], [], ls="", label=f"baseMean 0, not shown ({_fmt(n_hidden)})"))
+        hl = _highlight_positions(res, highlight, shown)
+        if hl.requested:
+            ax.scatter(xv[hl.drawn], yd[hl.drawn], s=46, facecolor="none", edgecolor=COLORS["accent"], lw=1.1,
+                       zorder=5)
+            handles.append(_highlight_handle(hl, "baseMean 0"))
         ax.axhline(0, lw=1, color="0.2", zorder=3)
         if lfc > 0:
             for v in (-lfc, lfc):
@@ -502,6 +560,10 @@ def ma(
             ax.set_title(title)
         ax.legend(handles=handles, title=f"padj < {padj:g}, |log2FC| > {lfc:g}", loc="upper left",
                   bbox_to_anchor=(1.01, 1.0), handletextpad=0.3, alignment="left")
+        if len(hl.labelled):
+            _freeze_layout(fig)
+            names = _label_text(res, label).to_numpy()[hl.labelled]
+            _place_labels(ax, xv[hl.labelled], yd[hl.labelled], list(names))
     return fig
 
 
@@ -944,6 +1006,108 @@ def qc_bars(sample_qc_table: pd.DataFrame, *, highlight: Sequence[str] = (), tit
             axes[-1].legend(handles=[Patch(color=COLORS["up"], label="flagged")], loc="upper left", bbox_to_anchor=(1.0, 1.0))
         if title:
             fig.suptitle(title, fontweight="bold")
+    return fig
+
+
+def gene_counts(
+    normalized: pd.Series,
+    sample_sheet: pd.DataFrame,
+    *,
+    group_by: Sequence[str],
+    color_by: str | None = None,
+    title: str | None = None,
+    notes: Sequence[str] = (),
+    pseudocount: float = 0.5,
+) -> Figure:
+    """One gene's normalised counts per sample, by group: DESeq2's ``plotCounts``.
+
+    As ``plotCounts(dds, gene, intgroup = group_by)``: counts divided by size factors plus ``pseudocount``
+    (0.5, so zeros can be drawn) on a log axis, one column per group (the levels of ``group_by``, combined with
+    ``:`` when several, in their category order), samples side by side within a group (fixed offsets, no random
+    jitter) and the group's geometric mean as a short black line. ``notes`` (e.g. every test's log2FC and padj,
+    :func:`degflow.genes_of_interest.report_lines`) are printed under the axis.
+
+    Parameters
+    ----------
+    normalized
+        The gene's normalised counts, indexed by sample.
+    sample_sheet
+        Indexed by sample, with the ``group_by`` and ``color_by`` columns.
+    group_by
+        Sample-sheet factor(s) on the x axis.
+    color_by
+        Sample-sheet column colouring the dots (e.g. the batch); default the group.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not isinstance(normalized, pd.Series):
+        raise DegflowInputError(f"normalized must be a Series indexed by sample, got {type(normalized).__name__}")
+    group_by = [group_by] if isinstance(group_by, str) else list(group_by)
+    if not group_by:
+        raise DegflowInputError("group_by is empty: name at least one sample-sheet column")
+    samples = [str(s) for s in normalized.index]
+    sheet = _check_sheet(sample_sheet, samples, group_by + ([color_by] if color_by else []), "counts")
+    values = normalized.to_numpy(dtype=float) + pseudocount
+    if not (np.isfinite(values).all() and (values > 0).all()):
+        raise DegflowInputError("normalized counts must be finite and >= 0")
+    keys = sheet[group_by].astype(str).agg(":".join, axis=1).to_numpy()
+    level_lists = []
+    for g in group_by:
+        col = sheet[g]
+        cats = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else sorted(col.astype(str).unique())
+        level_lists.append([str(c) for c in cats])
+    groups = [":".join(c) for c in itertools.product(*level_lists) if ":".join(c) in set(keys)]
+    if color_by:
+        col = sheet[color_by]
+        labels = col.astype(str).to_numpy()
+        order = ([str(c) for c in col.cat.categories] if isinstance(col.dtype, pd.CategoricalDtype)
+                 else sorted(set(labels)))
+    else:
+        labels, order = keys, groups
+    present = set(labels)
+    colours = {lv: PALETTE[i % len(PALETTE)] for i, lv in enumerate(v for v in order if v in present)}
+    with style():
+        fig = _figure((max(3.6, 0.9 * len(groups) + 2.4), 4.2))
+        ax = fig.add_subplot()
+        for i, grp in enumerate(groups):
+            idx = np.flatnonzero(keys == grp)
+            offsets = np.linspace(-0.18, 0.18, len(idx)) if len(idx) > 1 else np.zeros(1)
+            for off, j in zip(offsets, idx):
+                ax.scatter(i + off, values[j], s=42, color=colours[labels[j]], edgecolor="white", lw=0.5, zorder=3)
+            gm = float(np.exp(np.log(values[idx]).mean()))
+            ax.plot([i - 0.3, i + 0.3], [gm, gm], color="0.1", lw=1.4, zorder=2)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+        ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 4 else 0,
+                      ha="right" if len(groups) > 4 else "center")
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_xlabel(" : ".join(group_by))
+        ax.set_ylabel(f"normalised count + {pseudocount:g}")
+        if title:
+            ax.set_title(title)
+        if color_by:
+            handles = [Line2D([], [], ls="", marker="o", ms=6, color=c, label=str(k)) for k, c in colours.items()]
+            ax.legend(handles=handles, title=color_by, loc="upper left", bbox_to_anchor=(1.01, 1.0), alignment="left")
+        if notes:
+            ax.annotate("\n".join(notes), xy=(0.0, 0.0), xycoords="axes fraction", xytext=(0, -48 if len(groups) <= 4
+                        else -70), textcoords="offset points", va="top", ha="left", fontsize=9, color="0.15",
+                        annotation_clip=False)
+    return fig
+
+
+def message_figure(text: str, *, title: str | None = None, figsize: tuple[float, float] = (6.0, 2.4)) -> Figure:
+    """A figure that only says why there is nothing to draw (e.g. no gene of interest was found)."""
+    with style():
+        fig = _figure(figsize)
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11, color="0.15")
+        if title:
+            ax.set_title(title)
     return fig
 
 

@@ -13,6 +13,8 @@ variance_stabilised
     DESeq2's variance-stabilising transformation (VST), or ``log2(normalised + 1)``.
 pca
     PCA on the most variable genes, as DESeq2's ``plotPCA``.
+remove_batch_effect, batch_corrected
+    limma's ``removeBatchEffect`` (port), and the DESeq2 vignette's recipe from a design formula.
 sample_distances
     Euclidean sample-to-sample distances and a hierarchical clustering of the samples.
 outlier_flags
@@ -44,6 +46,7 @@ from degflow.errors import DegflowInputError
 
 __all__ = [
     "SampleDistances",
+    "batch_corrected",
     "classify",
     "deg_counts",
     "deg_overlap",
@@ -51,6 +54,7 @@ __all__ = [
     "outlier_flags",
     "overlap_counts",
     "pca",
+    "remove_batch_effect",
     "sample_distances",
     "sample_qc",
     "top_genes",
@@ -378,8 +382,8 @@ def _vst_trend(counts: np.ndarray, sf: np.ndarray, *, nsub: int, min_disp: float
 
     Mirrors R ``DESeq2::vst``: take ``nsub`` genes with mean normalised count > 5, evenly spaced
     along their mean (``o[round(seq(1, length(o), length = nsub))]``), estimate gene-wise
-    dispersions with an intercept-only model (Cox-Reid adjusted MLE, fitted means
-    ``s_i * mean(normalised)`` floored at 0.5 as pydeseq2's ``lin_reg_mu``), keep those above
+    dispersions with an intercept-only model (``estimateDispersionsGeneEst`` as ported in
+    :mod:`degflow.deseq`: fitted means ``s_i * mean(normalised)`` floored at 0.5), keep those above
     ``100 * min_disp`` as R's ``estimateDispersionsFit`` does, and fit the gamma-family trend.
 
     Returns ``(a0, a1, n_genes_used)``.
@@ -402,15 +406,25 @@ def _vst_trend(counts: np.ndarray, sf: np.ndarray, *, nsub: int, min_disp: float
     n = y.shape[0]
     if n < 2:
         raise DegflowInputError("the VST needs at least 2 samples to estimate dispersions")
-    max_disp = max(10.0, float(n))
-    mu = np.maximum(sf[:, None] * ny.mean(axis=0)[None, :], 0.5)
-    disp = _dispersion_mle(y, mu, min_disp=min_disp, max_disp=max_disp)
+    from degflow.deseq import _genewise_dispersions  # noqa: PLC0415 - the R port of estimateDispersionsGeneEst
+
+    # R's own gene-wise estimates (moments start, line search, grid fallback; design ~ 1), not the exact MLE:
+    # the exact MLE (_dispersion_mle) moves airway's trend from R's a1 = 3.378 to 2.946 and the VST by up to 0.19.
+    # NumPy loops (engine "pydeseq2"): 0.05 s for 1,000 genes, no compilation.
+    disp = _genewise_dispersions(y.T, np.ones((n, 1)), sf, 1, engine="pydeseq2")["disp"]
     keep = disp > 100 * min_disp  # R: useForFit <- dispGeneEst > 100 * minDisp
     if keep.sum() < 10:
         raise DegflowInputError(
             "fewer than 10 genes show extra-Poisson variation, the VST trend cannot be fitted; use method='log2'"
         )
-    a0, a1 = _trend_fit(ny.mean(axis=0)[keep], disp[keep])
+    from degflow.deseq import _parametric_dispersion_fit  # noqa: PLC0415 - R's convergence rule exactly
+
+    try:
+        a0, a1 = (float(c) for c in _parametric_dispersion_fit(ny.mean(axis=0)[keep], disp[keep]))
+    except FloatingPointError:  # where R stops; R's vst would then switch to a local fit, we ask instead
+        raise DegflowInputError(
+            "the VST dispersion trend (a0 + a1/mean) cannot be fitted on these counts; use method='log2' instead"
+        ) from None
     return a0, a1, int(order.size)
 
 
@@ -433,10 +447,10 @@ def variance_stabilised(
     Why not ``pydeseq2.DeseqDataSet.vst``: it fits dispersions for *every* gene (160 s on
     airway's 33k expressed genes on one core). R fits the trend on a 1,000-gene subset; we
     follow R: the subset is the ``nsub`` genes with mean normalised count > 5, evenly spaced by
-    mean (all of them if fewer), their dispersions are the Cox-Reid adjusted MLE of
-    pydeseq2/DESeq2 under an intercept-only design (blind), computed for all genes at once
-    (:func:`_dispersion_mle`), and the trend is R's ``parametricDispersionFit``
-    (:func:`_trend_fit`, reproduces R's airway coefficients to 1e-7). 0.3 s on airway.
+    mean (all of them if fewer), their dispersions are DESeq2's gene-wise estimates under an
+    intercept-only design (blind; the port in :mod:`degflow.deseq`, whose line search stops where
+    R's does), and the trend is R's ``parametricDispersionFit`` (ported there too). On airway the
+    trend and the VST are R's to ~1e-9 (``tests/test_batch_goi.py``). 0.3 s on airway.
 
     ``method="log2"`` is ``log2(counts / size_factor + pseudocount)``: instantaneous and fine
     for a quick look, but low counts then dominate the variance (DESeq2 vignette, section
@@ -558,6 +572,171 @@ def pca(
     vr = pd.Series(ratio[:k], index=names, name="variance_ratio")
     coords.attrs["degflow"] = {"n_top": n_top, "n_genes_used": int(x.shape[1])}
     return coords, vr
+
+
+def remove_batch_effect(
+    matrix: pd.DataFrame,
+    *,
+    batch: pd.DataFrame | pd.Series | None = None,
+    covariates: pd.DataFrame | pd.Series | None = None,
+    design: np.ndarray | pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Remove batch effects from log-scale expression: a port of limma's ``removeBatchEffect`` (limma 3.54).
+
+    Every gene is fitted by least squares on ``[design, batch, covariates]``; the batch and covariate part of
+    the fit is subtracted, the design part (the biology to keep) is not. Each batch factor is coded with
+    sum-to-zero contrasts (R's ``contr.sum``), so the corrected values keep each gene's mean over the batches;
+    covariates are used as given (not centred), as limma does. For plots (PCA, distances, heatmaps) only: DE
+    tests keep the batch in the design instead.
+
+    Parameters
+    ----------
+    matrix
+        Log-scale expression (e.g. :func:`variance_stabilised`), genes x samples.
+    batch
+        Batch factors, indexed by sample (a Series for one; limma's ``batch`` and ``batch2``, any number here).
+        Only the levels present among ``matrix``'s samples are used.
+    covariates
+        Numeric covariates to remove, indexed by sample (limma's ``covariates``).
+    design
+        samples x p design matrix of the effects to keep, rows in ``matrix``'s column order (limma's
+        ``design``; default an intercept only). See :func:`batch_corrected` to build it from a formula.
+
+    Returns
+    -------
+    pandas.DataFrame
+        float64, the same shape, index and columns as ``matrix``; ``attrs["degflow"]`` records the batch
+        and covariate columns removed and the number of design columns kept.
+
+    Raises
+    ------
+    DegflowInputError
+        A sample with no batch/covariate value, a non-numeric covariate, or a batch that cannot be told apart
+        from the design (``[design, batch]`` not of full column rank; limma would silently leave part of it).
+    """
+    matrix = _check_matrix(matrix, "matrix")
+    samples = [str(s) for s in matrix.columns]
+    n = len(samples)
+    parts: list[np.ndarray] = []
+    removed: list[str] = []
+    for what, table in (("batch", batch), ("covariates", covariates)):
+        if table is None:
+            continue
+        frame = table.to_frame() if isinstance(table, pd.Series) else table
+        if not isinstance(frame, pd.DataFrame):
+            raise DegflowInputError(f"{what} must be a DataFrame or Series indexed by sample, got {type(table).__name__}")
+        frame = frame.copy()
+        frame.index = frame.index.astype(str)
+        missing = [s for s in samples if s not in frame.index]
+        if missing:
+            raise DegflowInputError(f"{what} has no value for sample(s) {missing[:3]}")
+        frame = frame.loc[samples]
+        for col in frame.columns:
+            values = frame[col]
+            if values.isna().any():
+                raise DegflowInputError(f"{what} column {col!r} is missing for sample {values.index[values.isna()][0]!r}")
+            if what == "covariates":
+                if not pd.api.types.is_numeric_dtype(values):
+                    raise DegflowInputError(f"covariate {col!r} must be numeric; give factors as batch")
+                parts.append(values.to_numpy(dtype=float)[:, None])
+            else:
+                labels = values.astype(str).to_numpy()
+                levels = sorted(set(labels))
+                if len(levels) < 2:  # limma: contr.sum of one level is an error; nothing to remove
+                    raise DegflowInputError(f"batch {col!r} has one level ({levels[0]!r}): nothing to remove")
+                # contr.sum: level j < k-1 -> column j is 1 for level j, -1 for the last level
+                codes = np.searchsorted(levels, labels)
+                x = np.zeros((n, len(levels) - 1))
+                for j in range(len(levels) - 1):
+                    x[codes == j, j] = 1.0
+                x[codes == len(levels) - 1, :] = -1.0
+                parts.append(x)
+            removed.append(str(col))
+    if not parts:
+        out = matrix.astype(float).copy()
+        out.attrs["degflow"] = {"removed": [], "design_columns": 0}
+        return out
+    x_batch = np.hstack(parts)
+    if design is None:
+        x_design = np.ones((n, 1))
+    else:
+        x_design = np.asarray(design, dtype=float)
+        if x_design.ndim != 2 or x_design.shape[0] != n:
+            raise DegflowInputError(f"design must be a samples x columns matrix with {n} rows, got shape {x_design.shape}")
+    x = np.hstack([x_design, x_batch])
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        raise DegflowInputError(
+            f"the batch ({', '.join(removed)}) cannot be told apart from the design kept: [design, batch] has "
+            f"rank {np.linalg.matrix_rank(x)} < {x.shape[1]} columns (a batch confounded with a condition)"
+        )
+    y = matrix.to_numpy(dtype=float)  # genes x samples
+    # lmFit without weights or NA is ordinary least squares per gene: one QR for all genes
+    q, r = np.linalg.qr(x)
+    beta = np.linalg.solve(r, q.T @ y.T)  # coefficients x genes
+    corrected = y - (x_batch @ beta[x_design.shape[1]:]).T
+    out = pd.DataFrame(corrected, index=matrix.index, columns=matrix.columns)
+    out.attrs["degflow"] = {"removed": removed, "design_columns": int(x_design.shape[1])}
+    return out
+
+
+def batch_corrected(
+    matrix: pd.DataFrame,
+    sample_sheet: pd.DataFrame,
+    *,
+    design: str,
+    batch: Sequence[str],
+) -> pd.DataFrame:
+    """The design's batch terms removed from expression, its other terms kept (the DESeq2 vignette's recipe).
+
+    As ``limma::removeBatchEffect(assay(vsd), batch = vsd$batch, design = model.matrix(~ condition))``: the
+    design formula without the ``batch`` columns gives ``design``; batch columns that are factors (categorical or
+    text in ``sample_sheet``) are removed as ``batch``, numeric ones as ``covariates``
+    (:func:`remove_batch_effect`).
+
+    Parameters
+    ----------
+    matrix
+        Log-scale expression (e.g. :func:`variance_stabilised`), genes x samples.
+    sample_sheet
+        Indexed by sample, holding every design variable (e.g. ``obs`` of the bulk dataset).
+    design
+        The DE design formula, e.g. ``"~ cell + dex"``.
+    batch
+        Design variables to remove, e.g. ``["cell"]``; none may be part of an interaction with another variable.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`remove_batch_effect`; ``attrs["degflow"]`` also has ``design_kept`` (the formula used).
+    """
+    from formulaic import model_matrix
+
+    from degflow.config import batch_design_terms
+
+    batch = [batch] if isinstance(batch, str) else [str(b) for b in batch]
+    kept = batch_design_terms(design, batch)
+    matrix = _check_matrix(matrix, "matrix")
+    samples = [str(s) for s in matrix.columns]
+    if not isinstance(sample_sheet, pd.DataFrame):
+        raise DegflowInputError(f"sample_sheet must be a DataFrame indexed by sample, got {type(sample_sheet).__name__}")
+    sheet = sample_sheet.copy()
+    sheet.index = sheet.index.astype(str)
+    missing = [s for s in samples if s not in sheet.index]
+    if missing:
+        raise DegflowInputError(f"sample_sheet has no row for sample(s) {missing[:3]}")
+    sheet = sheet.loc[samples]
+    formula = " + ".join(["1", *kept])
+    x_design = np.asarray(model_matrix(formula, sheet), dtype=float)
+    is_factor = {b: not pd.api.types.is_numeric_dtype(sheet[b]) or isinstance(sheet[b].dtype, pd.CategoricalDtype)
+                 for b in batch}
+    factors = [b for b in batch if is_factor[b]]
+    numeric = [b for b in batch if not is_factor[b]]
+    out = remove_batch_effect(matrix, batch=sheet[factors] if factors else None,
+                              covariates=sheet[numeric] if numeric else None, design=x_design)
+    out.attrs["degflow"]["design_kept"] = "~ " + (" + ".join(kept) or "1")
+    logger.info("batch removed (limma removeBatchEffect): %s; design kept: %s", ", ".join(batch),
+                out.attrs["degflow"]["design_kept"])
+    return out
 
 
 class SampleDistances(NamedTuple):

@@ -32,6 +32,32 @@ for c in CONTRASTS:
 
 
 
+# Batch-corrected sample QC (bulk.batch): PCA and distances with the batch removed, beside the measured ones.
+BATCH_QC = {
+    "pca_table": f"{RESULTS}/bulk/qc/pca_batch_corrected.tsv",
+    "pca_png": f"{RESULTS}/bulk/qc/pca_batch_corrected.png",
+    "pca_pdf": f"{RESULTS}/bulk/qc/pca_batch_corrected.pdf",
+    "distances": f"{RESULTS}/bulk/qc/sample_distances_batch_corrected.tsv",
+    "dist_png": f"{RESULTS}/bulk/qc/distance_heatmap_batch_corrected.png",
+    "dist_pdf": f"{RESULTS}/bulk/qc/distance_heatmap_batch_corrected.pdf",
+}
+if BULK_PLAN.batch:
+    FINAL_OUTPUTS += list(BATCH_QC.values())
+
+# Genes of interest (bulk.genes_of_interest): every test whose results table they are looked up in, by name.
+# A test is any degflow results.tsv (gene_id + log2FoldChange/lfcSE/stat/pvalue/padj/regulation, whichever it has):
+# the Wald contrasts and the likelihood-ratio tests (named lrt_<name>; their log2FoldChange is only the last
+# coefficient's, so the count plots print their padj alone).
+GOI_TESTS = {c: f"{RESULTS}/bulk/de/{c}/results.tsv" for c in CONTRASTS}
+GOI_TESTS.update({f"lrt_{t}": f"{RESULTS}/bulk/lrt/{t}/results.tsv" for t in LRTS})
+GOI_DIR = f"{RESULTS}/bulk/genes_of_interest"
+GOI_GROUP_BY = default_group_by(BULK_PLAN.contrasts, BULK_PLAN.factors, BULK_PLAN.batch)
+GOI_WORKBOOK = [f"{GOI_DIR}/results.tsv", f"{GOI_DIR}/lookup.tsv"] if BULK_PLAN.genes_of_interest else []
+if BULK_PLAN.genes_of_interest:
+    FINAL_OUTPUTS += [f"{GOI_DIR}/results.tsv", f"{GOI_DIR}/results.html", f"{GOI_DIR}/lookup.tsv",
+                      f"{GOI_DIR}/not_found.tsv", f"{GOI_DIR}/heatmap.png", f"{GOI_DIR}/counts"]
+
+
 # STAR counts: the per-sample strandedness evidence (which ReadsPerGene column, and why) is a result too.
 BULK_STRANDEDNESS = (
     {"strandedness": f"{RESULTS}/bulk/qc/strandedness.tsv"} if BULK_PLAN.count_format == "star" else {}
@@ -151,6 +177,7 @@ rule bulk_volcano:
         kind="volcano",
         thresholds=BULK["thresholds"],
         plots=BULK["plots"],
+        genes_of_interest=BULK_PLAN.genes_of_interest,
     log:
         f"{RESULTS}/logs/bulk/plots/{{contrast}}.volcano.log",
     threads: 1
@@ -174,6 +201,7 @@ use rule bulk_volcano as bulk_ma with:
         kind="ma",
         thresholds=BULK["thresholds"],
         plots=BULK["plots"],
+        genes_of_interest=BULK_PLAN.genes_of_interest,
     log:
         f"{RESULTS}/logs/bulk/plots/{{contrast}}.ma.log",
 
@@ -264,6 +292,9 @@ rule bulk_deg_heatmap:
         annotate_by=BULK_PLAN.factors,
         thresholds=BULK["thresholds"],
         n_top=BULK["plots"]["heatmap_top_genes"],
+        contrast=get_contrast,
+        design=BULK["design"],
+        batch=BULK_PLAN.batch,
     log:
         f"{RESULTS}/logs/bulk/plots/{{contrast}}.deg_heatmap.log",
     threads: 1
@@ -331,6 +362,7 @@ rule bulk_workbook:
         summary=f"{RESULTS}/bulk/de/summary.tsv",
         deg=expand(f"{RESULTS}/bulk/de/{{contrast}}/deg.tsv", contrast=CONTRASTS),
         lrt=expand(f"{RESULTS}/bulk/lrt/{{lrt}}/significant.tsv", lrt=LRTS),
+        goi=GOI_WORKBOOK,
     output:
         f"{RESULTS}/bulk/de/deg_tables.xlsx",
     params:
@@ -417,3 +449,91 @@ rule bulk_lrt_patterns:
         "../../envs/bulk.yaml"
     script:
         "../scripts/bulk_lrt_patterns.py"
+
+
+rule bulk_batch_corrected_qc:
+    input:
+        dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
+        size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
+    output:
+        pca_table=BATCH_QC["pca_table"],
+        pca_png=report(BATCH_QC["pca_png"], caption="../report/pca_batch_corrected.rst", category=QC),
+        pca_pdf=BATCH_QC["pca_pdf"],
+        distances=BATCH_QC["distances"],
+        dist_png=report(BATCH_QC["dist_png"], caption="../report/distance_heatmap_batch_corrected.rst", category=QC),
+        dist_pdf=BATCH_QC["dist_pdf"],
+    params:
+        design=BULK["design"],
+        batch=BULK_PLAN.batch,
+        color_by=BULK_PLAN.factors,
+        n_top=BULK["plots"]["pca_top_genes"],
+    log:
+        f"{RESULTS}/logs/bulk/qc/batch_corrected.log",
+    threads: 1
+    resources:
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.2, BULK_MCELLS),
+    group:
+        "bulk_qc"
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_batch_corrected.py"
+
+
+rule bulk_genes_of_interest:
+    input:
+        dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
+        results=list(GOI_TESTS.values()),
+    output:
+        table=f"{GOI_DIR}/results.tsv",
+        html=report(f"{GOI_DIR}/results.html", caption="../report/goi_table.rst", category=OVERVIEW,
+                    subcategory="Genes of interest", labels={"figure": "table"}),
+        lookup=f"{GOI_DIR}/lookup.tsv",
+        not_found=f"{GOI_DIR}/not_found.tsv",
+    params:
+        genes=BULK_PLAN.genes_of_interest,
+        tests=list(GOI_TESTS),
+    log:
+        f"{RESULTS}/logs/bulk/genes_of_interest.log",
+    threads: 1
+    resources:
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5),
+    group:
+        "bulk_report"
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_genes_of_interest.py"
+
+
+rule bulk_genes_of_interest_plots:
+    input:
+        dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
+        size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
+        table=f"{GOI_DIR}/results.tsv",
+    output:
+        png=report(f"{GOI_DIR}/heatmap.png", caption="../report/goi_heatmap.rst", category=OVERVIEW,
+                   subcategory="Genes of interest", labels={"figure": "heatmap"}),
+        pdf=f"{GOI_DIR}/heatmap.pdf",
+        counts=report(directory(f"{GOI_DIR}/counts"), patterns=["{gene}.png"], caption="../report/goi_counts.rst",
+                      category=OVERVIEW, subcategory="Genes of interest", labels={"figure": "counts: {gene}"}),
+    params:
+        tests=list(GOI_TESTS),
+        group_by=GOI_GROUP_BY,
+        annotate_by=BULK_PLAN.factors,
+        design=BULK["design"],
+        batch=BULK_PLAN.batch,
+    log:
+        f"{RESULTS}/logs/bulk/genes_of_interest_plots.log",
+    threads: 1
+    resources:
+        mem_mb=scaled(1000, 40, BULK_MCELLS),
+        runtime=scaled(5, 0.2, BULK_MCELLS),
+    group:
+        "bulk_report"
+    conda:
+        "../../envs/bulk.yaml"
+    script:
+        "../scripts/bulk_genes_of_interest_plots.py"

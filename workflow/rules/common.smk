@@ -31,6 +31,7 @@ if workflow.is_main_process and clear_stale_lock("."):  # not in cluster/subproc
 
 if "bulk" in CFG:
     from degflow.bulk import plan_bulk
+    from degflow.genes_of_interest import default_group_by
 
     try:
         BULK_PLAN, _counts = plan_bulk(CFG["bulk"])

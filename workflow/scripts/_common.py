@@ -30,6 +30,15 @@ def note(message: str) -> None:
         print(line, file=_TERMINAL, flush=True)
 
 
+def warn(message: str) -> None:
+    """A warning the user must see: in the rule's log and, as one ``degflow: warning:`` line, on the terminal."""
+    import logging as _logging
+
+    _logging.getLogger("degflow").warning(message)
+    if sys.stderr is not _TERMINAL:
+        print(f"degflow: warning: {message}", file=_TERMINAL, flush=True)
+
+
 def setup(snakemake) -> int:
     """Prepare the process for a rule; returns the number of threads to use.
 

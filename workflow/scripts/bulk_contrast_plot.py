@@ -1,15 +1,19 @@
-"""One figure of one contrast (volcano or MA), PNG + PDF."""
+"""One figure of one contrast (volcano or MA), PNG + PDF; genes of interest ringed and labelled."""
 from _common import setup
 
 setup(snakemake)
 from degflow import plots
+from degflow.genes_of_interest import NOT_FOUND, match_genes
 from degflow.io import read_tsv
 
 p, th = snakemake.params, snakemake.params.thresholds
 res = read_tsv(snakemake.input[0], dtype={"gene_name": str}).set_index("gene_id")
 title = snakemake.wildcards.contrast
+lookup = match_genes(p.genes_of_interest, res.index, res["gene_name"] if "gene_name" in res.columns else None)
+highlight = list(lookup.loc[lookup["matched_by"] != NOT_FOUND, "gene_id"])
 if p.kind == "volcano":
-    fig = plots.volcano(res, lfc=th["lfc"], padj=th["padj"], top_n=p.plots["top_n_labels"], title=title)
+    fig = plots.volcano(res, lfc=th["lfc"], padj=th["padj"], top_n=p.plots["top_n_labels"], title=title,
+                        highlight=highlight)
 else:
-    fig = plots.ma(res, lfc=th["lfc"], padj=th["padj"], title=title)
+    fig = plots.ma(res, lfc=th["lfc"], padj=th["padj"], title=title, highlight=highlight)
 plots.save(fig, snakemake.output.png, snakemake.output.pdf)

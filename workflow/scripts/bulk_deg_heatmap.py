@@ -1,4 +1,8 @@
-"""Heatmap of a contrast's top DEGs (z-scored variance-stabilised counts, samples annotated)."""
+"""Heatmap of a contrast's top DEGs (z-scored variance-stabilised counts, samples annotated).
+
+With ``bulk.batch`` the values are batch-corrected (limma removeBatchEffect), unless the contrast tests a batch
+column itself (removing it would remove what is tested): then the measured values, and the title says which.
+"""
 from _common import setup
 
 setup(snakemake)
@@ -9,6 +13,13 @@ p, th = snakemake.params, snakemake.params.thresholds
 data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)
 res = read_tsv(snakemake.input.results, dtype={"gene_name": str}).set_index("gene_id")
 top = qc.top_genes(res, n=p.n_top, lfc=th["lfc"], padj=th["padj"])
-fig = plots.deg_heatmap(qc.variance_stabilised(counts, sf), list(top.index), data.obs, annotate_by=p.annotate_by,
-                        gene_names=res["gene_name"].fillna(""), title=snakemake.wildcards.contrast)
+values, title = qc.variance_stabilised(counts, sf), snakemake.wildcards.contrast
+spec = p.contrast
+if p.batch and not (isinstance(spec, (list, tuple)) and spec and spec[0] in p.batch):
+    values = qc.batch_corrected(values, data.obs, design=p.design, batch=p.batch)
+    title += f" ({', '.join(p.batch)} removed)"
+elif p.batch:
+    title += " (measured values)"
+fig = plots.deg_heatmap(values, list(top.index), data.obs, annotate_by=p.annotate_by,
+                        gene_names=res["gene_name"].fillna(""), title=title)
 plots.save(fig, snakemake.output.png, snakemake.output.pdf)

@@ -1,4 +1,4 @@
-"""All DEG tables in one XLSX workbook: the summary, a sheet per contrast, then one per likelihood-ratio test."""
+"""All DEG tables in one XLSX workbook: the summary, a sheet per contrast, one per likelihood-ratio test, and the genes of interest."""
 from _common import setup
 
 setup(snakemake)
@@ -10,4 +10,6 @@ for name, path in zip(snakemake.params.contrasts, snakemake.input.deg):
     sheets[name] = read_tsv(path, dtype={"gene_name": str})
 for name, path in zip(snakemake.params.lrts, snakemake.input.lrt):  # likelihood-ratio tests: significant genes
     sheets[f"LRT {name}"] = read_tsv(path, dtype={"gene_name": str})
+for name, path in zip(("genes_of_interest", "genes_of_interest_lookup"), snakemake.input.get("goi", [])):
+    sheets[name] = read_tsv(path, dtype={"gene_name": str, "gene_id": str, "query": str})
 write_workbook(snakemake.output[0], sheets)
