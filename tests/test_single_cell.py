@@ -451,8 +451,10 @@ def test_pbmc3k_published_markers(pbmc_markers):
 
 
 def test_pbmc3k_annotation(pbmc, pbmc_markers, pbmc_marker_yaml, seurat_labels):
-    scores = scm.annotate(pbmc, pbmc_marker_yaml, groupby="leiden_1.0")
-    assert scores.shape == (pbmc.obs["leiden_1.0"].nunique(), 9)
+    # the tutorial recipe's clusters mix naive and memory CD4 T cells; min_margin=0: cluster scores alone
+    scores = scm.annotate(pbmc, pbmc_marker_yaml, groupby="leiden_1.0", min_margin=0)
+    assert scores.shape == (pbmc.obs["leiden_1.0"].nunique(), 9 + 6)
+    assert not scores["mixed"].any() and not scores["refined"].any()
     truth = _seurat(seurat_labels, pbmc).to_numpy()
     got = pbmc.obs["cell_type"].astype(str).to_numpy()
     ari = adjusted_rand_score(truth, got)
@@ -464,6 +466,33 @@ def test_pbmc3k_annotation(pbmc, pbmc_markers, pbmc_marker_yaml, seurat_labels):
     assert set(sizes["clustering"]) == {"leiden_0.5", "leiden_1.0", "cell_type"}
     assert (sizes.groupby("clustering")["n_cells"].sum() == 2638).all()
     assert (sizes["n_pbmc3k"] == sizes["n_cells"]).all()
+
+
+def test_mixed_clusters_flagged_and_refined(pbmc, pbmc_marker_yaml, seurat_labels):
+    """The tutorial recipe puts naive and memory CD4 T cells in two clusters that are both mixtures (Seurat's
+    memory CD4 T: 318 + 136 cells, naive 193 + 488 on one machine). Both score highest for naive CD4 T; their
+    margin over memory CD4 T (0.50 and 1.16 measured) is below min_margin=1.5, so they are flagged, and, memory
+    having no cluster, compared among themselves: the one with more S100A4 than CCR7 becomes memory CD4 T.
+    """
+    a = pbmc.copy()
+    table = scm.annotate(a, pbmc_marker_yaml, groupby="leiden_1.0", min_margin=1.5)
+    truth = _seurat(seurat_labels, a).to_numpy()
+    t_clusters = table.index[table["best_type"] == "Naive CD4 T"]
+    assert len(t_clusters) >= 2 and table.loc[t_clusters, "mixed"].all()
+    assert (table.loc[t_clusters, "second_type"] == "Memory CD4 T").all()
+    assert set(table.loc[t_clusters, "cell_type"]) == {"Naive CD4 T", "Memory CD4 T"}
+    assert table.loc[t_clusters, "refined"].sum() >= 1
+    assert (table["margin"] >= 0).all() and np.allclose(
+        table["margin"], np.sort(table.iloc[:, :9].to_numpy(), axis=1)[:, -1]
+        - np.sort(table.iloc[:, :9].to_numpy(), axis=1)[:, -2])
+    # the cluster named memory holds more of Seurat's memory CD4 T cells than of its naive ones
+    got = a.obs["cell_type"].astype(str).to_numpy()
+    assert ((got == "Memory CD4 T") & (truth == "Memory CD4 T")).sum() > ((got == "Memory CD4 T")
+                                                                          & (truth == "Naive CD4 T")).sum()
+    assert a.uns["degflow"]["annotate"]["mixed"] == [str(c) for c in t_clusters]
+    # a runner-up with clusters of its own is only flagged (CD8 T for the naive cluster, NK for CD8 T ...)
+    others = table.index[table["mixed"] & table["second_type"].isin(table["best_type"])]
+    assert (table.loc[others, "cell_type"] == table.loc[others, "best_type"]).all()
 
 
 @pytest.mark.skipif(_n_threads_available() < 2, reason="needs 2 numba threads")

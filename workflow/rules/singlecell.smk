@@ -161,6 +161,7 @@ if SC_PLAN.annotation_key:
         params:
             groupby=SC_PLAN.annotation_key,
             min_score=SC["annotation"]["min_score"],
+            min_margin=SC["annotation"]["min_margin"],
         log:
             f"{RESULTS}/logs/singlecell/annotate.log",
         threads: 1

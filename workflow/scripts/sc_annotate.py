@@ -1,9 +1,9 @@
-"""Name each cluster after the cell type of the marker YAML it expresses most (obs cell_type); the score table."""
+"""Name each cluster after the cell type of the marker YAML it expresses most (obs cell_type); the score table
+with the mixed clusters flagged."""
 from _common import setup
 
 setup(snakemake)
 import anndata as ad
-import pandas as pd
 
 from degflow import single_cell as scm
 from degflow.io import write_tsv
@@ -11,8 +11,8 @@ from degflow.report import html_table
 
 p = snakemake.params
 adata = ad.read_h5ad(snakemake.input.h5ad)
-scores = scm.annotate(adata, scm.load_markers(snakemake.input.markers), groupby=p.groupby, min_score=p.min_score)
-table = scores.assign(cell_type=pd.Series(adata.uns["degflow"]["annotate"]["assignment"])).reset_index()
+table = scm.annotate(adata, scm.load_markers(snakemake.input.markers), groupby=p.groupby, min_score=p.min_score,
+                     min_margin=p.min_margin).reset_index()
 write_tsv(table, snakemake.output.scores)
 with open(snakemake.output.html, "w") as fh:
     fh.write(html_table(table, title=f"Cell-type scores of the {p.groupby} clusters"))
