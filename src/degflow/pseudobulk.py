@@ -97,7 +97,7 @@ class PseudobulkPlan:
 
 
 def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequence[str], annotated: bool,
-                    source: str = "sample sheet") -> PseudobulkPlan:
+                    source: str = "sample sheet", reference: bool = False) -> PseudobulkPlan:
     """Check ``singlecell.pseudobulk`` against the single-cell sample sheet, before the DAG is built.
 
     Parameters
@@ -110,6 +110,8 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
         The ``leiden_<resolution>`` columns the run makes.
     annotated
         Whether ``singlecell.markers`` is set (``obs["cell_type"]`` exists).
+    reference
+        Whether ``singlecell.reference`` is set (``obs["cell_type_reference"]`` exists).
 
     Returns
     -------
@@ -134,9 +136,12 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
     if groupby == "cell_type" and not annotated:
         raise DegflowInputError(f"config key '{key}.groupby': cell_type needs singlecell.markers (the annotation); "
                                 f"set markers, or group by a clustering ({', '.join(clusterings)})")
-    if groupby != "cell_type" and groupby not in clusterings:
-        raise DegflowInputError(f"config key '{key}.groupby': '{groupby}' is neither cell_type nor one of the "
-                                f"clusterings {', '.join(clusterings)}")
+    if groupby == "cell_type_reference" and not reference:
+        raise DegflowInputError(f"config key '{key}.groupby': cell_type_reference needs singlecell.reference (a "
+                                "labelled reference); set it, or group by cell_type")
+    if groupby not in ("cell_type", "cell_type_reference") and groupby not in clusterings:
+        raise DegflowInputError(f"config key '{key}.groupby': '{groupby}' is neither cell_type, cell_type_reference "
+                                f"nor one of the clusterings {', '.join(clusterings)}")
     columns = ["sample", *sheet.columns]
     if sample_key not in columns:
         raise DegflowInputError(f"config key '{key}.sample_key': '{sample_key}' is not 'sample' nor a column of "

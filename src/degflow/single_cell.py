@@ -58,6 +58,7 @@ __all__ = [
     "FORMATS",
     "QC_OVERRIDE_COLUMNS",
     "QC_PATTERNS",
+    "add_reference_labels",
     "annotate",
     "cluster_sizes",
     "doublets",
@@ -1115,7 +1116,7 @@ def transfer_labels(
     seed: int = 0,
     unassigned: str = "Unassigned",
 ) -> pd.DataFrame:
-    """Label the cells of ``adata`` from a labelled reference with raw counts: :func:`scanpy.tl.ingest`.
+    """Label the cells of ``adata`` from a labelled reference with raw counts (scanpy's ``tl.ingest`` mapping).
 
     Offline and model-free: the reference is processed as degflow processes data (counts →
     log1p of counts per ``target_sum``; ``n_top_genes`` seurat_v3 HVGs on its counts, kept if
@@ -1139,7 +1140,8 @@ def transfer_labels(
     Per label: ``label``, ``n_reference`` (reference cells), ``n_cells`` (query cells given it),
     ``n_unassigned`` (query cells whose best label it was, below ``min_confidence``),
     ``median_confidence``. Writes ``obs[key_added]`` (categorical, reference label order, then
-    ``unassigned``), ``obs[key_added + "_confidence"]`` (0-1), ``uns["degflow"]["transfer_labels"]``.
+    ``unassigned``), ``obs[key_added + "_confidence"]`` (0-1), ``obsm["X_pca_" + key_added]`` (the
+    query in the reference PCA space), ``uns["degflow"]["transfer_labels"]``.
 
     Raises
     ------
@@ -1175,23 +1177,31 @@ def transfer_labels(
         raise DegflowInputError(f"reference: only {len(genes)} of its {n_top_genes} highly variable genes are in the "
                                 "query; are both gene symbols of the same species?")
     ref = ref[:, genes].copy()
-    query = ad.AnnData(adata[:, genes].X.copy(), obs=pd.DataFrame(index=adata.obs_names),
-                       var=pd.DataFrame(index=genes))
-    query.uns["log1p"] = {"base": None}
+    query = adata[:, genes]
     n = min(n_comps, ref.n_obs - 1, len(genes) - 1)
     with threadpool_limits(limits=1):
         sc.pp.pca(ref, n_comps=n, svd_solver="arpack", random_state=seed)
-        sc.pp.neighbors(ref, n_neighbors=n_neighbors, random_state=seed, transformer="sklearn")
-        sc.tl.ingest(query, ref, obs="label", embedding_method="pca")
-        nn = NearestNeighbors(n_neighbors=n_neighbors).fit(ref.obsm["X_pca"])
-        _, idx = nn.kneighbors(query.obsm["X_pca"])
-    best = query.obs["label"].astype(str).to_numpy()
+        # ingest's PCA mapping (query centred on the reference means, times the reference loadings) and its kNN
+        # label vote, with exact neighbours: scanpy 1.11.5's tl.ingest fails with pynndescent 0.7.0 (its index
+        # rebuild passes n_search_trees=None to make_forest), and exact search does not depend on the threads
+        ref_x = ref.X.toarray() if sp.issparse(ref.X) else np.asarray(ref.X)
+        query_x = query.X.toarray() if sp.issparse(query.X) else np.asarray(query.X)
+        projected = (query_x - ref_x.mean(axis=0)) @ ref.varm["PCs"]
+        nn = NearestNeighbors(n_neighbors=min(n_neighbors, ref.n_obs)).fit(ref.obsm["X_pca"])
+        _, idx = nn.kneighbors(projected)
     ref_labels = ref.obs["label"].to_numpy()
-    confidence = (ref_labels[idx] == best[:, None]).mean(axis=1)
+    votes = pd.DataFrame(ref_labels[idx]).apply(lambda r: r.value_counts(sort=False), axis=1).fillna(0)
+    votes = votes[[c for c in dict.fromkeys(ref_labels) if c in votes.columns]]  # ties: first in the reference
+    best = votes.idxmax(axis=1).to_numpy().astype(str)
+    confidence = votes.max(axis=1).to_numpy() / idx.shape[1]
+    adata.obsm[f"X_pca_{key_added}"] = projected.astype(np.float32)
     called = np.where(confidence >= min_confidence, best, unassigned)
-    order = list(dict.fromkeys(labels[keep].astype(str)))
-    cats = [c for c in (pd.Categorical(labels[keep]).categories.astype(str) if hasattr(labels, "cat") else order)]
-    adata.obs[key_added] = pd.Categorical(called, categories=[*cats, unassigned] if unassigned not in cats else cats)
+    # label order: the reference's categories if it has them (kept ones), else sorted
+    present = set(ref_labels)
+    cats = [str(c) for c in (labels.cat.categories if isinstance(labels.dtype, pd.CategoricalDtype)
+                             else sorted(present)) if str(c) in present]
+    used = set(called)
+    adata.obs[key_added] = pd.Categorical(called, categories=[c for c in dict.fromkeys([*cats, unassigned]) if c in used])
     adata.obs[f"{key_added}_confidence"] = confidence
     table = pd.DataFrame({
         "label": [*cats, unassigned],
@@ -1201,7 +1211,7 @@ def transfer_labels(
         "median_confidence": [float(np.median(confidence[called == c])) if (called == c).any() else np.nan
                               for c in [*cats, unassigned]],
     })
-    _record(adata, "transfer_labels", {"label_key": label_key, "key_added": key_added, "method": "scanpy.tl.ingest",
+    _record(adata, "transfer_labels", {"label_key": label_key, "key_added": key_added, "method": "ingest (PCA projection, exact kNN vote)",
                                        "min_confidence": min_confidence, "n_top_genes": n_top_genes,
                                        "n_genes_used": len(genes), "n_comps": n, "n_neighbors": n_neighbors,
                                        "seed": seed, "n_reference_cells": int(ref.n_obs)})
@@ -1209,6 +1219,28 @@ def transfer_labels(
              "%.2f) in %.1fs", ref.n_obs, len(genes), int((called != unassigned).sum()), adata.n_obs, min_confidence,
              time.perf_counter() - start)
     return table
+
+
+def add_reference_labels(adata: ad.AnnData, labels: pd.DataFrame, *, categories: Sequence[str] | None = None,
+                         key_added: str = "cell_type_reference") -> None:
+    """Put the labels of :func:`transfer_labels` (a table ``cell``, ``cell_type_reference``, ``confidence``, as the
+    workflow writes it) into ``obs[key_added]`` (categorical, ``categories`` order) and ``obs[key_added +
+    "_confidence"]``.
+
+    Raises
+    ------
+    DegflowInputError
+        The table does not hold exactly the cells of ``adata``.
+    """
+    table = labels.set_index("cell")
+    if not table.index.is_unique or set(table.index) != set(adata.obs_names):
+        raise DegflowInputError("reference labels: the table's cells are not the cells of the data; re-run the "
+                                "reference step")
+    table = table.reindex(adata.obs_names)
+    values = table["cell_type_reference"].astype(str)
+    cats = [c for c in (categories if categories is not None else sorted(set(values))) if c in set(values)]
+    adata.obs[key_added] = pd.Categorical(values.to_numpy(), categories=cats)
+    adata.obs[f"{key_added}_confidence"] = table["confidence"].to_numpy(dtype=float)
 
 
 def cluster_sizes(adata: ad.AnnData, *, keys: Sequence[str] | None = None, sample_key: str = "sample"

@@ -8,7 +8,8 @@ PB_CAT = "8. Pseudobulk differential expression"
 
 try:
     PB_PLAN = plan_pseudobulk(PB, SC_PLAN.sheet, clusterings=SC_PLAN.clusterings,
-                              annotated=bool(SC_PLAN.annotation_key), source=SC["samples"])
+                              annotated=bool(SC_PLAN.annotation_key), source=SC["samples"],
+                              reference=SC_PLAN.reference)
 except DegflowInputError as err:
     _stop(err)
 

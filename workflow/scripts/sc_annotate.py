@@ -1,19 +1,24 @@
-"""Name each cluster after the cell type of the marker YAML it expresses most (obs cell_type); the score table
-with the mixed clusters flagged."""
+"""Name the cells: each cluster after the cell type of the marker YAML it expresses most (obs cell_type; the score
+table with the mixed clusters flagged), and/or the labels transferred from a reference (obs cell_type_reference)."""
 from _common import setup
 
 setup(snakemake)
 import anndata as ad
 
 from degflow import single_cell as scm
-from degflow.io import write_tsv
+from degflow.io import read_tsv, write_tsv
 from degflow.report import html_table
 
 p = snakemake.params
 adata = ad.read_h5ad(snakemake.input.h5ad)
-table = scm.annotate(adata, scm.load_markers(snakemake.input.markers), groupby=p.groupby, min_score=p.min_score,
-                     min_margin=p.min_margin).reset_index()
-write_tsv(table, snakemake.output.scores)
-with open(snakemake.output.html, "w") as fh:
-    fh.write(html_table(table, title=f"Cell-type scores of the {p.groupby} clusters"))
+if "markers" in snakemake.input.keys():
+    table = scm.annotate(adata, scm.load_markers(snakemake.input.markers), groupby=p.groupby, min_score=p.min_score,
+                         min_margin=p.min_margin).reset_index()
+    write_tsv(table, snakemake.output[0])
+    with open(snakemake.output[1], "w") as fh:
+        fh.write(html_table(table, title=f"Cell-type scores of the {p.groupby} clusters"))
+if "reference" in snakemake.input.keys():
+    labels = read_tsv(snakemake.input.reference, dtype={"cell": str, "cell_type_reference": str})
+    order = read_tsv(snakemake.input.reference_summary, dtype={"label": str})["label"]
+    scm.add_reference_labels(adata, labels, categories=list(order))
 adata.write_h5ad(snakemake.output.h5ad)
