@@ -163,6 +163,30 @@ def test_reference_labels_agree_with_the_authors(kang, shared_data):
     assert (kang / "singlecell/markers/cell_type_reference.tsv").stat().st_size > 0
 
 
+def test_genes_of_interest(kang, cell_types):
+    """config/examples/kang2018.yaml's genes of interest: figures, and one table of their pseudobulk results that
+    equals the rows of every results.tsv; the interferon genes up in every major cell type, CD14 down in CD14+
+    monocytes (the published response)."""
+    for name in ("umap", "dotplot", "violin"):
+        for ext in ("png", "pdf"):
+            assert (kang / f"singlecell/genes_of_interest/{name}.{ext}").stat().st_size > 0, (name, ext)
+    genes = pd.read_csv(kang / "singlecell/genes_of_interest/genes.tsv", sep="\t")
+    assert list(genes["gene"]) == ["ISG15", "IFI6", "IFIT1", "MX1", "ISG20", "LY6E", "CD14"] and genes["found"].all()
+    table = pd.read_csv(kang / "pseudobulk/genes_of_interest.tsv", sep="\t")
+    tested = cell_types.index[cell_types["tested"]]
+    assert len(table) == len(genes) * len(tested)  # one contrast
+    for _, row in table.iterrows():
+        res = results(kang, cell_types, row["cell_type"]).set_index("gene_id")
+        assert row["tested"] == (row["gene"] in res.index)
+        if row["tested"]:
+            assert row["log2FoldChange"] == pytest.approx(res.loc[row["gene"], "log2FoldChange"], rel=1e-9)
+            assert row["padj"] == pytest.approx(res.loc[row["gene"], "padj"], rel=1e-9, nan_ok=True)
+    isg = table[table["gene"].isin(["ISG15", "IFI6", "MX1"]) & table["cell_type"].isin(MAJOR)]
+    assert (isg["regulation"] == "up").all()
+    cd14 = table[(table["gene"] == "CD14") & (table["cell_type"] == "CD14+ Monocytes")]
+    assert (cd14["regulation"] == "down").all()
+
+
 def test_skip_logic(kang, cell_types):
     skipped = pd.read_csv(kang / "pseudobulk/skipped.tsv", sep="\t")
     assert set(skipped["cell_type"]) == set(cell_types.index[~cell_types["tested"]])

@@ -44,6 +44,7 @@ __all__ = [
     "cell_type_folders",
     "deg_count_heatmap",
     "design_data",
+    "genes_of_interest_table",
     "plan_pseudobulk",
     "proportions",
     "proportions_figure",
@@ -584,3 +585,33 @@ def deg_count_heatmap(summary: pd.DataFrame, *, skipped: Sequence[str] = (), tit
         cb.set_label("DEGs (log10(n + 1))")
         ax.set_title(title or "Differentially expressed genes per cell type")
     return fig
+
+
+def genes_of_interest_table(results: Mapping[tuple[str, str], pd.DataFrame], genes: Sequence[str]) -> pd.DataFrame:
+    """The pseudobulk results of a few genes in every tested cell type and contrast, in one table.
+
+    Parameters
+    ----------
+    results
+        ``{(cell type, contrast): results table}`` (``results.tsv``: ``gene_id``, ``gene_name``, ``baseMean``,
+        ``log2FoldChange``, ``lfcSE``, ``stat``, ``pvalue``, ``padj``, ``regulation``), in output order.
+    genes
+        Gene symbols (matched to ``gene_id``, then ``gene_name``, as in the single-cell ``var_names``).
+
+    Returns
+    -------
+    One row per gene x cell type x contrast (genes in request order): ``gene``, ``cell_type``, ``contrast``,
+    ``tested`` (False when the gene was filtered out of that cell type's test: the values are then NA) and the
+    results columns.
+    """
+    cols = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj", "regulation"]
+    rows = []
+    for gene in genes:
+        for (cell_type, contrast), table in results.items():
+            hit = table[table["gene_id"].astype(str) == gene]
+            if hit.empty and "gene_name" in table.columns:
+                hit = table[table["gene_name"].astype(str) == gene]
+            row = {"gene": gene, "cell_type": cell_type, "contrast": contrast, "tested": not hit.empty}
+            row.update({c: (hit[c].iloc[0] if not hit.empty and c in hit.columns else np.nan) for c in cols})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["gene", "cell_type", "contrast", "tested", *cols])

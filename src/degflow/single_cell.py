@@ -62,6 +62,7 @@ __all__ = [
     "annotate",
     "cluster_sizes",
     "doublets",
+    "genes_of_interest_figures",
     "harmony",
     "highly_variable",
     "leiden",
@@ -69,6 +70,7 @@ __all__ = [
     "load_markers",
     "marker_dotplot_figure",
     "markers",
+    "match_genes",
     "neighbors",
     "normalize",
     "pca",
@@ -78,6 +80,7 @@ __all__ = [
     "qc_overrides",
     "qc_scatter_figure",
     "qc_violin_figure",
+    "read_genes_of_interest",
     "read_sample",
     "read_sample_sheet",
     "read_samples",
@@ -1097,8 +1100,7 @@ def annotate(
     for c in scores.index[mixed.to_numpy()]:
         log.warning("annotate: cluster %s of %s is mixed: %s and %s score within %.2f (min_margin %.2f)%s", c,
                     groupby, best[c], second[c], margin[c], min_margin,
-                    f"; named {name[c]} by comparing the {best[c]} clusters among themselves" if refined[c]
-                    or any(refined[k] for k in scores.index if best[k] == best[c]) else "")
+                    f"; named {name[c]} by comparing the {best[c]} clusters among themselves" if refined[c] else "")
     return table
 
 
@@ -1268,6 +1270,79 @@ def cluster_sizes(adata: ad.AnnData, *, keys: Sequence[str] | None = None, sampl
         rows.append(tab)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["clustering", "cluster", "n_cells",
                                                                                   "fraction"])
+
+
+def read_genes_of_interest(spec: str | Path | Sequence[str] | None) -> list[str]:
+    """``singlecell.genes_of_interest``: a list of gene symbols, or a text file with one per line (``#`` comments).
+
+    Raises
+    ------
+    DegflowInputError
+        A file that does not exist.
+    """
+    if not spec:
+        return []
+    if isinstance(spec, (str, Path)):
+        path = Path(spec)
+        if not path.is_file():
+            raise DegflowInputError(f"config key 'singlecell.genes_of_interest': file '{path}' does not exist; give a "
+                                    "list of gene symbols or a text file with one per line")
+        lines = (ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines())
+        return list(dict.fromkeys(ln for ln in lines if ln))
+    return list(dict.fromkeys(str(g) for g in spec))
+
+
+def match_genes(names: Sequence[str], genes: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Match requested gene symbols to ``names`` (var_names): exactly, else ignoring case when that is unique.
+
+    Returns ``({requested: name in the data}, [requested names not found])``, both in request order.
+    """
+    index = pd.Index(names).astype(str)
+    exact = set(index)
+    upper: dict[str, list[str]] = {}
+    for n in index:
+        upper.setdefault(n.upper(), []).append(n)
+    found, missing = {}, []
+    for g in genes:
+        if g in exact:
+            found[g] = g
+        elif len(upper.get(g.upper(), [])) == 1:
+            found[g] = upper[g.upper()][0]
+        else:
+            missing.append(g)
+    return found, missing
+
+
+def genes_of_interest_figures(adata: ad.AnnData, genes: Sequence[str], *, groupby: str,
+                              condition_key: str | None = None) -> dict:
+    """Figures of a few genes: UMAP feature plots, a dot plot and stacked violins by ``groupby`` (x condition).
+
+    ``genes`` must be ``var_names`` (see :func:`match_genes`). With ``condition_key`` (an ``obs``
+    column, e.g. ``condition``) the dot plot and violins have one row per cell type and condition.
+
+    Returns ``{"umap": Figure, "dotplot": Figure, "violin": Figure}``.
+
+    Raises
+    ------
+    DegflowInputError
+        No gene; ``groupby`` or ``condition_key`` not an obs column.
+    """
+    import scanpy as sc
+
+    if not genes:
+        raise DegflowInputError("genes of interest: none of the genes is in the data")
+    for key in (groupby, condition_key):
+        if key is not None and key not in adata.obs.columns:
+            raise DegflowInputError(f"genes of interest: obs column {key!r} not found")
+    by = [groupby] if condition_key is None else [groupby, condition_key]
+    figs = {"umap": umap_figure(adata, list(genes), ncols=min(3, len(genes)))}
+    dp = sc.pl.dotplot(adata, list(genes), groupby=by, show=False, return_fig=True)
+    dp.make_figure()
+    figs["dotplot"] = dp.fig
+    sv = sc.pl.stacked_violin(adata, list(genes), groupby=by, show=False, return_fig=True)
+    sv.make_figure()
+    figs["violin"] = sv.fig
+    return figs
 
 
 # ----------------------------------------------------------------------------------------------

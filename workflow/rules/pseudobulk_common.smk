@@ -32,6 +32,8 @@ FINAL_OUTPUTS += [
     f"{PB_DIR}/proportions.html",
     f"{PB_DIR}/proportions.png",
 ]
+if SC_GOI:
+    FINAL_OUTPUTS += [f"{PB_DIR}/genes_of_interest.tsv", f"{PB_DIR}/genes_of_interest.html"]
 
 
 def pb_tested():

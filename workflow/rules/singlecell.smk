@@ -291,3 +291,35 @@ rule sc_dotplots:
         "../../envs/singlecell.yaml"
     script:
         "../scripts/sc_dotplots.py"
+
+
+if SC_GOI:
+
+    rule sc_genes_of_interest:
+        input:
+            f"{SC_DIR}/adata.h5ad",
+        output:
+            umap=report(f"{SC_DIR}/genes_of_interest/umap.png", caption="../report/sc_genes_of_interest.rst",
+                        category=SC_CLUSTERS, labels={"figure": "genes of interest", "plot": "UMAP"}),
+            dotplot=report(f"{SC_DIR}/genes_of_interest/dotplot.png", caption="../report/sc_genes_of_interest.rst",
+                           category=SC_CLUSTERS, labels={"figure": "genes of interest", "plot": "dot plot"}),
+            violin=report(f"{SC_DIR}/genes_of_interest/violin.png", caption="../report/sc_genes_of_interest.rst",
+                          category=SC_CLUSTERS, labels={"figure": "genes of interest", "plot": "violins"}),
+            pdfs=expand(f"{SC_DIR}/genes_of_interest/{{name}}.pdf", name=["umap", "dotplot", "violin"]),
+            genes=f"{SC_DIR}/genes_of_interest/genes.tsv",
+        params:
+            genes=SC_GOI,
+            groupby=SC_GOI_GROUPBY,
+            condition=SC_GOI_CONDITION,
+        log:
+            f"{RESULTS}/logs/singlecell/genes_of_interest.log",
+        threads: 1
+        resources:
+            mem_mb=scaled(2000, 6000, SC_INPUT_GB),
+            runtime=scaled(10, 10, SC_INPUT_GB),
+        group:
+            "sc_figures"
+        conda:
+            "../../envs/singlecell.yaml"
+        script:
+            "../scripts/sc_genes_of_interest.py"

@@ -3,6 +3,7 @@
 import re
 
 from degflow.config import plan_singlecell
+from degflow.single_cell import read_genes_of_interest
 
 SC = CFG["singlecell"]
 SC_DIR = f"{RESULTS}/singlecell"
@@ -42,6 +43,15 @@ for _col in ("condition", "donor", "batch"):
 SC_UMAPS["qc"] = ["n_genes_by_counts", "total_counts", "pct_counts_mt"] + (
     ["doublet_score"] if SC["doublets"]["method"] != "none" else []
 )
+#: singlecell.genes_of_interest: the genes (checked here: a list file must exist), their figures' grouping (the
+#: pseudobulk cell types, else cell_type, cell_type_reference or the annotated / last clustering) and condition column.
+try:
+    SC_GOI = read_genes_of_interest(SC["genes_of_interest"])
+except DegflowInputError as err:
+    _stop(err)
+SC_GOI_GROUPBY = (SC["pseudobulk"]["groupby"] if SC.get("pseudobulk") else "cell_type" if SC_PLAN.annotation_key
+                  else "cell_type_reference" if SC_REFERENCE else SC_PLAN.clusterings[-1])
+SC_GOI_CONDITION = "condition" if "condition" in SC_PLAN.metadata else None
 #: The processed AnnData is the final one when there is no annotation step.
 SC_PROCESSED = f"{SC_DIR}/processed.h5ad" if SC_ANNOTATED else f"{SC_DIR}/adata.h5ad"
 
@@ -66,6 +76,9 @@ FINAL_OUTPUTS += expand(f"{SC_DIR}/markers/{{grouping}}{{ext}}", grouping=SC_GRO
 if SC_PLAN.annotation_key:
     FINAL_OUTPUTS += [f"{SC_DIR}/annotation_scores.tsv", f"{SC_DIR}/annotation_scores.html",
                       f"{SC_DIR}/markers/annotation_dotplot.png"]
+if SC_GOI:
+    FINAL_OUTPUTS += [f"{SC_DIR}/genes_of_interest/{name}.png" for name in ("umap", "dotplot", "violin")]
+    FINAL_OUTPUTS += [f"{SC_DIR}/genes_of_interest/genes.tsv"]
 if SC_REFERENCE:
     FINAL_OUTPUTS += [f"{SC_DIR}/reference/labels.tsv", f"{SC_DIR}/reference/summary.tsv",
                       f"{SC_DIR}/reference/summary.html"]
