@@ -515,8 +515,8 @@ def check_reference(path: str, label_key: str) -> None:
 
     key = "config key 'singlecell.reference"
     if not Path(path).is_file():
-        raise DegflowInputError(f"{key}.path': '{path}' does not exist; give a labelled .h5ad with raw counts (relative "
-                                "paths start where snakemake runs)")
+        raise DegflowInputError(f"{key}.path': '{path}' does not exist; give a labelled .h5ad with raw counts "
+                                "(relative paths start where snakemake runs)")
     try:
         with h5py.File(path, "r") as fh:
             obs = ad.io.read_elem(fh["obs"])

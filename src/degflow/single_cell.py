@@ -1122,11 +1122,13 @@ def transfer_labels(
 
     Offline and model-free: the reference is processed as degflow processes data (counts →
     log1p of counts per ``target_sum``; ``n_top_genes`` seurat_v3 HVGs on its counts, kept if
-    the query has them too; PCA, ``n_comps`` components, ARPACK seeded; kNN graph with
-    ``n_neighbors``), the query's log-normalised cells are projected on the reference PCs and
-    each takes the majority label of its reference neighbours (``ingest``). Its **confidence**
-    is the share of its ``n_neighbors`` nearest reference cells (exact search in the reference
-    PCA space) that carry the label given; below ``min_confidence`` the cell is ``unassigned``.
+    the query has them too; PCA, ``n_comps`` components, ARPACK seeded, on one BLAS thread).
+    The query's log-normalised cells are projected on the reference PCs, centred on the
+    reference means (the mapping of :func:`scanpy.tl.ingest`), and each takes the majority
+    label of its ``n_neighbors`` nearest reference cells (ingest's kNN vote, with an exact
+    search; ties go to the label met first in the reference). Its **confidence** is the share
+    of those neighbours that carry the label given; below ``min_confidence`` the cell is
+    ``unassigned``. No other random step: the same input gives the same labels.
 
     Parameters
     ----------
@@ -1166,8 +1168,8 @@ def transfer_labels(
                                 "or negative values); give the reference's raw counts")
     labels = reference.obs[label_key]
     keep = labels.notna().to_numpy()
-    ref = ad.AnnData(sp.csr_matrix(counts[keep]), obs=pd.DataFrame({"label": labels[keep].astype(str).to_numpy()},  # noqa: TID251
-                                                                  index=reference.obs_names[keep]),
+    obs = pd.DataFrame({"label": labels[keep].astype(str).to_numpy()}, index=reference.obs_names[keep])
+    ref = ad.AnnData(sp.csr_matrix(counts[keep]), obs=obs,  # noqa: TID251
                      var=pd.DataFrame(index=reference.var_names.astype(str)))
     ref = ref[:, ~ref.var_names.duplicated()].copy()
     start = time.perf_counter()
@@ -1192,10 +1194,11 @@ def transfer_labels(
         nn = NearestNeighbors(n_neighbors=min(n_neighbors, ref.n_obs)).fit(ref.obsm["X_pca"])
         _, idx = nn.kneighbors(projected)
     ref_labels = ref.obs["label"].to_numpy()
-    votes = pd.DataFrame(ref_labels[idx]).apply(lambda r: r.value_counts(sort=False), axis=1).fillna(0)
-    votes = votes[[c for c in dict.fromkeys(ref_labels) if c in votes.columns]]  # ties: first in the reference
-    best = votes.idxmax(axis=1).to_numpy().astype(str)
-    confidence = votes.max(axis=1).to_numpy() / idx.shape[1]
+    codes, uniques = pd.factorize(ref_labels)  # codes in order of first appearance: argmax ties go to the first
+    votes = np.zeros((idx.shape[0], len(uniques)), dtype=np.int64)
+    np.add.at(votes, (np.repeat(np.arange(idx.shape[0]), idx.shape[1]), codes[idx].ravel()), 1)
+    best = np.asarray(uniques, dtype=object)[votes.argmax(axis=1)].astype(str)
+    confidence = votes.max(axis=1) / idx.shape[1]
     adata.obsm[f"X_pca_{key_added}"] = projected.astype(np.float32)
     called = np.where(confidence >= min_confidence, best, unassigned)
     # label order: the reference's categories if it has them (kept ones), else sorted
@@ -1203,7 +1206,8 @@ def transfer_labels(
     cats = [str(c) for c in (labels.cat.categories if isinstance(labels.dtype, pd.CategoricalDtype)
                              else sorted(present)) if str(c) in present]
     used = set(called)
-    adata.obs[key_added] = pd.Categorical(called, categories=[c for c in dict.fromkeys([*cats, unassigned]) if c in used])
+    adata.obs[key_added] = pd.Categorical(called, categories=[c for c in dict.fromkeys([*cats, unassigned])
+                                                              if c in used])
     adata.obs[f"{key_added}_confidence"] = confidence
     table = pd.DataFrame({
         "label": [*cats, unassigned],
@@ -1213,7 +1217,8 @@ def transfer_labels(
         "median_confidence": [float(np.median(confidence[called == c])) if (called == c).any() else np.nan
                               for c in [*cats, unassigned]],
     })
-    _record(adata, "transfer_labels", {"label_key": label_key, "key_added": key_added, "method": "ingest (PCA projection, exact kNN vote)",
+    _record(adata, "transfer_labels", {"label_key": label_key, "key_added": key_added,
+                                       "method": "ingest (PCA projection, exact kNN vote)",
                                        "min_confidence": min_confidence, "n_top_genes": n_top_genes,
                                        "n_genes_used": len(genes), "n_comps": n, "n_neighbors": n_neighbors,
                                        "seed": seed, "n_reference_cells": int(ref.n_obs)})
