@@ -190,7 +190,7 @@ def plan(repo: Path, tmp: Path, rows: list[dict] | None = None, **overrides):
 
 def test_good_input_plans(repo, tmp_path):
     p = plan(repo, tmp_path)
-    assert p.samples == ["pbmc3k"] and p.annotation_key == "leiden_1.0"
+    assert p.samples == ["pbmc3k"] and p.annotation_key == "leiden_0.5"
     assert p.metadata == {"sample": ["pbmc3k"], "condition": ["healthy"]}
     assert len(p.files["pbmc3k"]) == 3
 
@@ -226,7 +226,7 @@ def test_bad_annotation_resolution(repo, tmp_path):
 
 def test_bad_hvg_flavour_without_gene_count(repo, tmp_path):
     with pytest.raises(DegflowInputError, match="flavor seurat_v3 needs a number"):
-        plan(repo, tmp_path, hvg__flavor="seurat_v3")
+        plan(repo, tmp_path, hvg__flavor="seurat_v3", hvg__n_top_genes=None)
 
 
 def test_bad_regress_out_column(repo, tmp_path):
