@@ -167,9 +167,14 @@ def test_cell_type_without_markers_in_the_data_is_told(repo, tmp_path):
         "import runpy, sys, types\n"
         f"sys.path.insert(0, {str(repo / 'workflow' / 'scripts')!r})\n"
         "ns = types.SimpleNamespace\n"
-        f"smk = ns(input=ns(h5ad={str(tmp_path / 'processed.h5ad')!r}, markers={str(tmp_path / 'markers.yaml')!r}),\n"
-        "          params=ns(groupby='leiden_1.0', min_score=0), threads=1, rule='sc_annotate',\n"
-        f"          output=ns(scores={str(out / 'scores.tsv')!r}, html={str(out / 'scores.html')!r},\n"
+        "class NL(list):  # snakemake's Namedlist: by name, by position, keys()\n"
+        "    def __init__(self, **kw):\n"
+        "        super().__init__(kw.values()); self.__dict__.update(kw)\n"
+        "    def keys(self):\n"
+        "        return self.__dict__.keys()\n"
+        f"smk = ns(input=NL(h5ad={str(tmp_path / 'processed.h5ad')!r}, markers={str(tmp_path / 'markers.yaml')!r}),\n"
+        "          params=ns(groupby='leiden_1.0', min_score=0, min_margin=0.5), threads=1, rule='sc_annotate',\n"
+        f"          output=NL(scores={str(out / 'scores.tsv')!r}, html={str(out / 'scores.html')!r},\n"
         f"                    h5ad={str(out / 'annotated.h5ad')!r}), log=[{str(out / 'annotate.log')!r}])\n"
         f"runpy.run_path({str(repo / 'workflow' / 'scripts' / 'sc_annotate.py')!r}, init_globals={{'snakemake': smk}})\n")
     out.mkdir()

@@ -34,8 +34,26 @@ ISGS = ["ISG15", "IFI6", ("IFIT1", "IFIT3"), "MX1", "ISG20", "LY6E"]
 BULK_COLUMNS = ["gene_id", "gene_name", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj", "regulation"]
 
 
+#: Seurat's PBMC 3k labels -> the names Kang et al. use (naive and memory CD4 T are both CD4 T cells).
+SEURAT_TO_KANG = {"Naive CD4 T": "CD4 T cells", "Memory CD4 T": "CD4 T cells", "CD8 T": "CD8 T cells",
+                  "B": "B cells", "CD14+ Mono": "CD14+ Monocytes", "FCGR3A+ Mono": "FCGR3A+ Monocytes",
+                  "NK": "NK cells", "DC": "Dendritic cells", "Platelet": "Megakaryocytes"}
+
+
+def pbmc3k_reference(repo: Path, work: Path) -> Path:
+    """PBMC 3k raw counts with the Seurat tutorial's labels, as `python -m degflow.make_reference` writes it."""
+    from degflow.make_reference import main
+
+    out = work / "pbmc3k_reference.h5ad"
+    if not out.exists():
+        main([str(repo / "resources/pbmc3k/filtered_min3cells_v3"),
+              str(repo / "resources/pbmc3k/seurat_pbmc3k_final_annotations.csv"), str(out)])
+    return out
+
+
 def kang_config(repo: Path, shared: Path, work: Path, donors=DONORS, **pb_overrides) -> Path:
-    """config/examples/kang2018.yaml on some donors, absolute paths, results in ``work``."""
+    """config/examples/kang2018.yaml on some donors, absolute paths, results in ``work``; labels also transferred
+    from the PBMC 3k reference (singlecell.reference)."""
     cfg = yaml.safe_load((repo / "config/examples/kang2018.yaml").read_text())
     sheet = pd.read_csv(repo / "config/examples/kang2018_samples.tsv", sep="\t")
     sheet = sheet[sheet["donor"].isin(donors)].copy()
@@ -43,6 +61,7 @@ def kang_config(repo: Path, shared: Path, work: Path, donors=DONORS, **pb_overri
     sheet.to_csv(work / "samples.tsv", sep="\t", index=False)
     sc = cfg["singlecell"]
     sc.update(samples=str(work / "samples.tsv"), markers=str(repo / sc["markers"]), leiden_resolutions=[1.0])
+    sc["reference"] = {"path": str(pbmc3k_reference(repo, work)), "label_key": "seurat_annotation"}
     sc["pseudobulk"].update(pb_overrides)
     (work / "config.yaml").write_text(yaml.safe_dump({"results": str(work / "results"), "singlecell": sc}))
     return work / "config.yaml"
@@ -115,6 +134,57 @@ def test_replicates_are_the_donors(kang, cell_types):
     pb = ad.read_h5ad(kang / "pseudobulk/pseudobulk.h5ad")
     mono = pb.obs[(pb.obs["cell_type"] == "CD14+ Monocytes") & pb.obs["passed"]]
     assert sorted(mono["donor"]) == sorted(DONORS * 2)
+
+
+def test_reference_labels_agree_with_the_authors(kang, shared_data):
+    """PBMC 3k (Seurat labels) as reference, Kang as query: the authors' labels of the muscat-subset cells (donors
+    101 and 107, 5 types) are recovered for most confident cells; measured numbers in the README."""
+    cells = ad.read_h5ad(kang / "singlecell/adata.h5ad")
+    assert {"cell_type", "cell_type_reference", "cell_type_reference_confidence"} <= set(cells.obs.columns)
+    conf = cells.obs["cell_type_reference_confidence"].to_numpy()
+    unassigned = (cells.obs["cell_type_reference"] == "Unassigned").to_numpy()
+    assert ((conf < 0.5) == unassigned).all() and (conf <= 1).all() and (conf > 0).all()
+    meta = pd.read_csv(shared_data / "kang2018_muscat_subset/cell_metadata.csv")
+    meta.index = [f"s{d}_{g}_{b}" for d, g, b in zip(meta["donor"], meta["group_id"], meta["barcode"], strict=True)]
+    meta = meta[meta.index.isin(cells.obs_names)]
+    assert len(meta) > 1400  # 1,556 in the subset; a few are removed by degflow's QC or scrublet
+    got = cells.obs.loc[meta.index, "cell_type_reference"].astype(str).map(lambda x: SEURAT_TO_KANG.get(x, x))
+    called = (got != "Unassigned").to_numpy()
+    agree = (got.to_numpy() == meta["cluster_id"].to_numpy())[called].mean()
+    assert called.mean() > 0.85 and agree > 0.65, (called.mean(), agree)
+    for ct in ("B cells", "CD4 T cells", "CD14+ Monocytes"):
+        sel = called & (meta["cluster_id"] == ct).to_numpy()
+        assert (got.to_numpy()[sel] == ct).mean() > 0.5, ct
+    labels = pd.read_csv(kang / "singlecell/reference/labels.tsv", sep="\t")
+    assert list(labels.columns) == ["cell", "cell_type_reference", "confidence"] and len(labels) == cells.n_obs
+    summary = pd.read_csv(kang / "singlecell/reference/summary.tsv", sep="\t").set_index("label")
+    assert summary["n_cells"].sum() == cells.n_obs and summary.loc["Naive CD4 T", "n_reference"] == 697
+    assert (kang / "singlecell/umap/cell_type_reference.png").stat().st_size > 0
+    assert (kang / "singlecell/markers/cell_type_reference.tsv").stat().st_size > 0
+
+
+def test_genes_of_interest(kang, cell_types):
+    """config/examples/kang2018.yaml's genes of interest: figures, and one table of their pseudobulk results that
+    equals the rows of every results.tsv; the interferon genes up in every major cell type, CD14 down in CD14+
+    monocytes (the published response)."""
+    for name in ("umap", "dotplot", "violin"):
+        for ext in ("png", "pdf"):
+            assert (kang / f"singlecell/genes_of_interest/{name}.{ext}").stat().st_size > 0, (name, ext)
+    genes = pd.read_csv(kang / "singlecell/genes_of_interest/genes.tsv", sep="\t")
+    assert list(genes["gene"]) == ["ISG15", "IFI6", "IFIT1", "MX1", "ISG20", "LY6E", "CD14"] and genes["found"].all()
+    table = pd.read_csv(kang / "pseudobulk/genes_of_interest.tsv", sep="\t")
+    tested = cell_types.index[cell_types["tested"]]
+    assert len(table) == len(genes) * len(tested)  # one contrast
+    for _, row in table.iterrows():
+        res = results(kang, cell_types, row["cell_type"]).set_index("gene_id")
+        assert row["tested"] == (row["gene"] in res.index)
+        if row["tested"]:
+            assert row["log2FoldChange"] == pytest.approx(res.loc[row["gene"], "log2FoldChange"], rel=1e-9)
+            assert row["padj"] == pytest.approx(res.loc[row["gene"], "padj"], rel=1e-9, nan_ok=True)
+    isg = table[table["gene"].isin(["ISG15", "IFI6", "MX1"]) & table["cell_type"].isin(MAJOR)]
+    assert (isg["regulation"] == "up").all()
+    cd14 = table[(table["gene"] == "CD14") & (table["cell_type"] == "CD14+ Monocytes")]
+    assert (cd14["regulation"] == "down").all()
 
 
 def test_skip_logic(kang, cell_types):
@@ -217,7 +287,8 @@ def kang_plan(repo, shared, tmp, *, donors=DONORS, sheet_edit=None, sc_edit=None
     cfg = validate_config(cfg)
     plan = plan_singlecell(cfg["singlecell"])
     return pseudobulk.plan_pseudobulk(cfg["singlecell"]["pseudobulk"], plan.sheet, clusterings=plan.clusterings,
-                                      annotated=bool(plan.annotation_key), source="samples.tsv")
+                                      annotated=bool(plan.annotation_key), source="samples.tsv",
+                                      reference=plan.reference)
 
 
 def test_good_plan(repo, shared_data, tmp_path):
@@ -248,6 +319,34 @@ def test_bad_groupby_without_annotation(repo, shared_data, tmp_path):
 
     with pytest.raises(DegflowInputError, match="groupby': cell_type needs singlecell.markers"):
         kang_plan(repo, shared_data, tmp_path, sc_edit=no_markers)
+
+
+def test_pseudobulk_can_use_the_reference_labels(repo, shared_data, tmp_path):
+    assert kang_plan(repo, shared_data, tmp_path, groupby="cell_type_reference").groupby == "cell_type_reference"
+
+    def no_reference(sc):
+        sc["reference"] = None
+
+    with pytest.raises(DegflowInputError, match="groupby': cell_type_reference needs singlecell.reference"):
+        kang_plan(repo, shared_data, tmp_path, groupby="cell_type_reference", sc_edit=no_reference)
+
+
+def test_bad_reference(repo, shared_data, tmp_path):
+    def missing(sc):
+        sc["reference"]["path"] = str(tmp_path / "none.h5ad")
+
+    def wrong_key(sc):
+        sc["reference"]["label_key"] = "celltype"
+
+    def not_h5ad(sc):
+        sc["reference"]["path"] = str(tmp_path / "samples.tsv")
+
+    with pytest.raises(DegflowInputError, match=r"singlecell.reference.path': '.*none.h5ad' does not exist"):
+        kang_plan(repo, shared_data, tmp_path, sc_edit=missing)
+    with pytest.raises(DegflowInputError, match="label_key': 'celltype' is not an obs column of .*seurat_annotation"):
+        kang_plan(repo, shared_data, tmp_path, sc_edit=wrong_key)
+    with pytest.raises(DegflowInputError, match=r"samples.tsv' is not an .h5ad AnnData file"):
+        kang_plan(repo, shared_data, tmp_path, sc_edit=not_h5ad)
 
 
 @pytest.fixture(scope="module")

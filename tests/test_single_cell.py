@@ -451,8 +451,10 @@ def test_pbmc3k_published_markers(pbmc_markers):
 
 
 def test_pbmc3k_annotation(pbmc, pbmc_markers, pbmc_marker_yaml, seurat_labels):
-    scores = scm.annotate(pbmc, pbmc_marker_yaml, groupby="leiden_1.0")
-    assert scores.shape == (pbmc.obs["leiden_1.0"].nunique(), 9)
+    # the tutorial recipe's clusters mix naive and memory CD4 T cells; min_margin=0: cluster scores alone
+    scores = scm.annotate(pbmc, pbmc_marker_yaml, groupby="leiden_1.0", min_margin=0)
+    assert scores.shape == (pbmc.obs["leiden_1.0"].nunique(), 9 + 6)
+    assert not scores["mixed"].any() and not scores["refined"].any()
     truth = _seurat(seurat_labels, pbmc).to_numpy()
     got = pbmc.obs["cell_type"].astype(str).to_numpy()
     ari = adjusted_rand_score(truth, got)
@@ -464,6 +466,36 @@ def test_pbmc3k_annotation(pbmc, pbmc_markers, pbmc_marker_yaml, seurat_labels):
     assert set(sizes["clustering"]) == {"leiden_0.5", "leiden_1.0", "cell_type"}
     assert (sizes.groupby("clustering")["n_cells"].sum() == 2638).all()
     assert (sizes["n_pbmc3k"] == sizes["n_cells"]).all()
+
+
+def test_mixed_clusters_flagged_and_refined(pbmc, pbmc_marker_yaml, seurat_labels):
+    """The tutorial recipe puts naive and memory CD4 T cells in two clusters that are both mixtures (Seurat's
+    memory CD4 T: 318 + 136 cells, naive 193 + 488 on one machine). Both score highest for naive CD4 T; one has
+    memory CD4 T second (margin 0.50 measured), the other CD8 T (1.16). With min_margin=1.5 both are flagged, and,
+    memory having no cluster, the naive-named clusters are compared among themselves: the one with more S100A4
+    than CCR7 becomes memory CD4 T.
+    """
+    a = pbmc.copy()
+    table = scm.annotate(a, pbmc_marker_yaml, groupby="leiden_1.0", min_margin=1.5)
+    truth = _seurat(seurat_labels, a).to_numpy()
+    t_clusters = table.index[table["best_type"] == "Naive CD4 T"]
+    assert len(t_clusters) >= 2 and table.loc[t_clusters, "mixed"].all()
+    assert (table.loc[t_clusters, "second_type"] == "Memory CD4 T").any()
+    assert set(table.loc[t_clusters, "cell_type"]) == {"Naive CD4 T", "Memory CD4 T"}
+    refined = table.index[table["refined"]]
+    assert len(refined) >= 1 and (table.loc[refined, "cell_type"] == "Memory CD4 T").all()
+    assert (table.loc[refined, "best_type"] == "Naive CD4 T").all()
+    assert (table["margin"] >= 0).all() and np.allclose(
+        table["margin"], np.sort(table.iloc[:, :9].to_numpy(), axis=1)[:, -1]
+        - np.sort(table.iloc[:, :9].to_numpy(), axis=1)[:, -2])
+    # the cluster named memory holds more of Seurat's memory CD4 T cells than of its naive ones
+    got = a.obs["cell_type"].astype(str).to_numpy()
+    assert ((got == "Memory CD4 T") & (truth == "Memory CD4 T")).sum() > ((got == "Memory CD4 T")
+                                                                          & (truth == "Naive CD4 T")).sum()
+    assert list(a.uns["degflow"]["annotate"]["mixed"]) == list(table.index[table["mixed"]])
+    # a runner-up with clusters of its own is only flagged (CD8 T for the naive cluster, NK for CD8 T ...)
+    others = table.index[table["mixed"] & table["second_type"].isin(table["best_type"])]
+    assert (table.loc[others, "cell_type"] == table.loc[others, "best_type"]).all()
 
 
 @pytest.mark.skipif(_n_threads_available() < 2, reason="needs 2 numba threads")
@@ -521,6 +553,71 @@ def test_figures(pbmc, pbmc_qc, pbmc_marker_yaml):
     assert all(isinstance(f, Figure) for f in figs)
     for f in figs:
         plt.close(f)
+
+
+def test_genes_of_interest_lookup_and_figures(pbmc, tmp_path):
+    found, missing = scm.match_genes(pbmc.var_names, ["CD14", "ms4a1", "NOTAGENE", "LYZ"])
+    assert found == {"CD14": "CD14", "ms4a1": "MS4A1", "LYZ": "LYZ"} and missing == ["NOTAGENE"]
+    path = tmp_path / "genes.txt"
+    path.write_text("# my genes\nCD14\nLYZ  # monocytes\n\nCD14\n")
+    assert scm.read_genes_of_interest(path) == ["CD14", "LYZ"]
+    assert scm.read_genes_of_interest(["A", "B", "A"]) == ["A", "B"] and scm.read_genes_of_interest([]) == []
+    with pytest.raises(DegflowInputError, match="genes_of_interest': file '.*none.txt' does not exist"):
+        scm.read_genes_of_interest(tmp_path / "none.txt")
+    import matplotlib.pyplot as plt
+
+    a = pbmc.copy()
+    a.obs["condition"] = pd.Categorical(np.where(np.arange(a.n_obs) % 2 == 0, "ctrl", "stim"))
+    figs = scm.genes_of_interest_figures(a, ["CD14", "MS4A1"], groupby="leiden_0.5", condition_key="condition")
+    assert set(figs) == {"umap", "dotplot", "violin"}
+    labels = [t.get_text() for ax in figs["dotplot"].axes for t in ax.get_yticklabels()]
+    assert any(lab.endswith("_stim") for lab in labels) and any(lab.endswith("_ctrl") for lab in labels)
+    for f in figs.values():
+        plt.close(f)
+    with pytest.raises(DegflowInputError, match="none of the genes"):
+        scm.genes_of_interest_figures(a, [], groupby="leiden_0.5")
+
+
+def test_pseudobulk_genes_of_interest_table():
+    from degflow.pseudobulk import genes_of_interest_table
+
+    res = pd.DataFrame({"gene_id": ["ISG15", "CD14"], "gene_name": ["ISG15", "CD14"], "baseMean": [10.0, 5.0],
+                        "log2FoldChange": [3.0, -2.0], "lfcSE": [0.1, 0.2], "stat": [30.0, -10.0],
+                        "pvalue": [1e-10, 1e-5], "padj": [1e-9, 1e-4], "regulation": ["up", "down"]})
+    t = genes_of_interest_table({("B cells", "stim_vs_ctrl"): res, ("NK", "stim_vs_ctrl"): res.iloc[:1]},
+                                ["CD14", "ISG15"])
+    assert list(t["gene"]) == ["CD14", "CD14", "ISG15", "ISG15"] and list(t["tested"]) == [True, False, True, True]
+    assert t.loc[0, "log2FoldChange"] == -2.0 and np.isnan(t.loc[1, "log2FoldChange"])
+
+
+def test_transfer_labels_on_held_out_cells(pbmc, pbmc_qc, seurat_labels):
+    """Half of PBMC 3k (raw counts + Seurat labels) as reference labels the other half: the Seurat labels come back
+    for most cells; the confidence is the share of agreeing reference neighbours."""
+    truth = _seurat(seurat_labels, pbmc).to_numpy()
+    even = np.arange(pbmc.n_obs) % 2 == 0
+    ref = pbmc_qc[0][even].copy()
+    ref.obs["seurat"] = pd.Categorical(truth[even])
+    query = pbmc[~even].copy()
+    table = scm.transfer_labels(query, ref, label_key="seurat", min_confidence=0.5, seed=0)
+    got = query.obs["cell_type_reference"].astype(str).to_numpy()
+    conf = query.obs["cell_type_reference_confidence"].to_numpy()
+    called = got != "Unassigned"
+    assert ((conf >= 0.5) == called).all() and (conf > 0).all() and (conf <= 1).all()
+    agree = (got[called] == truth[~even][called]).mean()
+    assert called.mean() > 0.9 and agree > 0.85, (called.mean(), agree)  # measured in the README
+    assert table["n_cells"].sum() == query.n_obs
+    assert table.set_index("label").loc["B", "n_reference"] == (truth[even] == "B").sum()
+    assert query.obsm["X_pca_cell_type_reference"].shape[0] == query.n_obs
+    assert query.uns["degflow"]["transfer_labels"]["n_genes_used"] > 500
+    again = pbmc[~even].copy()
+    scm.transfer_labels(again, ref, label_key="seurat", min_confidence=0.5, seed=0)
+    assert (again.obs["cell_type_reference"] == query.obs["cell_type_reference"]).all()  # deterministic
+    with pytest.raises(DegflowInputError, match="obs column 'celltype' not found"):
+        scm.transfer_labels(query, ref, label_key="celltype")
+    normalised = ref.copy()
+    normalised.X = normalised.X * 0.5
+    with pytest.raises(DegflowInputError, match="must hold raw integer counts"):
+        scm.transfer_labels(query, normalised, label_key="seurat")
 
 
 def test_bad_markers_yaml(tmp_path):

@@ -93,21 +93,31 @@ def test_every_public_output_is_filled(run):
 
 
 def test_pbmc3k_reproduces_the_tutorial(run, repo):
-    """2,638 cells (tutorial QC), 1,838 HVGs (seurat flavour), 8 or 9 / 6 Leiden clusters, ARI vs Seurat labels."""
+    """2,638 cells (tutorial QC), 2,000 HVGs (seurat_v3), the Seurat tutorial's graph (20 neighbours, 10 PCs, Leiden
+    0.5), and marker labels that separate what the tutorial separates (ARI vs the Seurat labels)."""
     out, _ = run
     adata = ad.read_h5ad(out / "adata.h5ad")
     assert adata.shape == (2638, 13714)
-    assert adata.var["highly_variable"].sum() == 1838
-    # Leiden's cluster count moves with last-bit differences of the CPU's float kernels (BLAS in PCA): 9 / 6 on one
-    # machine, 8 / 6 (ARI 0.657) on an AVX-512 EPYC; the tutorial has 8 populations. The ARIs below are the test.
-    assert adata.obs["leiden_1.0"].nunique() in (8, 9) and adata.obs["leiden_0.5"].nunique() == 6
+    assert adata.var["highly_variable"].sum() == 2000
+    # Leiden's cluster count can move with last-bit differences of the CPU's float kernels; measured 9 at 0.5 (the
+    # tutorial's 9 populations) and 12 at 1.0. The ARIs below are the test.
+    assert 8 <= adata.obs["leiden_0.5"].nunique() <= 10
     seurat = pd.read_csv(repo / "resources/pbmc3k/seurat_pbmc3k_final_annotations.csv", index_col=0)
     truth = seurat["seurat_annotation"].reindex(adata.obs_names.str.removeprefix("pbmc3k_"))
     assert truth.notna().all()  # the kept cells are exactly the tutorial's
-    assert adjusted_rand_score(truth, adata.obs["leiden_1.0"]) > 0.6  # 0.646 measured
-    assert adjusted_rand_score(truth, adata.obs["cell_type"]) > 0.6  # 0.661 measured
-    for t in ("B", "CD14+ Mono", "NK", "CD8 T", "FCGR3A+ Mono", "DC", "Platelet"):
-        assert (adata.obs["cell_type"][truth.to_numpy() == t] == t).mean() > 0.75, t
+    assert adjusted_rand_score(truth, adata.obs["cell_type"]) >= 0.75  # 0.892 measured (0.87-0.89 over seeds 0-2)
+    got = adata.obs["cell_type"].astype(str).to_numpy()
+    for t in ("B", "CD14+ Mono", "NK", "CD8 T", "FCGR3A+ Mono", "DC", "Platelet", "Naive CD4 T", "Memory CD4 T"):
+        assert (got[truth.to_numpy() == t] == t).mean() > 0.75, t  # >= 0.905 measured
+    # the naive/memory cluster pair is flagged mixed in the table and refined; the log says so
+    table = pd.read_csv(out / "annotation_scores.tsv", sep="\t")
+    assert {"cell_type", "best_type", "second_type", "margin", "mixed", "refined"} <= set(table.columns)
+    memory = table[table["cell_type"] == "Memory CD4 T"]
+    assert len(memory) >= 1 and memory["mixed"].all() and memory["refined"].all()
+    assert (memory["best_type"] == "Naive CD4 T").all() and (memory["second_type"] == "Memory CD4 T").all()
+    assert not table.loc[~table["mixed"], "refined"].any()
+    log = (out.parent / "logs/singlecell/annotate.log").read_text()
+    assert "is mixed: Naive CD4 T and Memory CD4 T" in log
 
 
 def test_adata_is_cellxgene_ready(run):
@@ -180,7 +190,7 @@ def plan(repo: Path, tmp: Path, rows: list[dict] | None = None, **overrides):
 
 def test_good_input_plans(repo, tmp_path):
     p = plan(repo, tmp_path)
-    assert p.samples == ["pbmc3k"] and p.annotation_key == "leiden_1.0"
+    assert p.samples == ["pbmc3k"] and p.annotation_key == "leiden_0.5"
     assert p.metadata == {"sample": ["pbmc3k"], "condition": ["healthy"]}
     assert len(p.files["pbmc3k"]) == 3
 
@@ -216,7 +226,7 @@ def test_bad_annotation_resolution(repo, tmp_path):
 
 def test_bad_hvg_flavour_without_gene_count(repo, tmp_path):
     with pytest.raises(DegflowInputError, match="flavor seurat_v3 needs a number"):
-        plan(repo, tmp_path, hvg__flavor="seurat_v3")
+        plan(repo, tmp_path, hvg__flavor="seurat_v3", hvg__n_top_genes=None)
 
 
 def test_bad_regress_out_column(repo, tmp_path):

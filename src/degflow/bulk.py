@@ -279,13 +279,13 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
                                                   >= min_samples).any():
         raise DegflowInputError(
             f"config key 'bulk.filter': no gene has >= {min_count} reads in >= {min_samples} samples; lower it")
+    batch = [str(b) for b in bulk_cfg.get("batch") or []]
+    batch_design_terms(bulk_cfg["design"], batch)
     factors, covariates, meta = check_design(
         sheet.loc[samples], bulk_cfg["design"], bulk_cfg.get("reference_levels", {}), bulk_cfg["contrasts"],
         sheet_path=sheet_path, excluded=sheet.loc[[s for s in sheet.index if s not in samples]],
     )
     lrt = plan_lrt(bulk_cfg, meta, factors)
-    batch = [str(b) for b in bulk_cfg.get("batch") or []]
-    batch_design_terms(bulk_cfg["design"], batch)
     genes_of_interest = read_gene_list(bulk_cfg.get("genes_of_interest"))
     plan = BulkCountPlan(
         samples=samples,

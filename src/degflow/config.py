@@ -770,6 +770,7 @@ class SingleCellPlan:
     metadata: dict[str, list[str]]
     clusterings: list[str]
     annotation_key: str | None
+    reference: bool = False
 
 
 def plan_singlecell(sc_cfg: Mapping) -> SingleCellPlan:
@@ -861,5 +862,35 @@ def plan_singlecell(sc_cfg: Mapping) -> SingleCellPlan:
             raise DegflowInputError(f"config key 'singlecell.annotation.resolution': {res} is not one of "
                                     f"singlecell.leiden_resolutions {resolutions}")
         annotation_key = leiden_key(max(resolutions) if res is None else float(res))
+    reference = sc_cfg.get("reference")
+    if reference:
+        check_reference(reference["path"], reference["label_key"])
     return SingleCellPlan(samples=metadata["sample"], sheet=sheet, files=files, metadata=metadata,
-                          clusterings=clusterings, annotation_key=annotation_key)
+                          clusterings=clusterings, annotation_key=annotation_key, reference=bool(reference))
+
+
+def check_reference(path: str, label_key: str) -> None:
+    """The reference of ``singlecell.reference`` exists, is an .h5ad and has ``obs[label_key]`` (reads only obs).
+
+    Raises
+    ------
+    DegflowInputError
+        Missing file, not an h5ad, ``label_key`` not an obs column or without any label.
+    """
+    import anndata as ad
+    import h5py
+
+    key = "config key 'singlecell.reference"
+    if not Path(path).is_file():
+        raise DegflowInputError(f"{key}.path': '{path}' does not exist; give a labelled .h5ad with raw counts "
+                                "(relative paths start where snakemake runs)")
+    try:
+        with h5py.File(path, "r") as fh:
+            obs = ad.io.read_elem(fh["obs"])
+    except (OSError, KeyError) as e:
+        raise DegflowInputError(f"{key}.path': '{path}' is not an .h5ad AnnData file ({e})") from None
+    if label_key not in obs.columns:
+        raise DegflowInputError(f"{key}.label_key': '{label_key}' is not an obs column of '{path}' (columns: "
+                                f"{', '.join(map(str, obs.columns))})")
+    if obs[label_key].isna().all():
+        raise DegflowInputError(f"{key}.label_key': obs['{label_key}'] of '{path}' holds no label")

@@ -44,6 +44,7 @@ __all__ = [
     "cell_type_folders",
     "deg_count_heatmap",
     "design_data",
+    "genes_of_interest_table",
     "plan_pseudobulk",
     "proportions",
     "proportions_figure",
@@ -97,7 +98,7 @@ class PseudobulkPlan:
 
 
 def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequence[str], annotated: bool,
-                    source: str = "sample sheet") -> PseudobulkPlan:
+                    source: str = "sample sheet", reference: bool = False) -> PseudobulkPlan:
     """Check ``singlecell.pseudobulk`` against the single-cell sample sheet, before the DAG is built.
 
     Parameters
@@ -110,6 +111,8 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
         The ``leiden_<resolution>`` columns the run makes.
     annotated
         Whether ``singlecell.markers`` is set (``obs["cell_type"]`` exists).
+    reference
+        Whether ``singlecell.reference`` is set (``obs["cell_type_reference"]`` exists).
 
     Returns
     -------
@@ -134,9 +137,12 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
     if groupby == "cell_type" and not annotated:
         raise DegflowInputError(f"config key '{key}.groupby': cell_type needs singlecell.markers (the annotation); "
                                 f"set markers, or group by a clustering ({', '.join(clusterings)})")
-    if groupby != "cell_type" and groupby not in clusterings:
-        raise DegflowInputError(f"config key '{key}.groupby': '{groupby}' is neither cell_type nor one of the "
-                                f"clusterings {', '.join(clusterings)}")
+    if groupby == "cell_type_reference" and not reference:
+        raise DegflowInputError(f"config key '{key}.groupby': cell_type_reference needs singlecell.reference (a "
+                                "labelled reference); set it, or group by cell_type")
+    if groupby not in ("cell_type", "cell_type_reference") and groupby not in clusterings:
+        raise DegflowInputError(f"config key '{key}.groupby': '{groupby}' is neither cell_type, cell_type_reference "
+                                f"nor one of the clusterings {', '.join(clusterings)}")
     columns = ["sample", *sheet.columns]
     if sample_key not in columns:
         raise DegflowInputError(f"config key '{key}.sample_key': '{sample_key}' is not 'sample' nor a column of "
@@ -579,3 +585,33 @@ def deg_count_heatmap(summary: pd.DataFrame, *, skipped: Sequence[str] = (), tit
         cb.set_label("DEGs (log10(n + 1))")
         ax.set_title(title or "Differentially expressed genes per cell type")
     return fig
+
+
+def genes_of_interest_table(results: Mapping[tuple[str, str], pd.DataFrame], genes: Sequence[str]) -> pd.DataFrame:
+    """The pseudobulk results of a few genes in every tested cell type and contrast, in one table.
+
+    Parameters
+    ----------
+    results
+        ``{(cell type, contrast): results table}`` (``results.tsv``: ``gene_id``, ``gene_name``, ``baseMean``,
+        ``log2FoldChange``, ``lfcSE``, ``stat``, ``pvalue``, ``padj``, ``regulation``), in output order.
+    genes
+        Gene symbols (matched to ``gene_id``, then ``gene_name``, as in the single-cell ``var_names``).
+
+    Returns
+    -------
+    One row per gene x cell type x contrast (genes in request order): ``gene``, ``cell_type``, ``contrast``,
+    ``tested`` (False when the gene was filtered out of that cell type's test: the values are then NA) and the
+    results columns.
+    """
+    cols = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj", "regulation"]
+    rows = []
+    for gene in genes:
+        for (cell_type, contrast), table in results.items():
+            hit = table[table["gene_id"].astype(str) == gene]
+            if hit.empty and "gene_name" in table.columns:
+                hit = table[table["gene_name"].astype(str) == gene]
+            row = {"gene": gene, "cell_type": cell_type, "contrast": contrast, "tested": not hit.empty}
+            row.update({c: (hit[c].iloc[0] if not hit.empty and c in hit.columns else np.nan) for c in cols})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["gene", "cell_type", "contrast", "tested", *cols])

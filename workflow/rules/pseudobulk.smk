@@ -144,3 +144,30 @@ rule pb_proportions:
         "../../envs/singlecell.yaml"
     script:
         "../scripts/pb_proportions.py"
+
+
+if SC_GOI:
+
+    rule pb_genes_of_interest:
+        input:
+            cell_types=f"{PB_DIR}/cell_types.tsv",
+            results=pb_results,
+            genes=f"{SC_DIR}/genes_of_interest/genes.tsv",
+        output:
+            table=f"{PB_DIR}/genes_of_interest.tsv",
+            html=report(f"{PB_DIR}/genes_of_interest.html", caption="../report/pb_genes_of_interest.rst",
+                        category=PB_CAT, subcategory="0. overview"),
+        params:
+            contrasts=PB["contrasts"],
+        log:
+            f"{RESULTS}/logs/pseudobulk/genes_of_interest.log",
+        threads: 1
+        resources:
+            mem_mb=scaled(1000),
+            runtime=scaled(5),
+        group:
+            "pb_report"
+        conda:
+            "../../envs/singlecell.yaml"
+        script:
+            "../scripts/pb_genes_of_interest.py"

@@ -8,7 +8,8 @@ PB_CAT = "8. Pseudobulk differential expression"
 
 try:
     PB_PLAN = plan_pseudobulk(PB, SC_PLAN.sheet, clusterings=SC_PLAN.clusterings,
-                              annotated=bool(SC_PLAN.annotation_key), source=SC["samples"])
+                              annotated=bool(SC_PLAN.annotation_key), source=SC["samples"],
+                              reference=SC_PLAN.reference)
 except DegflowInputError as err:
     _stop(err)
 
@@ -31,6 +32,8 @@ FINAL_OUTPUTS += [
     f"{PB_DIR}/proportions.html",
     f"{PB_DIR}/proportions.png",
 ]
+if SC_GOI:
+    FINAL_OUTPUTS += [f"{PB_DIR}/genes_of_interest.tsv", f"{PB_DIR}/genes_of_interest.html"]
 
 
 def pb_tested():

@@ -147,20 +147,45 @@ rule sc_process:
         "../scripts/sc_process.py"
 
 
-if SC_PLAN.annotation_key:
+if SC_REFERENCE:
+
+    rule sc_reference:
+        input:
+            h5ad=f"{SC_DIR}/processed.h5ad",
+            reference=SC_REFERENCE["path"],
+        output:
+            labels=f"{SC_DIR}/reference/labels.tsv",
+            summary=f"{SC_DIR}/reference/summary.tsv",
+            html=report(f"{SC_DIR}/reference/summary.html", caption="../report/sc_reference.rst",
+                        category=SC_CLUSTERS),
+        params:
+            reference={k: v for k, v in SC_REFERENCE.items() if k != "path"},
+            seed=SC["seed"],
+        log:
+            f"{RESULTS}/logs/singlecell/reference.log",
+        threads: 1
+        resources:
+            mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+            runtime=scaled(10, 20, SC_INPUT_GB),
+        conda:
+            "../../envs/singlecell.yaml"
+        script:
+            "../scripts/sc_reference.py"
+
+
+if SC_ANNOTATED:
 
     rule sc_annotate:
         input:
+            unpack(sc_annotate_inputs),
             h5ad=f"{SC_DIR}/processed.h5ad",
-            markers=SC["markers"],
         output:
+            *sc_annotation_tables(),
             h5ad=f"{SC_DIR}/adata.h5ad",
-            scores=f"{SC_DIR}/annotation_scores.tsv",
-            html=report(f"{SC_DIR}/annotation_scores.html", caption="../report/sc_annotation.rst",
-                        category=SC_CLUSTERS),
         params:
             groupby=SC_PLAN.annotation_key,
             min_score=SC["annotation"]["min_score"],
+            min_margin=SC["annotation"]["min_margin"],
         log:
             f"{RESULTS}/logs/singlecell/annotate.log",
         threads: 1
@@ -266,3 +291,35 @@ rule sc_dotplots:
         "../../envs/singlecell.yaml"
     script:
         "../scripts/sc_dotplots.py"
+
+
+if SC_GOI:
+
+    rule sc_genes_of_interest:
+        input:
+            f"{SC_DIR}/adata.h5ad",
+        output:
+            umap=report(f"{SC_DIR}/genes_of_interest/umap.png", caption="../report/sc_genes_of_interest.rst",
+                        category=SC_CLUSTERS, labels={"figure": "genes of interest", "plot": "UMAP"}),
+            dotplot=report(f"{SC_DIR}/genes_of_interest/dotplot.png", caption="../report/sc_genes_of_interest.rst",
+                           category=SC_CLUSTERS, labels={"figure": "genes of interest", "plot": "dot plot"}),
+            violin=report(f"{SC_DIR}/genes_of_interest/violin.png", caption="../report/sc_genes_of_interest.rst",
+                          category=SC_CLUSTERS, labels={"figure": "genes of interest", "plot": "violins"}),
+            pdfs=expand(f"{SC_DIR}/genes_of_interest/{{name}}.pdf", name=["umap", "dotplot", "violin"]),
+            genes=f"{SC_DIR}/genes_of_interest/genes.tsv",
+        params:
+            genes=SC_GOI,
+            groupby=SC_GOI_GROUPBY,
+            condition=SC_GOI_CONDITION,
+        log:
+            f"{RESULTS}/logs/singlecell/genes_of_interest.log",
+        threads: 1
+        resources:
+            mem_mb=scaled(2000, 6000, SC_INPUT_GB),
+            runtime=scaled(10, 10, SC_INPUT_GB),
+        group:
+            "sc_figures"
+        conda:
+            "../../envs/singlecell.yaml"
+        script:
+            "../scripts/sc_genes_of_interest.py"

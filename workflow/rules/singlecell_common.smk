@@ -3,6 +3,7 @@
 import re
 
 from degflow.config import plan_singlecell
+from degflow.single_cell import read_genes_of_interest
 
 SC = CFG["singlecell"]
 SC_DIR = f"{RESULTS}/singlecell"
@@ -23,10 +24,18 @@ SC_INPUT_GB = sum(SC_SAMPLE_GB.values())
 
 #: obs columns with one marker table and dot plot each: every Leiden clustering, and cell_type when annotated.
 SC_GROUPINGS = SC_PLAN.clusterings + (["cell_type"] if SC_PLAN.annotation_key else [])
+#: singlecell.reference: labels transferred from a labelled reference (obs cell_type_reference), or None.
+SC_REFERENCE = SC.get("reference")
+#: The annotation step (sc_annotate) runs when cells get names: from the marker YAML and/or the reference.
+SC_ANNOTATED = bool(SC_PLAN.annotation_key or SC_REFERENCE)
+if SC_REFERENCE:
+    SC_GROUPINGS = SC_GROUPINGS + ["cell_type_reference"]
 #: UMAP figures: name -> obs columns coloured (one panel each).
 SC_UMAPS = {"clusters": SC_PLAN.clusterings}
 if SC_PLAN.annotation_key:
     SC_UMAPS["cell_type"] = ["cell_type"]
+if SC_REFERENCE:
+    SC_UMAPS["cell_type_reference"] = ["cell_type_reference", "cell_type_reference_confidence"]
 SC_UMAPS["sample"] = ["sample"]
 for _col in ("condition", "donor", "batch"):
     if _col in SC_PLAN.metadata:
@@ -34,8 +43,17 @@ for _col in ("condition", "donor", "batch"):
 SC_UMAPS["qc"] = ["n_genes_by_counts", "total_counts", "pct_counts_mt"] + (
     ["doublet_score"] if SC["doublets"]["method"] != "none" else []
 )
+#: singlecell.genes_of_interest: the genes (checked here: a list file must exist), their figures' grouping (the
+#: pseudobulk cell types, else cell_type, cell_type_reference or the annotated / last clustering) and condition column.
+try:
+    SC_GOI = read_genes_of_interest(SC["genes_of_interest"])
+except DegflowInputError as err:
+    _stop(err)
+SC_GOI_GROUPBY = (SC["pseudobulk"]["groupby"] if SC.get("pseudobulk") else "cell_type" if SC_PLAN.annotation_key
+                  else "cell_type_reference" if SC_REFERENCE else SC_PLAN.clusterings[-1])
+SC_GOI_CONDITION = "condition" if "condition" in SC_PLAN.metadata else None
 #: The processed AnnData is the final one when there is no annotation step.
-SC_PROCESSED = f"{SC_DIR}/processed.h5ad" if SC_PLAN.annotation_key else f"{SC_DIR}/adata.h5ad"
+SC_PROCESSED = f"{SC_DIR}/processed.h5ad" if SC_ANNOTATED else f"{SC_DIR}/adata.h5ad"
 
 
 wildcard_constraints:
@@ -58,6 +76,12 @@ FINAL_OUTPUTS += expand(f"{SC_DIR}/markers/{{grouping}}{{ext}}", grouping=SC_GRO
 if SC_PLAN.annotation_key:
     FINAL_OUTPUTS += [f"{SC_DIR}/annotation_scores.tsv", f"{SC_DIR}/annotation_scores.html",
                       f"{SC_DIR}/markers/annotation_dotplot.png"]
+if SC_GOI:
+    FINAL_OUTPUTS += [f"{SC_DIR}/genes_of_interest/{name}.png" for name in ("umap", "dotplot", "violin")]
+    FINAL_OUTPUTS += [f"{SC_DIR}/genes_of_interest/genes.tsv"]
+if SC_REFERENCE:
+    FINAL_OUTPUTS += [f"{SC_DIR}/reference/labels.tsv", f"{SC_DIR}/reference/summary.tsv",
+                      f"{SC_DIR}/reference/summary.html"]
 
 
 def sc_sample_files(wildcards):
@@ -142,3 +166,18 @@ def sc_qc_thresholds():
     """QC threshold lines drawn on the violins ({metric: [values]})."""
     qc = SC["qc"]
     return {"n_genes_by_counts": [qc["min_genes"], qc["max_genes"]], "pct_counts_mt": [qc["max_pct_mt"]]}
+
+
+def sc_annotate_inputs(wildcards):
+    """The marker YAML and the reference labels, whichever are configured."""
+    return {**({"markers": SC["markers"]} if SC_PLAN.annotation_key else {}),
+            **({"reference": f"{SC_DIR}/reference/labels.tsv", "reference_summary": f"{SC_DIR}/reference/summary.tsv"}
+               if SC_REFERENCE else {})}
+
+
+def sc_annotation_tables():
+    """The marker-score table (TSV, and HTML as a report item) when the marker YAML is set; none otherwise."""
+    if not SC_PLAN.annotation_key:
+        return []
+    html = report(f"{SC_DIR}/annotation_scores.html", caption="../report/sc_annotation.rst", category=SC_CLUSTERS)
+    return [f"{SC_DIR}/annotation_scores.tsv", html]

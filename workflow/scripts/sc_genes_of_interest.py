@@ -1,0 +1,23 @@
+"""Genes of interest: UMAP feature plots, dot plot and violins by cell type x condition; which genes were found."""
+from _common import setup
+
+setup(snakemake)
+import logging
+
+import anndata as ad
+import pandas as pd
+
+from degflow import plots
+from degflow import single_cell as scm
+from degflow.io import write_tsv
+
+p = snakemake.params
+adata = ad.read_h5ad(snakemake.input[0])
+found, missing = scm.match_genes(adata.var_names, p.genes)
+if missing:
+    logging.getLogger("degflow").warning("genes of interest not in the data (left out): %s", ", ".join(missing))
+write_tsv(pd.DataFrame({"gene": p.genes, "found": [g in found for g in p.genes],
+                        "name_in_data": [found.get(g, "") for g in p.genes]}), snakemake.output.genes)
+figs = scm.genes_of_interest_figures(adata, list(found.values()), groupby=p.groupby, condition_key=p.condition)
+for i, name in enumerate(("umap", "dotplot", "violin")):
+    plots.save(figs[name], snakemake.output[name], snakemake.output.pdfs[i])
