@@ -24,9 +24,9 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
 @pytest.fixture(scope="module")
-def airway_small(shared_data):
-    counts = pd.read_csv(shared_data / "airway" / "counts.tsv", sep="\t", index_col=0).iloc[:3000]
-    sheet = pd.read_csv(shared_data / "airway" / "samples.tsv", sep="\t")[["sample_id", "cell", "dex"]]
+def airway_small(repo):
+    counts = pd.read_csv(repo / "resources" / "airway" / "counts.tsv", sep="\t", index_col=0).iloc[:3000]
+    sheet = pd.read_csv(repo / "resources" / "airway" / "samples.tsv", sep="\t")[["sample_id", "cell", "dex"]]
     return counts, sheet
 
 
