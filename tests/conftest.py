@@ -122,11 +122,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     skipped = terminalreporter.stats.get("skipped", [])
     ours = [r for r in skipped if isinstance(r.longrepr, tuple) and r.longrepr[2].endswith(EXTENDED_SKIP)]
     if ours and not terminalreporter.hasopt("s"):  # with -ra (pyproject) pytest prints them as one SKIPPED line
-        terminalreporter.write_line(f"extended suite: {len(ours)} tests skipped; " + EXTENDED_SKIP.split("; ", 1)[1])
+        tests = f"{len(ours)} test{'s' if len(ours) > 1 else ''}"
+        terminalreporter.write_line(f"extended suite: {tests} skipped, " + EXTENDED_SKIP.split(": ", 1)[1])
     reason = _require_everything()
     if reason and _SKIPPED:
-        terminalreporter.write_line(f"degflow: {len(_SKIPPED)} tests were skipped, and {reason}: every "
-                                    "test must run here, so the run fails", red=True)
+        n = len(_SKIPPED)
+        terminalreporter.write_line(f"degflow: {n} test{'s' if n > 1 else ''} skipped, and {reason}: every test must run here, "
+                                    "so the run fails", red=True)
 
 
 #: Test files by how long they take, longest first (seconds in a full run on this 2-core machine, 2026-12).
