@@ -127,8 +127,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     reason = _require_everything()
     if reason and _SKIPPED:
         n = len(_SKIPPED)
-        terminalreporter.write_line(f"degflow: {n} test{'s' if n > 1 else ''} skipped, and {reason}: every test must run here, "
-                                    "so the run fails", red=True)
+        terminalreporter.write_line(f"degflow: {n} test{'s' if n > 1 else ''} skipped, and {reason}: every test "
+                                    "must run here, so the run fails", red=True)
 
 
 #: Test files by how long they take, longest first (seconds in a full run on this 2-core machine, 2026-12).

@@ -1,11 +1,12 @@
 """The compound study end to end on real data (GSE121659, bleomycin mouse skin): one snakemake run.
 
 The run uses the example config ``config/examples/gse121659.yaml`` with the bundled counts and symbols
-(resources/gse121659, identical to shared/data's copy: checked below when it is found), fewer panels and permutations to stay quick, and
-a qPCR Ct table simulated from the counts (so the concordance rule runs). It then checks what the paper's
-abstract reports and the counts can show (doi:10.1016/j.bcp.2019.02.029): both compounds move inflammatory and
-fibrotic genes back toward control (global reversal statistic significantly negative; inflammatory and EMT/ECM
-gene sets down in treated vs model), and the fibrosis/ECM and inflammatory sets are up in bleomycin vs control.
+(resources/gse121659, identical to shared/data's copy: checked below when it is found), fewer panels and
+permutations to stay quick, and a qPCR Ct table simulated from the counts (so the concordance rule runs). It then
+checks what the paper's abstract reports and the counts can show (doi:10.1016/j.bcp.2019.02.029): both compounds
+move inflammatory and fibrotic genes back toward control (global reversal statistic significantly negative;
+inflammatory and EMT/ECM gene sets down in treated vs model), and the fibrosis/ECM and inflammatory sets are up in
+bleomycin vs control.
 
 Set DEGFLOW_TEST_SNAKEFILE to run against another Snakefile (e.g. before workflow/rules/compound.smk is included).
 """
