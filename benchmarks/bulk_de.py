@@ -41,7 +41,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 # As the workflow scripts do, before numba is imported: BLAS on 1 thread, numba on --cores.
 from degflow._threads import configure_runtime  # noqa: E402
@@ -50,7 +49,6 @@ configure_runtime(blas_threads=1)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from conftest import find_shared_data  # noqa: E402
 
 from degflow.deseq import contrast_results, fit_deseq  # noqa: E402
 
@@ -237,7 +235,7 @@ def main() -> None:
     args = ap.parse_args()
     cores = args.cores or len(os.sched_getaffinity(0))
 
-    data = find_shared_data() / "airway"
+    data = ROOT / "resources" / "airway"  # the bundled example (= shared/data/airway)
     counts = pd.read_csv(data / "counts.tsv", sep="\t", index_col=0)
     samples = pd.read_csv(data / "samples.tsv", sep="\t", index_col=0)
     print(f"machine: {machine()}")

@@ -53,16 +53,14 @@ PAIRS = [
 
 def worker(flavor: str, engine: str, out: str) -> None:
     """Fit airway in this process and pickle (var, results, trend coefficients)."""
-    sys.path.insert(0, str(ROOT / "tests"))
     from degflow._threads import configure_runtime
 
     configure_runtime(blas_threads=1)
     import pandas as pd
-    from conftest import find_shared_data
 
     from degflow.deseq import contrast_results, fit_deseq
 
-    d = find_shared_data() / "airway"
+    d = ROOT / "resources" / "airway"  # the bundled example (= shared/data/airway)
     counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0)
     samples = pd.read_csv(d / "samples.tsv", sep="\t", index_col=0)
     n = len(os.sched_getaffinity(0))

@@ -1,4 +1,12 @@
-"""Shared fixtures: where the repo and the real public datasets are; one numba cache for the session."""
+"""Shared fixtures: where the repo and the real public datasets are; one numba cache for the session.
+
+Two suites. The core suite reads only data in the repository (resources/, tests/data/) and runs on a bare clone.
+The extended suite is every test marked ``extended``: the tests that use the ``shared_data`` fixture (marked here
+at collection, also through another fixture) or the ``browser`` one, and tests/test_slurm.py. It runs when the
+shared data folder is found ($DEGFLOW_SHARED_DATA, else ../shared/data beside the clone); without it each extended
+test is skipped and pytest says so in one summary line. Under CI (CI=true) or DEGFLOW_REQUIRE_SHARED_DATA=1 a
+missing folder stops the run at once, and any skipped test makes the run fail.
+"""
 
 from __future__ import annotations
 
@@ -23,19 +31,104 @@ if "NUMBA_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["NUMBA_CACHE_DIR"], ignore_errors=True)
 
 
-def find_shared_data() -> Path:
-    """Locate ``shared/data``: $DEGFLOW_SHARED_DATA, then ``<repo>/../shared/data``, then /work/shared/data.
+#: The real-data subsets the core suite reads, in the layout of ``shared/data`` (each folder: SOURCE.md,
+#: LICENSE.md); the airway counts themselves are the bundled example's, ``resources/airway``.
+CORE_DATA = REPO / "tests" / "data"
+SHARED_DATA_VAR = "DEGFLOW_SHARED_DATA"
+#: Fixtures that put a test in the extended suite: the shared data folder, and a browser installed with apt-get.
+#: A test file can also say ``pytestmark = pytest.mark.extended`` (tests/test_slurm.py: a SLURM cluster from apt).
+EXTENDED_FIXTURES = {"shared_data", "browser"}
+EXTENDED_SKIP = (f"extended suite not run: the shared data folder was not found; set {SHARED_DATA_VAR}=/path/to/"
+                 "shared/data or put shared/data beside the clone (../shared/data)")
 
-    CI clones the repo with ``shared/`` beside it; a clone made elsewhere (``git clone . /tmp/x``)
-    falls back to the workplace copy.
+
+def find_shared_data() -> Path | None:
+    """The real test datasets (``shared/data``, ~76 MB): ``$DEGFLOW_SHARED_DATA``, else ``<repo>/../shared/data``.
+
+    Returns None when the variable is unset and no ``shared/data`` sits beside the clone: then only the core
+    suite runs. A variable that names a folder without the datasets is an error, not a silent fall-back.
     """
-    candidates = [os.environ.get("DEGFLOW_SHARED_DATA"), REPO.parent / "shared" / "data", "/work/shared/data"]
-    for c in candidates:
-        if c and Path(c, "airway", "counts.tsv").is_file():
-            return Path(c)
-    raise FileNotFoundError(
-        "the real test datasets (shared/data) were not found; set DEGFLOW_SHARED_DATA to their folder"
-    )
+    env = os.environ.get(SHARED_DATA_VAR)
+    if env:
+        if not Path(env, "airway", "counts.tsv").is_file():
+            raise pytest.UsageError(f"degflow: {SHARED_DATA_VAR}={env} is not the shared data folder (it has no "
+                                    "airway/counts.tsv); point it at shared/data, or unset it to run the core "
+                                    "suite only")
+        return Path(env)
+    beside = REPO.parent / "shared" / "data"
+    return beside if (beside / "airway" / "counts.tsv").is_file() else None
+
+
+def _require_everything() -> str | None:
+    """Why every test must run (CI, or DEGFLOW_REQUIRE_SHARED_DATA=1), or None on a user's machine."""
+    if os.environ.get("DEGFLOW_REQUIRE_SHARED_DATA", "") not in ("", "0"):
+        return "DEGFLOW_REQUIRE_SHARED_DATA is set"
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        return "CI is set"
+    return None
+
+
+def _skip_extended() -> None:
+    """One call site, so pytest folds every such skip into one line of its summary (``-ra``)."""
+    pytest.skip(EXTENDED_SKIP)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "extended: needs the shared data folder or a machine that CI provides "
+                                       "(apt-get as root); skipped, in one summary line, when the data are absent")
+    config._degflow_shared_data = find_shared_data()
+    reason = _require_everything()
+    if reason and config._degflow_shared_data is None:
+        raise pytest.UsageError(f"degflow: {reason}, so every test must run, but the shared data folder was not "
+                                f"found: set {SHARED_DATA_VAR}=/path/to/shared/data or put shared/data beside "
+                                "the clone")
+
+
+def pytest_report_header(config):
+    data = config._degflow_shared_data
+    if data is None:
+        return "degflow test data: core suite only (no shared data folder; see the summary at the end)"
+    return f"degflow test data: core + extended suites, shared data {data}"
+
+
+def pytest_runtest_setup(item):
+    if item.config._degflow_shared_data is None and item.get_closest_marker("extended"):
+        _skip_extended()
+
+
+#: Skipped tests and modules seen by this process (with pytest-xdist: the controller, which gets every report).
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_collectreport(report):
+    if report.skipped:  # a whole module, e.g. pytest.importorskip at its top
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under CI (or DEGFLOW_REQUIRE_SHARED_DATA=1) a skipped test fails the run: CI has the data, so it runs all."""
+    if hasattr(session.config, "workerinput") or not _require_everything():
+        return
+    if _SKIPPED and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = terminalreporter.stats.get("skipped", [])
+    ours = [r for r in skipped if isinstance(r.longrepr, tuple) and r.longrepr[2].endswith(EXTENDED_SKIP)]
+    if ours and not terminalreporter.hasopt("s"):  # with -ra (pyproject) pytest prints them as one SKIPPED line
+        tests = f"{len(ours)} test{'s' if len(ours) > 1 else ''}"
+        terminalreporter.write_line(f"extended suite: {tests} skipped, " + EXTENDED_SKIP.split(": ", 1)[1])
+    reason = _require_everything()
+    if reason and _SKIPPED:
+        n = len(_SKIPPED)
+        terminalreporter.write_line(f"degflow: {n} test{'s' if n > 1 else ''} skipped, and {reason}: every test "
+                                    "must run here, so the run fails", red=True)
 
 
 #: Test files by how long they take, longest first (seconds in a full run on this 2-core machine, 2026-12).
@@ -67,6 +160,9 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep their order in a file
+    for item in items:  # a test that uses shared_data (even through another fixture) is an extended test
+        if EXTENDED_FIXTURES.intersection(item.fixturenames):
+            item.add_marker(pytest.mark.extended)
 
 
 @pytest.fixture(scope="session")
@@ -75,8 +171,17 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    return find_shared_data()
+def core_data() -> Path:
+    """tests/data: the real-data subsets in the repository, laid out as in shared/data (core suite)."""
+    return CORE_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data(pytestconfig) -> Path:
+    """The shared data folder (extended suite); the test is skipped when it was not found."""
+    if pytestconfig._degflow_shared_data is None:
+        _skip_extended()
+    return pytestconfig._degflow_shared_data
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +196,13 @@ def example_results(repo, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def airway(shared_data):
-    """The airway experiment as shipped: (counts genes x samples, sample sheet, gene symbols). Do not mutate."""
+def airway():
+    """The airway experiment as shipped: (counts genes x samples, sample sheet, gene symbols). Do not mutate.
+
+    resources/airway is the bundled example: the same bytes as shared/data/airway (its SOURCE.md)."""
     import pandas as pd
 
-    d = shared_data / "airway"
+    d = REPO / "resources" / "airway"
     counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0)
     samples = pd.read_csv(d / "samples.tsv", sep="\t", index_col=0)
     genes = pd.read_csv(d / "genes.tsv", sep="\t", index_col=0)

@@ -32,6 +32,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,7 +55,7 @@ APT_PACKAGES = ["slurm-wlm", "slurmdbd", "munge", "mariadb-server"]
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 CONFIGLESS_LINK = Path("/run/slurm/conf")
 SYSTEM_SLURM_CONF = Path("/etc/slurm/slurm.conf")
-LOCK_FILE = Path("/tmp/degflow-slurm-test.lock")
+LOCK_FILE = Path(tempfile.gettempdir()) / "degflow-slurm-test.lock"  # one cluster per machine
 
 
 class ClusterError(RuntimeError):

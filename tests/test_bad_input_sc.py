@@ -132,7 +132,7 @@ SC_CASES = {
 }
 
 
-def _prepare(tmp_path, repo, shared_data, case):
+def _prepare(tmp_path, repo, core_data, case):
     rows, kwargs, fragments = SC_CASES[case]
     kwargs = dict(kwargs)
     markers_path = kwargs.pop("_markers_path", None)
@@ -141,8 +141,8 @@ def _prepare(tmp_path, repo, shared_data, case):
         path.write_text(f"results: {tmp_path / 'results'}\nsinglecell:\n")
         return path, fragments
     if rows in ("h5_as_mtx", "truncated_h5"):
-        h5 = tmp_path / "s101_ctrl.h5"
-        src = (shared_data / "kang2018_ifnb_8donors_h5" / "s101_ctrl.h5").read_bytes()
+        h5 = tmp_path / "s101_ctrl.h5"  # scanpy's real 10x v3 test file (tests/data, core suite)
+        src = (core_data / "10x_scanpy_testdata" / "3.0.0" / "filtered_feature_bc_matrix.h5").read_bytes()
         h5.write_bytes(src if rows == "h5_as_mtx" else src[: len(src) // 3])  # a copy cut short
         rows = [{"sample": "s101", "path": str(h5), "format": "10x_mtx" if rows == "h5_as_mtx" else "auto"}]
     if rows == "xlsx_sheet":  # the sheet kept in Excel
@@ -182,8 +182,8 @@ def test_unused_sheet_column_with_na_is_fine(tmp_path, repo):
 
 
 @pytest.mark.parametrize("case", list(SC_CASES), ids=list(SC_CASES))
-def test_bad_sc_input_is_refused(tmp_path, repo, shared_data, case):
-    cfg, fragments = _prepare(tmp_path, repo, shared_data, case)
+def test_bad_sc_input_is_refused(tmp_path, repo, core_data, case):
+    cfg, fragments = _prepare(tmp_path, repo, core_data, case)
     with pytest.raises(DegflowInputError) as info:
         _plan(cfg)
     msg = str(info.value)
@@ -196,7 +196,7 @@ CLI_CASES = ["truncated_h5_auto", "pb_na_in_design_column"]
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=CLI_CASES)
-def test_bad_sc_input_stops_snakemake_with_one_line(repo, tmp_path, shared_data, case):
-    cfg, fragments = _prepare(tmp_path, repo, shared_data, case)
+def test_bad_sc_input_stops_snakemake_with_one_line(repo, tmp_path, core_data, case):
+    cfg, fragments = _prepare(tmp_path, repo, core_data, case)
     proc = run_snakemake(repo, tmp_path, cfg)
     assert_clean_stop(proc, *fragments, tmp=tmp_path)

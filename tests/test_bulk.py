@@ -11,10 +11,10 @@ from degflow.kernels import size_factors_ratio
 
 
 @pytest.fixture(scope="module")
-def airway_subset(shared_data):
-    counts = pd.read_csv(shared_data / "airway" / "counts.tsv", sep="\t", index_col=0)
+def airway_subset(repo):
+    counts = pd.read_csv(repo / "resources" / "airway" / "counts.tsv", sep="\t", index_col=0)
     counts = counts.loc[counts.sum(axis=1) > 0].iloc[::4]  # 8,368 expressed genes, every 4th
-    sheet = pd.read_csv(shared_data / "airway" / "samples.tsv", sep="\t", index_col=0)[["cell", "dex"]]
+    sheet = pd.read_csv(repo / "resources" / "airway" / "samples.tsv", sep="\t", index_col=0)[["cell", "dex"]]
     return counts, sheet
 
 

@@ -1,11 +1,12 @@
 """The compound study end to end on real data (GSE121659, bleomycin mouse skin): one snakemake run.
 
-The run uses the example config ``config/examples/gse121659.yaml`` with the counts and symbols read from
-``shared/data`` (identical to the bundled copy, checked below), fewer panels and permutations to stay quick, and
-a qPCR Ct table simulated from the counts (so the concordance rule runs). It then checks what the paper's
-abstract reports and the counts can show (doi:10.1016/j.bcp.2019.02.029): both compounds move inflammatory and
-fibrotic genes back toward control (global reversal statistic significantly negative; inflammatory and EMT/ECM
-gene sets down in treated vs model), and the fibrosis/ECM and inflammatory sets are up in bleomycin vs control.
+The run uses the example config ``config/examples/gse121659.yaml`` with the bundled counts and symbols
+(resources/gse121659, identical to shared/data's copy: checked below when it is found), fewer panels and
+permutations to stay quick, and a qPCR Ct table simulated from the counts (so the concordance rule runs). It then
+checks what the paper's abstract reports and the counts can show (doi:10.1016/j.bcp.2019.02.029): both compounds
+move inflammatory and fibrotic genes back toward control (global reversal statistic significantly negative;
+inflammatory and EMT/ECM gene sets down in treated vs model), and the fibrosis/ECM and inflammatory sets are up in
+bleomycin vs control.
 
 Set DEGFLOW_TEST_SNAKEFILE to run against another Snakefile (e.g. before workflow/rules/compound.smk is included).
 """
@@ -57,9 +58,9 @@ def _simulated_ct(src: Path, path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(repo, shared_data, tmp_path_factory):
+def run(repo, tmp_path_factory):
     base = tmp_path_factory.mktemp("gse121659")
-    src = shared_data / "gse121659_bleomycin_skin"
+    src = repo / "resources" / "gse121659"
     cfg = _example(repo)
     cfg["results"] = str(base / "results")
     b = cfg["bulk"]
@@ -89,7 +90,7 @@ def run(repo, shared_data, tmp_path_factory):
     return res
 
 
-def test_example_config_is_valid_and_bundled_data_match_shared(repo, shared_data, monkeypatch):
+def test_example_config_is_valid(repo, monkeypatch):
     from degflow.bulk import plan_bulk
     from degflow.config import validate_config
     from degflow.rescue import plan_compound
@@ -100,6 +101,9 @@ def test_example_config_is_valid_and_bundled_data_match_shared(repo, shared_data
     comp = plan_compound(cfg["bulk"], bundled_dir=repo / "resources" / "genesets")
     assert comp.treatments == TREATMENTS and comp.disease == "model_vs_control"
     assert len(plan.samples) == 12 and EMT in comp.panels
+
+
+def test_bundled_data_match_shared(repo, shared_data):
     for f in ("counts.tsv", "genes.tsv", "SOURCE.md"):
         a = hashlib.sha256((repo / "resources" / "gse121659" / f).read_bytes()).hexdigest()
         b = hashlib.sha256((shared_data / "gse121659_bleomycin_skin" / f).read_bytes()).hexdigest()

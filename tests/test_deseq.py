@@ -1,7 +1,7 @@
 """degflow.deseq against DESeq2 (R) reference outputs.
 
 R references: DESeq2 1.38.3 on airway and on pydeseq2's synthetic data
-(shared/data/.../deseq2_r), and DESeq2 1.34.0 outputs shipped with pydeseq2's tests.
+(tests/data/.../deseq2_r), and DESeq2 1.34.0 outputs shipped with pydeseq2's tests.
 The airway DESeq2 fit is done once per module (about 10 s).
 """
 
@@ -44,8 +44,8 @@ def deg_calls(res: pd.DataFrame, alpha: float = 0.05) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def airway(shared_data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    d = shared_data / "airway"
+def airway(repo: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    d = repo / "resources" / "airway"
     counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0)
     samples = pd.read_csv(d / "samples.tsv", sep="\t", index_col=0)
     return counts, samples
@@ -63,8 +63,8 @@ def airway_res(airway_fit) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def airway_r(shared_data: Path) -> dict[str, pd.DataFrame]:
-    d = shared_data / "airway" / "deseq2_r"
+def airway_r(core_data: Path) -> dict[str, pd.DataFrame]:
+    d = core_data / "airway" / "deseq2_r"
     return {
         "res": pd.read_csv(d / "airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0),
         "res01": pd.read_csv(d / "airway.results.tsv.gz", sep="\t", index_col=0),
@@ -305,8 +305,8 @@ def test_airway_flavor_pydeseq2_is_stock(airway):
 
 
 @pytest.fixture(scope="module")
-def synthetic(shared_data: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
-    base = shared_data / "pydeseq2_synthetic"
+def synthetic(core_data: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    base = core_data / "pydeseq2_synthetic"
     counts = pd.read_csv(base / "datasets" / "synthetic" / "test_counts.csv", index_col=0)
     meta = pd.read_csv(base / "datasets" / "synthetic" / "test_metadata.csv", index_col=0)
     return counts, meta, base

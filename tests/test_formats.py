@@ -1,4 +1,7 @@
-"""degflow.formats on real quantifier outputs (shared/data/count_formats, shared/data/airway).
+"""degflow.formats on real quantifier outputs (tests/data/count_formats, resources/airway).
+
+The files from repositories without a licence (two multi-sample featureCounts tables, four airway HTSeq files)
+are not in the repository: the tests that read them use shared/data/count_formats (``cf_shared``: extended suite).
 
 Reference numbers come from the SOURCE.md next to each dataset, from the quantifiers' own
 summaries (featureCounts ``.summary``, salmon ``meta_info.json``, kallisto ``run_info.json``)
@@ -30,11 +33,19 @@ from degflow.formats import (
 
 pytximport = pytest.importorskip("pytximport")
 
+AIRWAY = Path(__file__).resolve().parents[1] / "resources" / "airway"  # = shared/data/airway (the same bytes)
 HTSEQ_SPECIALS = ["__no_feature", "__ambiguous", "__too_low_aQual", "__not_aligned", "__alignment_not_unique"]
 
 
 @pytest.fixture(scope="module")
-def cf(shared_data: Path) -> Path:
+def cf(core_data: Path) -> Path:
+    """The licensed quantifier outputs bundled in tests/data/count_formats (see its SOURCE.md)."""
+    return core_data / "count_formats"
+
+
+@pytest.fixture(scope="module")
+def cf_shared(shared_data: Path) -> Path:
+    """shared/data/count_formats: also the files from repositories without a licence (extended suite)."""
     return shared_data / "count_formats"
 
 
@@ -65,10 +76,7 @@ def _pytximport_counts(files: list[Path], data_type: str, tx2gene: object, **kwa
 @pytest.mark.parametrize(
     ("relpath", "expected"),
     [
-        ("featurecounts/yeast_snf2_bootcamp/counts.txt", "featurecounts"),
-        ("featurecounts/yeast_rrp6_GSE135056/counts.txt", "featurecounts"),
         ("featurecounts/human_single_sample_mbf/ignore_subread.tsv", "featurecounts"),
-        ("htseq/airway_GSE52778/SRR1039508_all_counts.txt", "htseq"),
         ("htseq/htseq_repo_yeast_excerpt/yeast_RNASeq_excerpt_withNH_counts.tsv", "htseq"),
         ("htseq/htseq_repo_yeast_excerpt/yeast_RNASeq_excerpt_withNH_counts_twocolumns.tsv", "htseq"),
         ("htseq/htseq_repo_yeast_excerpt/yeast_RNASeq_excerpt_withNH_counts_additional_attributes.tsv", "htseq"),
@@ -81,7 +89,7 @@ def _pytximport_counts(files: list[Path], data_type: str, tx2gene: object, **kwa
         ("kallisto/kallisto_test_pytximport/abundance_1.tsv", "kallisto"),
         ("kallisto/kallisto_test_pytximport", "kallisto"),
         ("rsem/geuvadis_tximportData/ERR188021.genes.results.gz", "rsem"),
-        ("../airway/counts.tsv", "matrix"),
+        (str(AIRWAY / "counts.tsv"), "matrix"),
     ],
     ids=lambda v: v.split("/")[-1] if "/" in v else v,
 )
@@ -90,15 +98,28 @@ def test_sniff_format(cf: Path, relpath: str, expected: str) -> None:
     assert sniff_format(cf / relpath) == expected
 
 
+@pytest.mark.parametrize(
+    ("relpath", "expected"),
+    [
+        ("featurecounts/yeast_snf2_bootcamp/counts.txt", "featurecounts"),
+        ("featurecounts/yeast_rrp6_GSE135056/counts.txt", "featurecounts"),
+        ("htseq/airway_GSE52778/SRR1039508_all_counts.txt", "htseq"),
+    ],
+    ids=lambda v: v.split("/")[-1] if "/" in v else v,
+)
+def test_sniff_format_unlicensed_files(cf_shared: Path, relpath: str, expected: str) -> None:
+    test_sniff_format(cf_shared, relpath, expected)
+
+
 # ---------------------------------------------------------------------------------------------
 # matrix
 # ---------------------------------------------------------------------------------------------
 
 
-def test_matrix_airway(shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_matrix_airway(caplog: pytest.LogCaptureFixture) -> None:
     """airway/SOURCE.md: 64102 x 8, library sizes, apeglm-vignette first row, 33469 nonzero genes."""
     with caplog.at_level(logging.INFO, logger="degflow"):
-        ct = read_counts(shared_data / "airway" / "counts.tsv")
+        ct = read_counts(AIRWAY / "counts.tsv")
     assert "auto-detected format matrix" in caplog.text
     assert isinstance(ct, CountTable)
     assert ct.format == "matrix"
@@ -134,12 +155,8 @@ def test_matrix_csv_gene_names_and_integral_floats(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("folder", "shape", "first_samples", "strandedness"),
-    [
-        ("yeast_snf2_bootcamp/counts.txt", (5292, 12), ["mutant-01", "mutant-02"], "unstranded"),
-        ("yeast_rrp6_GSE135056/counts.txt", (7127, 24), ["WT_1A", "WT_1B"], "reverse"),
-        ("human_single_sample_mbf/ignore_subread.tsv", (61541, 1), ["input"], "unstranded"),
-    ],
-    ids=["snf2", "rrp6", "mbf"],
+    [("human_single_sample_mbf/ignore_subread.tsv", (61541, 1), ["input"], "unstranded")],
+    ids=["mbf"],
 )
 def test_featurecounts(cf: Path, folder: str, shape: tuple[int, int], first_samples: list[str],
                        strandedness: str) -> None:
@@ -160,11 +177,27 @@ def test_featurecounts(cf: Path, folder: str, shape: tuple[int, int], first_samp
     assert "Unassigned_NoFeatures" in ct.qc.columns
 
 
-def test_featurecounts_values_and_semicolon_rows(cf: Path) -> None:
-    ct = read_counts(cf / "featurecounts/yeast_rrp6_GSE135056/counts.txt", format="featurecounts")
+@pytest.mark.parametrize(
+    ("folder", "shape", "first_samples", "strandedness"),
+    [
+        ("yeast_snf2_bootcamp/counts.txt", (5292, 12), ["mutant-01", "mutant-02"], "unstranded"),
+        ("yeast_rrp6_GSE135056/counts.txt", (7127, 24), ["WT_1A", "WT_1B"], "reverse"),
+    ],
+    ids=["snf2", "rrp6"],
+)
+def test_featurecounts_unlicensed_files(cf_shared: Path, folder: str, shape: tuple[int, int],
+                                        first_samples: list[str], strandedness: str) -> None:
+    test_featurecounts(cf_shared, folder, shape, first_samples, strandedness)
+
+
+def test_featurecounts_values_and_semicolon_rows(cf_shared: Path) -> None:
+    ct = read_counts(cf_shared / "featurecounts/yeast_rrp6_GSE135056/counts.txt", format="featurecounts")
     assert ct.source["paired_end"] is True and ct.source["version"] == "2.1.1"
     assert ct.counts.loc["YDL246C"].tolist()[:4] == [10, 5, 6, 2]
     assert ct.counts.columns[-1] == "rrp6_4C"
+
+
+def test_featurecounts_status_rows(cf: Path) -> None:
     mbf = read_counts(cf / "featurecounts/human_single_sample_mbf/ignore_subread.tsv")
     assert mbf.qc.loc["input", ["assigned", "Unassigned_MultiMapping", "Unassigned_NoFeatures",
                                 "Unassigned_Ambiguity"]].tolist() == [174877, 101565, 2254, 37357]
@@ -184,9 +217,9 @@ def test_featurecounts_per_sample_mapping(cf: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_htseq_airway(cf: Path) -> None:
+def test_htseq_airway(cf_shared: Path) -> None:
     """SOURCE.md 2a: 57,773 genes then the 5 special rows, which go to qc."""
-    folder = cf / "htseq/airway_GSE52778"
+    folder = cf_shared / "htseq/airway_GSE52778"
     files = {p.name.split("_")[0]: p for p in sorted(folder.glob("*_all_counts.txt"))}
     ct = read_counts(files)
     assert ct.format == "htseq"
@@ -442,9 +475,9 @@ def test_rsem_isoforms_use_their_gene_column(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_read_annotation_tsv(shared_data: Path) -> None:
+def test_read_annotation_tsv() -> None:
     """airway/SOURCE.md: 35,329 of 64,102 IDs map to a symbol."""
-    ann = read_annotation(shared_data / "airway" / "genes.tsv")
+    ann = read_annotation(AIRWAY / "genes.tsv")
     assert ann.shape[0] == 64102 and ann.index.name == "gene_id"
     assert int(ann["gene_name"].notna().sum()) == 35329
     assert ann.loc["ENSG00000000003", "gene_name"] == "TSPAN6"
@@ -547,7 +580,7 @@ def test_bad_strandedness_and_multicolumn_htseq(cf: Path) -> None:
 
 def test_mixed_formats(cf: Path) -> None:
     with pytest.raises(DegflowInputError, match=r"count files are in different formats"):
-        read_counts({"a": cf / "htseq/airway_GSE52778/SRR1039508_all_counts.txt",
+        read_counts({"a": cf / HTSEQ_YEAST,
                      "b": cf / "star/mouse_tcell_bbcRNA/SRR7240735_1_trimmed_ReadsPerGene.out.tab.gz"})
 
 
@@ -565,11 +598,11 @@ DECLARED_AS_OTHER = {
                                          r"\(first row N_unmapped\), first line 'N_unmapped\\t317834.*set "
                                          r"bulk\.counts\.format to star"),
     "htseq_as_star": (HTSEQ_YEAST, "star", r"format star was set but the file looks like htseq-count output"),
-    "featurecounts_as_matrix": ("featurecounts/yeast_snf2_bootcamp/counts.txt", "matrix",
+    "featurecounts_as_matrix": ("featurecounts/human_single_sample_mbf/ignore_subread.tsv", "matrix",
                                 r"format matrix was set but the file looks like featureCounts output"),
     "salmon_as_kallisto": ("salmon/yeast_nfcore_test/WT_REP1", "kallisto",
                            r"WT_REP1: format kallisto was set but the file looks like a salmon quant\.sf"),
-    "matrix_as_featurecounts": ("../airway/counts.tsv", "featurecounts",
+    "matrix_as_featurecounts": (str(AIRWAY / "counts.tsv"), "featurecounts",
                                 r"format featurecounts was set but the file looks like a plain table, first line "
                                 r"'gene_id\\tSRR1039508.*set bulk\.counts\.format to matrix"),
     "htseq_as_matrix": (HTSEQ_YEAST, "matrix", r"format matrix was set but the file looks like htseq-count output"),
@@ -667,16 +700,16 @@ def _rewrite(src: Path, dst: Path, *, crlf: bool, gz: bool) -> Path:
 @pytest.mark.parametrize(("crlf", "gz"), [(True, False), (False, True), (True, True)],
                          ids=["crlf", "gzip", "crlf+gzip"])
 @pytest.mark.parametrize("fmt", ["matrix", "featurecounts", "htseq", "star", "salmon", "kallisto", "rsem"])
-def test_gzip_and_windows_line_endings(cf: Path, shared_data: Path, gencode_tx2gene: Path, tmp_path: Path,
+def test_gzip_and_windows_line_endings(cf: Path, gencode_tx2gene: Path, tmp_path: Path,
                                        fmt: str, crlf: bool, gz: bool) -> None:
     """The same counts, QC values, lengths and gene names as from the original file."""
     suffix = ".gz" if gz else ""
     tx2gene = None
     if fmt == "matrix":
-        src = shared_data / "airway/counts.tsv"
+        src = AIRWAY / "counts.tsv"
         orig, new = src, _rewrite(src, tmp_path / f"counts.tsv{suffix}", crlf=crlf, gz=gz)
     elif fmt == "featurecounts":
-        src = cf / "featurecounts/yeast_snf2_bootcamp/counts.txt"
+        src = cf / "featurecounts/human_single_sample_mbf/ignore_subread.tsv"
         _rewrite(Path(f"{src}.summary"), tmp_path / "counts.txt.summary", crlf=crlf, gz=False)
         orig, new = src, _rewrite(src, tmp_path / f"counts.txt{suffix}", crlf=crlf, gz=gz)
     elif fmt == "htseq":
@@ -715,9 +748,9 @@ def test_gzip_and_windows_line_endings(cf: Path, shared_data: Path, gencode_tx2g
         assert a.gene_names.fillna("").tolist() == b.gene_names.fillna("").tolist()
 
 
-def test_annotation_and_tx2gene_with_windows_line_endings(shared_data: Path, tmp_path: Path) -> None:
-    ann = _rewrite(shared_data / "airway/genes.tsv", tmp_path / "genes.tsv", crlf=True, gz=False)
-    pd.testing.assert_frame_equal(read_annotation(ann), read_annotation(shared_data / "airway/genes.tsv"))
+def test_annotation_and_tx2gene_with_windows_line_endings(tmp_path: Path) -> None:
+    ann = _rewrite(AIRWAY / "genes.tsv", tmp_path / "genes.tsv", crlf=True, gz=False)
+    pd.testing.assert_frame_equal(read_annotation(ann), read_annotation(AIRWAY / "genes.tsv"))
     gtf = tmp_path / "a.gtf"
     gtf.write_bytes(b'1\tensembl\ttranscript\t1\t9\t.\t+\t.\tgene_id "G1"; transcript_id "T1"; gene_name "ACT1"; '
                     b'gene_biotype "protein_coding";\r\n')
@@ -762,9 +795,9 @@ def test_counts_from_abundance_needs_transcripts(cf: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_collapse_replicates_featurecounts(cf: Path) -> None:
+def test_collapse_replicates_featurecounts(cf_shared: Path) -> None:
     """Units named after the BAM columns of one featureCounts file; counts and .summary statuses summed."""
-    path = cf / "featurecounts/yeast_snf2_bootcamp/counts.txt"
+    path = cf_shared / "featurecounts/yeast_snf2_bootcamp/counts.txt"
     ct = read_counts(path)
     units = pd.DataFrame({"sample": ["mut", "mut", "wt"], "unit": ["mutant-01", "mutant-02", "wildtype-01"]},
                          index=["mutant-01", "mutant-02", "wildtype-01"])

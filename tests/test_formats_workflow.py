@@ -1,7 +1,7 @@
 """Count formats through the workflow (issue 9): plan_bulk at parse time, snakemake end to end, R parity.
 
 * A real ``snakemake`` run on STAR ``ReadsPerGene.out.tab`` files (config/examples/star_tcell.yaml: mouse T cells,
-  4 WT vs 4 mut, shared/data/count_formats/star) down to the DE table and ``results/bulk/qc/strandedness.tsv``,
+  4 WT vs 4 mut, tests/data/count_formats/star) down to the DE table and ``results/bulk/qc/strandedness.tsv``,
   checked against values read independently from the gzipped STAR files.
 * Every bad input of issue 9 through ``validate_config`` + ``plan_bulk`` (what the Snakefile runs before the DAG
   is built), one through the snakemake command line.
@@ -47,11 +47,12 @@ def _star_raw(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", header=None, index_col=0, names=["id", "unstranded", "forward", "reverse"])
 
 
-def _example(repo: Path, shared: Path, tmp: Path, name: str, **bulk_overrides) -> tuple[Path, dict]:
-    """config/examples/<name>.yaml and its sheet, with ../shared/data resolved to the real datasets."""
+def _example(repo: Path, data: Path, tmp: Path, name: str, **bulk_overrides) -> tuple[Path, dict]:
+    """config/examples/<name>.yaml and its sheet, with ../shared/data resolved to ``data`` (tests/data holds the
+    example's files in the same layout)."""
     cfg = yaml.safe_load((repo / "config/examples" / f"{name}.yaml").read_text())
     sheet = pd.read_csv(repo / cfg["bulk"]["samples"], sep="\t")
-    sheet["counts_path"] = [str(shared / p.removeprefix("../shared/data/")) for p in sheet["counts_path"]]
+    sheet["counts_path"] = [str(data / p.removeprefix("../shared/data/")) for p in sheet["counts_path"]]
     sheet.to_csv(tmp / "samples.tsv", sep="\t", index=False)
     cfg["bulk"]["samples"] = str(tmp / "samples.tsv")
     if cfg["bulk"]["counts"].get("tx2gene"):
@@ -82,12 +83,12 @@ ENSMUSG00000033845\tMrpl15\tprotein_coding
 
 
 @pytest.fixture(scope="module")
-def star_run(repo: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def star_run(repo: Path, core_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """config/examples/star_tcell.yaml (+ an annotation and the DESeq2 vignette's pre-filter, to keep the fit
     short), run by snakemake down to the contrast's results and strandedness.tsv."""
     tmp = tmp_path_factory.mktemp("star")
     (tmp / "genes.tsv").write_text(ANNOTATION)
-    config, _ = _example(repo, shared_data, tmp, "star_tcell", annotation=str(tmp / "genes.tsv"),
+    config, _ = _example(repo, core_data, tmp, "star_tcell", annotation=str(tmp / "genes.tsv"),
                          filter={"min_count": 10, "min_samples": 4})
     results = tmp / "results"
     targets = [results / "bulk/de/mut_vs_WT/results.tsv", results / "bulk/qc/strandedness.tsv"]
@@ -100,27 +101,27 @@ def star_run(repo: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.mark.workflow
-def test_star_strandedness_evidence(star_run: Path, shared_data: Path) -> None:
+def test_star_strandedness_evidence(star_run: Path, core_data: Path) -> None:
     """strandedness.tsv: per sample the three gene totals and N_noFeature of the file, and column 3 chosen
     (SOURCE.md: column 3 is correct for this library)."""
     tab = pd.read_csv(star_run / "bulk/qc/strandedness.tsv", sep="\t", index_col="sample")
     assert len(tab) == 8
     assert set(tab["requested"]) == {"auto"} and set(tab["chosen"]) == {"forward"} and set(tab["column"]) == {3}
     for sample, row in tab.iterrows():
-        raw = _star_raw(_star_file(shared_data, sample))
+        raw = _star_raw(_star_file(core_data, sample))
         genes = raw[~raw.index.str.startswith("N_")].sum()
         assert [row.genes_unstranded, row.genes_forward, row.genes_reverse] == genes.tolist()
         assert [row.N_noFeature_unstranded, row.N_noFeature_forward, row.N_noFeature_reverse] == (
             raw.loc["N_noFeature"].tolist())
         assert row.forward_share == pytest.approx(genes["forward"] / (genes["forward"] + genes["reverse"]), rel=1e-9)
     qc = pd.read_csv(star_run / "bulk/qc/quantifier_qc.tsv", sep="\t", index_col="sample")
-    raw = _star_raw(_star_file(shared_data, "SRR7240739_1"))
+    raw = _star_raw(_star_file(core_data, "SRR7240739_1"))
     assert qc.loc["SRR7240739_1", ["N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous"]].tolist() == (
         raw.loc[["N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous"], "forward"].tolist())
 
 
 @pytest.mark.workflow
-def test_star_results_table(star_run: Path, shared_data: Path) -> None:
+def test_star_results_table(star_run: Path, core_data: Path) -> None:
     """The DE table: DESeq2 columns, the genes that pass the pre-filter, baseMean = mean of column-3 counts over
     the size factors (read from the raw files), fold-change signs as the normalised means say, names matched
     across Ensembl versions."""
@@ -128,7 +129,7 @@ def test_star_results_table(star_run: Path, shared_data: Path) -> None:
     assert list(res.columns[:1]) == ["gene_name"] and res.columns[-1] == "regulation"
     assert [c for c in res.columns if c in RESULT_COLUMNS] == RESULT_COLUMNS
     sheet = pd.read_csv(star_run.parent / "samples.tsv", sep="\t", index_col="sample")
-    raw = pd.DataFrame({s: _star_raw(_star_file(shared_data, s))["forward"] for s in sheet.index})
+    raw = pd.DataFrame({s: _star_raw(_star_file(core_data, s))["forward"] for s in sheet.index})
     raw = raw[~raw.index.str.startswith("N_")]
     kept = raw[(raw >= 10).sum(axis=1) >= 4]
     assert set(res.index) == set(kept.index[kept.sum(axis=1) > 0])
@@ -177,39 +178,39 @@ def _undetermined(shared: Path, tmp: Path) -> Path:
     return out
 
 
-def test_bad_star_inputs(shared_data: Path, tmp_path: Path) -> None:
+def test_bad_star_inputs(core_data: Path, tmp_path: Path) -> None:
     # a file of another format declared as STAR; mixed formats under auto
-    htseq = shared_data / "count_formats/htseq/htseq_repo_yeast_excerpt/yeast_RNASeq_excerpt_withNH_counts.tsv"
-    cfg = _star_cfg(shared_data, tmp_path, {"SRR7240742_1": htseq}, format="star")
+    htseq = core_data / "count_formats/htseq/htseq_repo_yeast_excerpt/yeast_RNASeq_excerpt_withNH_counts.tsv"
+    cfg = _star_cfg(core_data, tmp_path, {"SRR7240742_1": htseq}, format="star")
     with pytest.raises(DegflowInputError, match=r"withNH_counts\.tsv: format star was set but the file looks like "
                                                  r"htseq-count output"):
         _plan(cfg)
-    cfg = _star_cfg(shared_data, tmp_path, {"SRR7240742_1": htseq})
+    cfg = _star_cfg(core_data, tmp_path, {"SRR7240742_1": htseq})
     with pytest.raises(DegflowInputError, match=r"count files are in different formats \(.*: star, .*: star"):
         _plan(cfg)
     # fewer than 4 columns
     three = tmp_path / "three_ReadsPerGene.out.tab"
-    _star_raw(_star_file(shared_data, "SRR7240742_1")).iloc[:, :2].to_csv(three, sep="\t", header=False)
+    _star_raw(_star_file(core_data, "SRR7240742_1")).iloc[:, :2].to_csv(three, sep="\t", header=False)
     with pytest.raises(DegflowInputError, match=r"three_ReadsPerGene\.out\.tab: STAR ReadsPerGene\.out\.tab has 4 "
                                                 r"columns \(gene, unstranded, forward, reverse\), found 3"):
-        _plan(_star_cfg(shared_data, tmp_path, {"SRR7240742_1": three}))
+        _plan(_star_cfg(core_data, tmp_path, {"SRR7240742_1": three}))
 
 
-def test_unclear_strandedness_stops_unless_told_to_fall_back(shared_data: Path, tmp_path: Path,
+def test_unclear_strandedness_stops_unless_told_to_fall_back(core_data: Path, tmp_path: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    undet = {"SRR7240742_1": _undetermined(shared_data, tmp_path)}
+    undet = {"SRR7240742_1": _undetermined(core_data, tmp_path)}
     with pytest.raises(DegflowInputError, match=r"SRR7240742_1_ReadsPerGene\.out\.tab: cannot infer the "
                                                  r"strandedness of sample 'SRR7240742_1' \(column 3 \(forward\) holds "
                                                  r"0\.700 .*set bulk\.counts\.strandedness to forward, reverse or "
                                                  r"unstranded .* or to auto_or_unstranded"):
-        _plan(_star_cfg(shared_data, tmp_path, undet, strandedness="auto"))
+        _plan(_star_cfg(core_data, tmp_path, undet, strandedness="auto"))
     with caplog.at_level(logging.WARNING, logger="degflow"):
-        plan, table = _plan(_star_cfg(shared_data, tmp_path, undet, strandedness="auto_or_unstranded"))
+        plan, table = _plan(_star_cfg(core_data, tmp_path, undet, strandedness="auto_or_unstranded"))
     assert "strandedness undetermined" in caplog.text
     tab = strandedness_table(table).set_index("sample")
     assert tab.loc["SRR7240742_1", ["inferred", "chosen", "column"]].tolist() == ["undetermined", "unstranded", 2]
     assert tab.loc["SRR7240735_1", "column"] == 3
-    raw = _star_raw(_star_file(shared_data, "SRR7240742_1"))
+    raw = _star_raw(_star_file(core_data, "SRR7240742_1"))
     assert table.counts["SRR7240742_1"].sum() == raw[~raw.index.str.startswith("N_")]["unstranded"].sum()
     assert plan.count_format == "star" and len(plan.count_files) == 8
 
@@ -260,13 +261,13 @@ def test_featurecounts_bam_names_matching_no_sample(shared_data: Path, tmp_path:
     assert plan.count_files == [str(folder / "counts.txt"), str(folder / "counts.txt.summary")]
 
 
-def test_bad_salmon_inputs(repo: Path, shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    _, cfg = _example(repo, shared_data, tmp_path, "salmon_yeast")
+def test_bad_salmon_inputs(repo: Path, core_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _, cfg = _example(repo, core_data, tmp_path, "salmon_yeast")
     cfg["bulk"]["counts"]["tx2gene"] = None
     with pytest.raises(DegflowInputError, match=r"WT_REP1/quant\.sf: salmon quantifies transcripts; give tx2gene"):
         _plan(cfg)
     # a tx2gene without two expressed genes: planned, with the reads that loses in a warning and in the QC
-    quant = pd.read_csv(shared_data / SALMON / "WT_REP1/quant.sf", sep="\t", index_col="Name")
+    quant = pd.read_csv(core_data / SALMON / "WT_REP1/quant.sf", sep="\t", index_col="Name")
     t2g = pd.read_csv(repo / "config/examples/salmon_yeast_tx2gene.tsv", sep="\t")
     gone = ["YAL038W", "YAL005C"]  # pyruvate kinase CDC19, Hsp70 SSA1
     assert (quant.loc[gone, "NumReads"] > 100).all()
@@ -278,15 +279,15 @@ def test_bad_salmon_inputs(repo: Path, shared_data: Path, tmp_path: Path, caplog
     assert table.qc.loc["WT_REP1", "tx2gene_unmapped_reads"] == pytest.approx(quant.loc[gone, "NumReads"].sum())
 
 
-def test_gzip_and_windows_line_endings_through_the_plan(shared_data: Path, tmp_path: Path) -> None:
+def test_gzip_and_windows_line_endings_through_the_plan(core_data: Path, tmp_path: Path) -> None:
     """CRLF sample sheet, CRLF + gzip count files: the same plan and counts as the originals."""
-    ref_plan, ref = _plan(_star_cfg(shared_data, tmp_path))
+    ref_plan, ref = _plan(_star_cfg(core_data, tmp_path))
     files = {}
     for s in ref.counts.columns:
-        text = gzip.decompress(_star_file(shared_data, s).read_bytes())
+        text = gzip.decompress(_star_file(core_data, s).read_bytes())
         files[s] = tmp_path / f"{s}_ReadsPerGene.out.tab.gz"
         files[s].write_bytes(gzip.compress(text.replace(b"\n", b"\r\n")))
-    cfg = _star_cfg(shared_data, tmp_path, files)
+    cfg = _star_cfg(core_data, tmp_path, files)
     sheet = tmp_path / "samples.tsv"
     sheet.write_bytes(sheet.read_bytes().replace(b"\n", b"\r\n"))
     plan, table = _plan(cfg)
@@ -299,11 +300,11 @@ def test_gzip_and_windows_line_endings_through_the_plan(shared_data: Path, tmp_p
 # ---------------------------------------------------------------------------------------------
 
 
-def test_technical_replicates_from_per_unit_files(shared_data: Path, tmp_path: Path) -> None:
+def test_technical_replicates_from_per_unit_files(core_data: Path, tmp_path: Path) -> None:
     """Two STAR files per sample (a `unit` column): the sample's counts are the sum of the units' column 3, every
     unit file is declared, and strandedness is judged per unit."""
-    runs = pd.read_csv(shared_data / STAR / "meta.txt", sep="\t")["sample"].tolist()
-    rows = [{"sample": f"{g}{i}", "unit": f"lane{k + 1}", "genotype": g, "counts_path": str(_star_file(shared_data, r))}
+    runs = pd.read_csv(core_data / STAR / "meta.txt", sep="\t")["sample"].tolist()
+    rows = [{"sample": f"{g}{i}", "unit": f"lane{k + 1}", "genotype": g, "counts_path": str(_star_file(core_data, r))}
             for (g, i), pair in zip([("WT", 1), ("WT", 2), ("mut", 1), ("mut", 2)],
                                     [runs[0:2], runs[2:4], runs[4:6], runs[6:8]], strict=True)
             for k, r in enumerate(pair)]
@@ -313,7 +314,7 @@ def test_technical_replicates_from_per_unit_files(shared_data: Path, tmp_path: P
     plan, table = _plan(cfg)
     assert plan.samples == ["WT1", "WT2", "mut1", "mut2"] and list(plan.sheet.columns) == ["genotype"]
     assert len(plan.units) == 8 and len(plan.count_files) == 8
-    both = sum(_star_raw(_star_file(shared_data, run))["forward"] for run in runs[4:6])
+    both = sum(_star_raw(_star_file(core_data, run))["forward"] for run in runs[4:6])
     both = both[~both.index.str.startswith("N_")]
     np.testing.assert_array_equal(table.counts["mut1"].to_numpy(), both.loc[table.counts.index].to_numpy())
     assert table.qc.loc["mut1", "n_units"] == 2
@@ -340,8 +341,8 @@ def test_technical_replicates_in_one_featurecounts_file(shared_data: Path, tmp_p
                                   (raw["bam/wildtype-03.bam"] + raw["bam/wildtype-04.bam"]).to_numpy())
 
 
-def test_bad_technical_replicates(shared_data: Path, tmp_path: Path) -> None:
-    f = [str(_star_file(shared_data, r)) for r in ("SRR7240735_1", "SRR7240736_1")]
+def test_bad_technical_replicates(core_data: Path, tmp_path: Path) -> None:
+    f = [str(_star_file(core_data, r)) for r in ("SRR7240735_1", "SRR7240736_1")]
     base = {"counts": {"format": "star"}, "samples": str(tmp_path / "u.tsv"), "design": "~ genotype",
             "contrasts": {"m": ["genotype", "mut", "WT"]}}
     cases = {
@@ -364,8 +365,8 @@ def test_bad_technical_replicates(shared_data: Path, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_annotation_version_collision_is_named(shared_data: Path, tmp_path: Path) -> None:
-    plan, table = _plan(_star_cfg(shared_data, tmp_path))
+def test_annotation_version_collision_is_named(core_data: Path, tmp_path: Path) -> None:
+    plan, table = _plan(_star_cfg(core_data, tmp_path))
     (tmp_path / "genes.tsv").write_text(ANNOTATION + "ENSMUSG00000051951.4\tXkr4-old\tprotein_coding\n"
                                         "ENSMUSG00000051951.5\tXkr4\tprotein_coding\n")
     with pytest.raises(DegflowInputError, match=r"removing them would merge distinct IDs in .*genes\.tsv "
@@ -380,12 +381,12 @@ def test_annotation_version_collision_is_named(shared_data: Path, tmp_path: Path
 # ---------------------------------------------------------------------------------------------
 
 
-def test_length_offset_matches_deseq2_in_r(shared_data: Path) -> None:
+def test_length_offset_matches_deseq2_in_r(core_data: Path) -> None:
     """salmon -> tximport gene counts and lengths -> DESeq2 (DESeqDataSetFromTximport: avgTxLength assay) in
     R 4.2.2 / DESeq2 1.38.3, against the same through degflow: normalisation factors, dispersions and the Wald
     results agree to 1e-9; fitting with plain size factors instead changes fold changes by up to ~1.7 log2 units,
     so the offset is really used."""
-    folders = sorted(p for p in (shared_data / SALMON).iterdir() if p.is_dir())
+    folders = sorted(p for p in (core_data / SALMON).iterdir() if p.is_dir())
     quant = pd.read_csv(folders[0] / "quant.sf", sep="\t")
     ct = read_counts(folders, tx2gene=pd.DataFrame({"transcript_id": quant.Name, "gene_id": quant.Name}))
     counts = pd.read_csv(R_REF / "counts.tsv", sep="\t", index_col=0)
@@ -409,7 +410,7 @@ def test_length_offset_matches_deseq2_in_r(shared_data: Path) -> None:
     assert np.nanmax(np.abs(plain["log2FoldChange"] - r["log2FoldChange"])) > 1.0
 
 
-def test_normalization_factors_equal_to_size_factors(shared_data: Path) -> None:
+def test_normalization_factors_equal_to_size_factors(core_data: Path) -> None:
     """Factors constant across genes (each sample's size factor) give exactly the size-factor fit."""
     counts = pd.read_csv(R_REF / "counts.tsv", sep="\t", index_col=0)
     samples = pd.read_csv(R_REF / "samples.tsv", sep="\t", index_col=0)
@@ -436,9 +437,9 @@ def test_normalization_factors_equal_to_size_factors(shared_data: Path) -> None:
 
 
 @pytest.mark.workflow
-def test_unclear_strandedness_stops_snakemake_with_one_line(repo: Path, shared_data: Path, tmp_path: Path) -> None:
-    undetermined = _undetermined(shared_data, tmp_path)
-    config, _ = _example(repo, shared_data, tmp_path, "star_tcell")
+def test_unclear_strandedness_stops_snakemake_with_one_line(repo: Path, core_data: Path, tmp_path: Path) -> None:
+    undetermined = _undetermined(core_data, tmp_path)
+    config, _ = _example(repo, core_data, tmp_path, "star_tcell")
     sheet = pd.read_csv(tmp_path / "samples.tsv", sep="\t")  # _example re-resolved the example's sheet
     sheet.loc[sheet["sample"] == "SRR7240742_1", "counts_path"] = str(undetermined)
     sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
@@ -455,10 +456,10 @@ def test_unclear_strandedness_stops_snakemake_with_one_line(repo: Path, shared_d
 
 
 @pytest.mark.workflow
-def test_salmon_end_to_end_matches_deseq2_in_r(repo: Path, shared_data: Path, tmp_path: Path) -> None:
+def test_salmon_end_to_end_matches_deseq2_in_r(repo: Path, core_data: Path, tmp_path: Path) -> None:
     """config/examples/salmon_yeast.yaml through snakemake: tximport's lengths reach the fit as normalisation
     factors, and the DE table equals DESeq2 1.38.3's (DESeqDataSetFromTximport) to the 10 digits written."""
-    config, _ = _example(repo, shared_data, tmp_path, "salmon_yeast")
+    config, _ = _example(repo, core_data, tmp_path, "salmon_yeast")
     target = tmp_path / "results/bulk/de/RAP1_uninduced_vs_WT/results.tsv"
     proc = subprocess.run([str(SNAKEMAKE), "--cores", "2", "--configfile", str(config), "--nolock",
                            "-s", str(repo / "Snakefile"), str(target)], cwd=repo, capture_output=True, text=True,

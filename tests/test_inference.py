@@ -51,8 +51,8 @@ def _stock(counts: pd.DataFrame, meta: pd.DataFrame, design: str, contrast: list
 
 
 @pytest.fixture(scope="module")
-def synthetic(shared_data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    base = shared_data / "pydeseq2_synthetic" / "datasets" / "synthetic"
+def synthetic(core_data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    base = core_data / "pydeseq2_synthetic" / "datasets" / "synthetic"
     counts = pd.read_csv(base / "test_counts.csv", index_col=0).T  # samples x genes
     meta = pd.read_csv(base / "test_metadata.csv", index_col=0)
     return counts, meta

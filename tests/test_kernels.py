@@ -35,23 +35,23 @@ DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", 
 
 
 @pytest.fixture(scope="module")
-def pbmc(shared_data) -> sparse.csr_matrix:
+def pbmc(repo) -> sparse.csr_matrix:
     """pbmc3k raw counts, cells x genes, float32 CSR (as scanpy reads them)."""
-    adata = sc.read_10x_mtx(shared_data / "pbmc3k" / "filtered_min3cells_v3")
+    adata = sc.read_10x_mtx(repo / "resources" / "pbmc3k" / "filtered_min3cells_v3")
     x = sparse.csr_matrix(adata.X)
     assert x.shape == (2700, 13714) and x.nnz == 2_282_976
     return x
 
 
 @pytest.fixture(scope="module")
-def airway(shared_data) -> pd.DataFrame:
+def airway(repo) -> pd.DataFrame:
     """airway counts, samples x genes (the TSV is genes x samples)."""
-    return pd.read_csv(shared_data / "airway" / "counts.tsv", sep="\t", index_col=0).T
+    return pd.read_csv(repo / "resources" / "airway" / "counts.tsv", sep="\t", index_col=0).T
 
 
 @pytest.fixture(scope="module")
-def synthetic(shared_data) -> pd.DataFrame:
-    base = shared_data / "pydeseq2_synthetic"
+def synthetic(core_data) -> pd.DataFrame:
+    base = core_data / "pydeseq2_synthetic"
     return pd.read_csv(base / "datasets" / "synthetic" / "test_counts.csv", index_col=0).T
 
 
@@ -413,18 +413,18 @@ def read_r(path) -> np.ndarray:
     return pd.read_csv(path, sep=sep, index_col=0).iloc[:, 0].to_numpy()
 
 
-def test_size_factors_ratio_airway_vs_r_and_pydeseq2(airway, shared_data):
+def test_size_factors_ratio_airway_vs_r_and_pydeseq2(airway, core_data):
     from pydeseq2.preprocessing import deseq2_norm
 
-    r = pd.read_csv(shared_data / "airway/deseq2_r/airway.size_factors.tsv.gz", sep="\t", index_col=0)
+    r = pd.read_csv(core_data / "airway/deseq2_r/airway.size_factors.tsv.gz", sep="\t", index_col=0)
     sf = kernels.size_factors_ratio(airway)
     assert_allclose(sf, r.loc[airway.index, "size_factor"].to_numpy(), rtol=1e-10)
     assert_allclose(sf, deseq2_norm(airway.to_numpy())[1], rtol=1e-12)
     assert_allclose(sf, kernels._ref_size_factors_ratio(airway), rtol=1e-12)
 
 
-def test_size_factors_synthetic_vs_r(synthetic, shared_data):
-    d = shared_data / "pydeseq2_synthetic/tests/data/single_factor"
+def test_size_factors_synthetic_vs_r(synthetic, core_data):
+    d = core_data / "pydeseq2_synthetic/tests/data/single_factor"
     assert_allclose(kernels.size_factors_ratio(synthetic), read_r(d / "r_test_size_factors.csv"), rtol=1e-10)
     pos = kernels.size_factors_poscounts(synthetic)
     assert_allclose(pos, read_r(d / "r_test_size_factors_poscount.csv"), rtol=1e-10)

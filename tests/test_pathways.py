@@ -200,14 +200,14 @@ def test_prerank_gsea_rejects_empty_ranking():
 # ------------------------------------------------------------------------------------------
 # a published finding, checked on the real counts: the fibrosis/ECM panel is up in bleomycin skin
 # ------------------------------------------------------------------------------------------
-def test_fibrosis_panel_up_in_bleomycin_gse121659(shared_data, repo):
+def test_fibrosis_panel_up_in_bleomycin_gse121659(repo):
     from degflow import qc
 
-    src = shared_data / "gse121659_bleomycin_skin"
+    src = repo / "resources" / "gse121659"
     counts = pd.read_csv(src / "counts.tsv", sep="\t", index_col=0, dtype={"gene_id": str})
     counts.index = counts.index.astype(str)
     genes = pd.read_csv(src / "genes.tsv", sep="\t", dtype=str).set_index("gene_id")["symbol"]
-    sheet = pd.read_csv(src / "samples.tsv", sep="\t").set_index("sample")
+    sheet = pd.read_csv(repo / "config" / "examples" / "gse121659_samples.tsv", sep="\t").set_index("sample")
     counts = counts.loc[counts.sum(axis=1) >= 10]
     sf = qc.median_of_ratios(counts)
     logn = np.log2(counts / sf + 1)

@@ -23,9 +23,9 @@ CAPTIONS = [
 
 
 @pytest.fixture(scope="module")
-def res(shared_data, airway):
+def res(core_data, airway):
     """DESeq2 (R) results for dex trt vs untrt, with gene symbols as gene_name."""
-    r = pd.read_csv(shared_data / "airway" / "deseq2_r" / "airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0)
+    r = pd.read_csv(core_data / "airway" / "deseq2_r" / "airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0)
     r["gene_name"] = airway[2]["symbol"].reindex(r.index)
     return r
 

@@ -26,8 +26,8 @@ R_TOP10 = [
 
 
 @pytest.fixture(scope="module")
-def r_results(shared_data):
-    return pd.read_csv(shared_data / "airway" / "deseq2_r" / "airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0)
+def r_results(core_data):
+    return pd.read_csv(core_data / "airway" / "deseq2_r" / "airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0)
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,8 @@ def test_sample_qc_rejects_bad_counts(bad, match):
 
 
 # ---------------------------------------------------------------- normalisation / VST
-def test_size_factors_match_deseq2_r(airway, shared_data):
-    r = pd.read_csv(shared_data / "airway" / "deseq2_r" / "airway.size_factors.tsv.gz", sep="\t", index_col=0)
+def test_size_factors_match_deseq2_r(airway, core_data):
+    r = pd.read_csv(core_data / "airway" / "deseq2_r" / "airway.size_factors.tsv.gz", sep="\t", index_col=0)
     sf = qc.median_of_ratios(airway[0])
     np.testing.assert_allclose(sf.to_numpy(), r.loc[sf.index, "size_factor"].to_numpy(), rtol=1e-9)
 
@@ -131,8 +131,8 @@ def test_vst_is_log2_scale_for_high_counts_and_monotone(airway, vst):
     assert vst[low].std(axis=1).median() < 0.6 * lg[low].std(axis=1).median()
 
 
-def test_trend_fit_reproduces_deseq2_r(shared_data):
-    d = pd.read_csv(shared_data / "airway" / "deseq2_r" / "airway.dispersions.tsv.gz", sep="\t", index_col=0)
+def test_trend_fit_reproduces_deseq2_r(core_data):
+    d = pd.read_csv(core_data / "airway" / "deseq2_r" / "airway.dispersions.tsv.gz", sep="\t", index_col=0)
     d = d[d["dispGeneEst"] > 1e-6]  # R: useForFit <- dispGeneEst > 100 * minDisp
     a0, a1 = qc._trend_fit(d["baseMean"].to_numpy(), d["dispGeneEst"].to_numpy())
     # airway.summary.txt: dispersion trend coefficients (asymptDisp, extraPois): 0.00952224034 3.60010273359

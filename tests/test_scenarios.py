@@ -186,10 +186,10 @@ def test_scenario_excluded_sample(tmp_path, airway_files):
     assert out["dex_vs_untrt"]["padj"].notna().sum() > 1000
 
 
-def test_scenario_continuous_covariate(tmp_path, airway_files, shared_data):
+def test_scenario_continuous_covariate(tmp_path, airway_files, repo):
     """avgLength (GEO's mean read length per run) as a numeric covariate: one coefficient, shift-free test."""
     counts, sheet, _ = airway_files
-    meta = pd.read_csv(shared_data / "airway" / "samples.tsv", sep="\t", dtype=str).set_index("sample_id")
+    meta = pd.read_csv(repo / "resources" / "airway" / "samples.tsv", sep="\t", dtype=str).set_index("sample_id")
     sheet = sheet.assign(avgLength=meta["avgLength"].reindex(sheet["sample_id"]).to_numpy())
     design = {"design": "~ avgLength + dex", "reference_levels": {"dex": "untrt"},
               "contrasts": {"dex_vs_untrt": ["dex", "trt", "untrt"]}}
@@ -247,9 +247,9 @@ def test_scenario_per_sample_htseq_files(tmp_path, shared_data):
     assert out["dex_vs_untrt"]["padj"].notna().sum() > 1000
 
 
-def test_scenario_versioned_ensembl_ids(tmp_path, repo, shared_data):
+def test_scenario_versioned_ensembl_ids(tmp_path, repo, core_data):
     """STAR's GENCODE IDs carry versions (ENSMUSG00000051951.5); an annotation without versions still names them."""
-    star = shared_data / "count_formats" / "star" / "mouse_tcell_bbcRNA"
+    star = core_data / "count_formats" / "star" / "mouse_tcell_bbcRNA"
     sheet = pd.read_csv(repo / "config" / "examples" / "star_tcell_samples.tsv", sep="\t", dtype=str)
     sheet["counts_path"] = [str(star / Path(p).name) for p in sheet["counts_path"]]
     sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
@@ -345,9 +345,9 @@ def test_scenario_two_10x_h5_samples_without_markers(tmp_path, shared_data):
     assert adata.n_obs > 200 and adata.obsm["X_umap"].shape == (adata.n_obs, 2)
 
 
-def test_scenario_bd_rhapsody_with_sample_tags(tmp_path, shared_data):
+def test_scenario_bd_rhapsody_with_sample_tags(tmp_path, core_data):
     """BD Rhapsody targeted panel (rustody test data): two cartridges, DBEC counts and sample-tag calls."""
-    d = shared_data / "bd_rhapsody_rustody_targeted"
+    d = core_data / "bd_rhapsody_rustody_targeted"
     rows = [{"sample": s, "path": str(d / f"Combined_{s}Subset_DBEC_MolsPerCell.csv"), "format": "bd_rhapsody",
              "bd_sample_tags": str(d / f"{s}Subset_Sample_Tag_Calls.csv"), "condition": c}
             for s, c in (("S1", "a"), ("S2", "b"))]

@@ -1,7 +1,7 @@
 """degflow.single_cell / degflow.sc_io on real data: PBMC 3k reproduction, every input format, bad input.
 
 Reference numbers: resources/pbmc3k/SOURCE.md (the scanpy and Seurat PBMC 3k tutorials),
-shared/data/10x_scanpy_testdata/SOURCE.md, shared/data/bd_rhapsody_rustody_targeted/SOURCE.md,
+tests/data/10x_scanpy_testdata/SOURCE.md, tests/data/bd_rhapsody_rustody_targeted/SOURCE.md,
 shared/data/kang2018_ifnb_8donors_h5/SOURCE.md (demuxlet doublet calls).
 """
 
@@ -107,10 +107,10 @@ def test_read_pbmc3k_mtx(pbmc_raw):
     ("1.2.0/filtered_gene_bc_matrices/hg19_chr21", "1.2.0/filtered_gene_bc_matrices_h5.h5"),
     ("3.0.0/filtered_feature_bc_matrix", "3.0.0/filtered_feature_bc_matrix.h5"),
 ], ids=["v2", "v3"])
-def test_10x_mtx_and_h5_identical(shared_data, mtx, h5):
+def test_10x_mtx_and_h5_identical(core_data, mtx, h5):
     import scanpy as sc
 
-    base = shared_data / "10x_scanpy_testdata"
+    base = core_data / "10x_scanpy_testdata"
     assert sniff_sc_format(base / mtx) == "10x_mtx"
     assert sniff_sc_format(base / h5) == "10x_h5"
     m, h = read_sample(base / mtx), read_sample(base / h5)
@@ -123,15 +123,15 @@ def test_10x_mtx_and_h5_identical(shared_data, mtx, h5):
     assert (ref.X != h.X).nnz == 0 and list(ref.var_names) == list(h.var_names)
 
 
-def test_10x_legacy_multi_genome(shared_data):
-    path = shared_data / "10x_scanpy_testdata" / "1.2.0" / "multiple_genomes.h5"
+def test_10x_legacy_multi_genome(core_data):
+    path = core_data / "10x_scanpy_testdata" / "1.2.0" / "multiple_genomes.h5"
     with pytest.raises(DegflowInputError, match="several genomes.*'genome'"):
         read_sample(path)
     assert read_sample(path, genome="hg19_chr21").shape == (12, 343)
 
 
-def test_bd_rhapsody_dbec(shared_data):
-    base = shared_data / "bd_rhapsody_rustody_targeted"
+def test_bd_rhapsody_dbec(core_data):
+    base = core_data / "bd_rhapsody_rustody_targeted"
     s1 = read_sample(base / "Combined_S1Subset_DBEC_MolsPerCell.csv", sample="S1",
                      bd_sample_tags=base / "S1Subset_Sample_Tag_Calls.csv")
     assert sniff_sc_format(base / "Combined_S1Subset_DBEC_MolsPerCell.csv") == "bd_rhapsody"
@@ -147,8 +147,8 @@ def test_bd_rhapsody_dbec(shared_data):
     assert s1.uns["degflow"]["read"]["format"] == "bd_rhapsody"
 
 
-def test_bd_rhapsody_two_samples_concatenate(shared_data, tmp_path):
-    base = shared_data / "bd_rhapsody_rustody_targeted"
+def test_bd_rhapsody_two_samples_concatenate(core_data, tmp_path):
+    base = core_data / "bd_rhapsody_rustody_targeted"
     sheet = pd.DataFrame({"sample": ["S1", "S2"], "format": "bd_rhapsody", "bd_counts": "dbec",
                           "condition": ["a", "b"],
                           "path": [str(base / "Combined_S1Subset_DBEC_MolsPerCell.csv"),
@@ -164,8 +164,8 @@ def test_bd_rhapsody_two_samples_concatenate(shared_data, tmp_path):
     assert back.obsm["protein"].equals(a.obsm["protein"])
 
 
-def test_bd_rsec_dbec_choice(shared_data, tmp_path):
-    base = shared_data / "bd_rhapsody_rustody_targeted"
+def test_bd_rsec_dbec_choice(core_data, tmp_path):
+    base = core_data / "bd_rhapsody_rustody_targeted"
     with pytest.raises(DegflowInputError, match="DBEC table but bd_counts is rsec"):
         read_sample(base / "Combined_S1Subset_DBEC_MolsPerCell.csv", bd_counts="rsec")
     run = tmp_path / "bd_run"
@@ -213,8 +213,8 @@ def test_h5ad_counts_in_x_or_layer(pbmc_raw, tmp_path):
     assert (back.X != small.X).nnz == 0
 
 
-def test_10x_antibody_capture_kept_apart(shared_data, tmp_path):
-    src = shared_data / "10x_scanpy_testdata" / "3.0.0" / "filtered_feature_bc_matrix"
+def test_10x_antibody_capture_kept_apart(core_data, tmp_path):
+    src = core_data / "10x_scanpy_testdata" / "3.0.0" / "filtered_feature_bc_matrix"
     d = tmp_path / "citeseq"
     shutil.copytree(src, d)
     with gzip.open(d / "features.tsv.gz", "rt") as fh:
@@ -265,8 +265,8 @@ def test_bad_missing_path(tmp_path):
         read_samples(sheet, base_dir=tmp_path)
 
 
-def test_bad_mtx_dimensions(shared_data, tmp_path):
-    src = shared_data / "10x_scanpy_testdata" / "1.2.0" / "filtered_gene_bc_matrices" / "hg19_chr21"
+def test_bad_mtx_dimensions(core_data, tmp_path):
+    src = core_data / "10x_scanpy_testdata" / "1.2.0" / "filtered_gene_bc_matrices" / "hg19_chr21"
     bad = tmp_path / "bad"
     shutil.copytree(src, bad)
     lines = (bad / "genes.tsv").read_text().splitlines(keepends=True)
@@ -287,8 +287,8 @@ def test_bad_h5ad_normalised(pbmc_raw, tmp_path):
         read_sample(tmp_path / "norm.h5ad")
 
 
-def test_bad_bd_without_cell_index(shared_data, tmp_path):
-    src = shared_data / "bd_rhapsody_rustody_targeted" / "Combined_S2Subset_DBEC_MolsPerCell.csv"
+def test_bad_bd_without_cell_index(core_data, tmp_path):
+    src = core_data / "bd_rhapsody_rustody_targeted" / "Combined_S2Subset_DBEC_MolsPerCell.csv"
     bad = tmp_path / "x_DBEC_MolsPerCell.csv"
     bad.write_text(src.read_text().replace("Cell_Index,", "Cell_ID,", 1))
     with pytest.raises(DegflowInputError, match=r"no 'Cell_Index' column in the header \(line 8"):
@@ -296,7 +296,7 @@ def test_bad_bd_without_cell_index(shared_data, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["mtx_no_counts", "bd_header_only", "h5ad_no_cells"])
-def test_bad_empty_matrix(shared_data, tmp_path, kind):
+def test_bad_empty_matrix(core_data, tmp_path, kind):
     if kind == "mtx_no_counts":
         d = tmp_path / "empty"
         d.mkdir()
@@ -305,7 +305,7 @@ def test_bad_empty_matrix(shared_data, tmp_path, kind):
         (d / "barcodes.tsv").write_text("c1\nc2\n")
         path = d
     elif kind == "bd_header_only":
-        src = shared_data / "bd_rhapsody_rustody_targeted" / "Combined_S2Subset_DBEC_MolsPerCell.csv"
+        src = core_data / "bd_rhapsody_rustody_targeted" / "Combined_S2Subset_DBEC_MolsPerCell.csv"
         path = tmp_path / "e_DBEC_MolsPerCell.csv"
         path.write_text("".join(src.read_text().splitlines(keepends=True)[:8]))
     else:

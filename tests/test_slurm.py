@@ -10,7 +10,9 @@ missing) is started on localhost for this module and stopped at its end, also wh
 * a job that fails on the cluster is reported with its rule, its wildcards and both logs (the rule's and
   SLURM's), and the re-run after the fix submits only the failed job.
 
-A machine that cannot run the cluster makes these tests FAIL with the reason; they are never skipped.
+They belong to the extended suite (tests/conftest.py: they install Debian packages as root): on a bare clone, with
+no shared data folder beside it, they are skipped with it. Where the extended suite runs (CI), a machine that cannot
+run the cluster makes these tests FAIL with the reason; they are never skipped there.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import yaml
 
 from slurm_cluster import ClusterError, SlurmCluster, ensure_installed
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.extended]
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

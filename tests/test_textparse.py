@@ -12,8 +12,8 @@ from degflow import formats
 from degflow._textparse import parse_int_matrix
 
 
-def test_airway_counts_equal_pandas(shared_data):
-    ref = pd.read_csv(shared_data / "airway/counts.tsv", sep="\t", index_col=0)
+def test_airway_counts_equal_pandas(repo):
+    ref = pd.read_csv(repo / "resources/airway/counts.tsv", sep="\t", index_col=0)
     assert ref.shape[0] > 10_000 and ref.shape[1] >= 8 and all(t.kind == "i" for t in ref.dtypes)
     text = ref.to_csv(sep="\t").encode()
     start = text.index(b"\n") + 1

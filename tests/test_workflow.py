@@ -79,10 +79,10 @@ def test_results_columns_and_deg_rule(runs):
         assert named.loc[gene, "regulation"] == "up", gene
 
 
-def test_pipeline_matches_deseq2_in_r(runs, shared_data):
+def test_pipeline_matches_deseq2_in_r(runs, core_data):
     """The workflow's own tables against DESeq2 1.38.3 (R) on the same counts."""
     one, _ = runs
-    r = pd.read_csv(shared_data / "airway/deseq2_r/airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0)
+    r = pd.read_csv(core_data / "airway/deseq2_r/airway.results_alpha0.05.tsv.gz", sep="\t", index_col=0)
     ours = pd.read_csv(one / f"bulk/de/{CONTRAST}/results.tsv", sep="\t", index_col=0)
     both = ours.join(r, rsuffix="_r", how="inner").dropna(subset=["log2FoldChange", "log2FoldChange_r"])
     assert len(both) == (r.baseMean > 0).sum()
@@ -92,7 +92,7 @@ def test_pipeline_matches_deseq2_in_r(runs, shared_data):
     ours_deg, r_deg = sig(ours), sig(r.dropna(subset=["padj"]))
     agreement = len(ours_deg & r_deg) / len(ours_deg | r_deg)
     assert agreement >= 0.97, (agreement, len(ours_deg), len(r_deg))
-    sf_r = pd.read_csv(shared_data / "airway/deseq2_r/airway.size_factors.tsv.gz", sep="\t", index_col=0).iloc[:, 0]
+    sf_r = pd.read_csv(core_data / "airway/deseq2_r/airway.size_factors.tsv.gz", sep="\t", index_col=0).iloc[:, 0]
     sf = pd.read_csv(one / "bulk/counts/size_factors.tsv", sep="\t", index_col=0)["size_factor"]
     np.testing.assert_allclose(sf.loc[sf_r.index], sf_r, rtol=1e-6)
 
@@ -115,10 +115,10 @@ def test_xlsx_workbook_holds_every_deg_table(runs):
         np.testing.assert_allclose(book[name].log2FoldChange, deg.log2FoldChange, rtol=1e-9)
 
 
-def test_qc_tables(runs, shared_data):
+def test_qc_tables(runs, repo):
     one, _ = runs
     qc = pd.read_csv(one / "bulk/qc/sample_qc.tsv", sep="\t", index_col=0)
-    counts = pd.read_csv(shared_data / "airway/counts.tsv", sep="\t", index_col=0)
+    counts = pd.read_csv(repo / "resources/airway/counts.tsv", sep="\t", index_col=0)
     assert qc["library_size"].to_dict() == counts.sum().to_dict()
     outliers = pd.read_csv(one / "bulk/qc/outliers.tsv", sep="\t", index_col=0)
     assert len(outliers) == 8 and not outliers["outlier"].any()
