@@ -148,7 +148,8 @@ def plan_composition(comp_cfg: Mapping, sheet: pd.DataFrame, *, pseudobulk: Mapp
     """
     from formulaic import model_matrix
 
-    from degflow.config import check_design, design_variables
+    from degflow.config import check_design
+    from degflow.pseudobulk import replicate_design
 
     pb = dict(pseudobulk or {})
     groupby = comp_cfg.get("groupby") or pb.get("groupby") or "cell_type"
@@ -172,23 +173,7 @@ def plan_composition(comp_cfg: Mapping, sheet: pd.DataFrame, *, pseudobulk: Mapp
     if sample_key not in table.columns:
         raise DegflowInputError(f"config key '{KEY}.sample_key': '{sample_key}' is not 'sample' nor a column of "
                                 f"the sample sheet '{source}'")
-    variables = design_variables(design, section=KEY)
-    for v in variables:
-        if v not in table.columns:
-            import difflib
-
-            near = difflib.get_close_matches(v, [str(c) for c in table.columns], n=1)
-            hint = (f" (did you mean '{near[0]}'?)" if near
-                    else f"; its columns are: {', '.join(map(str, table.columns))}")
-            raise DegflowInputError(f"config key '{KEY}.design': variable '{v}' is not a column of the single-cell "
-                                    f"sample sheet '{source}'{hint}")
-        varies = table.groupby(sample_key)[v].nunique()
-        if (varies > 1).any():
-            raise DegflowInputError(f"config key '{KEY}.design': '{v}' takes several values within {sample_key} "
-                                    f"'{varies.index[varies > 1][0]}'; a design variable must be constant per "
-                                    "replicate")
-    meta = table.groupby(sample_key, sort=False)[variables].first()
-    meta.index = meta.index.astype(str)
+    meta = replicate_design(table, sample_key=sample_key, design=design, key=KEY, source=source)
     _, _, levels = check_design(meta, design, refs, contrasts, sheet_path=source, section=KEY)
 
     tests = [CompositionTest(name=str(n), factor=f, levels=(t, r), kind="t") for n, (f, t, r) in contrasts.items()]

@@ -97,6 +97,50 @@ class PseudobulkPlan:
     metadata: pd.DataFrame
 
 
+def replicate_design(table: pd.DataFrame, *, sample_key: str, design: str, key: str, source: str) -> pd.DataFrame:
+    """The design variables of each replicate (one row per ``sample_key`` value) from the single-cell sample sheet.
+
+    Parameters
+    ----------
+    table
+        The sample sheet with ``sample`` as a column.
+    sample_key
+        The column naming the replicates (``sample`` or e.g. ``donor``).
+    design
+        The design formula; its variables must be sheet columns, constant within a replicate.
+    key
+        Config section named in messages (``singlecell.pseudobulk``, ``singlecell.composition``).
+    source
+        The sample sheet's path, named in messages.
+
+    Raises
+    ------
+    DegflowInputError
+        A design variable that is not a sheet column (the nearest is suggested), or one that takes several values
+        within a replicate.
+    """
+    import difflib
+
+    from degflow.config import design_variables
+
+    variables = design_variables(design, section=key)
+    for v in variables:
+        if v not in table.columns:
+            near = difflib.get_close_matches(v, [str(c) for c in table.columns], n=1)
+            hint = (f" (did you mean '{near[0]}'?)" if near
+                    else f"; its columns are: {', '.join(map(str, table.columns))}")
+            raise DegflowInputError(f"config key '{key}.design': variable '{v}' is not a column of the single-cell "
+                                    f"sample sheet '{source}'{hint}; add it (e.g. condition: ctrl/stim per sample)")
+        varies = table.groupby(sample_key)[v].nunique()
+        if (varies > 1).any():
+            raise DegflowInputError(f"config key '{key}.design': '{v}' takes several values within {sample_key} "
+                                    f"'{varies.index[varies > 1][0]}'; a design variable must be constant per "
+                                    "replicate")
+    meta = table.groupby(sample_key, sort=False)[variables].first()
+    meta.index = meta.index.astype(str)
+    return meta
+
+
 def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequence[str], annotated: bool,
                     source: str = "sample sheet", reference: bool = False) -> PseudobulkPlan:
     """Check ``singlecell.pseudobulk`` against the single-cell sample sheet, before the DAG is built.
@@ -130,7 +174,7 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
     """
     from formulaic import model_matrix
 
-    from degflow.config import check_design, design_variables
+    from degflow.config import check_design
 
     key = "singlecell.pseudobulk"
     groupby, sample_key = pb_cfg["groupby"], pb_cfg["sample_key"]
@@ -147,24 +191,8 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
     if sample_key not in columns:
         raise DegflowInputError(f"config key '{key}.sample_key': '{sample_key}' is not 'sample' nor a column of "
                                 f"the sample sheet '{source}'")
-    table = sheet.reset_index()
-    variables = design_variables(pb_cfg["design"], section=key)
-    for v in variables:
-        if v not in table.columns:
-            import difflib
-
-            near = difflib.get_close_matches(v, [str(c) for c in table.columns], n=1)
-            hint = (f" (did you mean '{near[0]}'?)" if near
-                    else f"; its columns are: {', '.join(map(str, table.columns))}")
-            raise DegflowInputError(f"config key '{key}.design': variable '{v}' is not a column of the single-cell "
-                                    f"sample sheet '{source}'{hint}; add it (e.g. condition: ctrl/stim per sample)")
-        varies = table.groupby(sample_key)[v].nunique()
-        if (varies > 1).any():
-            raise DegflowInputError(f"config key '{key}.design': '{v}' takes several values within {sample_key} "
-                                    f"'{varies.index[varies > 1][0]}'; a design variable must be constant per "
-                                    "replicate")
-    meta = table.groupby(sample_key, sort=False)[variables].first()
-    meta.index = meta.index.astype(str)
+    meta = replicate_design(sheet.reset_index(), sample_key=sample_key, design=pb_cfg["design"], key=key,
+                            source=source)
     _, _, levels = check_design(meta, pb_cfg["design"], pb_cfg["reference_levels"], pb_cfg["contrasts"],
                                 sheet_path=source, section=key)
     min_rep = pb_cfg["min_replicates"]
@@ -180,7 +208,7 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
     if X.shape[0] <= X.shape[1]:
         raise DegflowInputError(f"config key '{key}.design': '{pb_cfg['design']}' has {X.shape[1]} coefficients but "
                                 f"only {X.shape[0]} replicates: no residual degrees of freedom to estimate dispersion")
-    factors = [v for v in variables if isinstance(levels[v].dtype, pd.CategoricalDtype)]
+    factors = [v for v in meta.columns if isinstance(levels[v].dtype, pd.CategoricalDtype)]
     return PseudobulkPlan(groupby=groupby, sample_key=sample_key, contrasts=dict(pb_cfg["contrasts"]),
                           factors=factors, metadata=levels)
 
