@@ -209,3 +209,23 @@ def test_lock_of_a_live_run_is_kept(tmp_path):
         proc.wait()
     assert snakemake_running_in(tmp_path) == []
     assert clear_stale_lock(tmp_path) is True and not list(locks.glob("*.lock"))
+
+
+def test_lock_taken_on_another_host_is_kept(tmp_path):
+    """On a shared filesystem the run holding the lock may be on another node, invisible to this machine's process
+    list: a lock whose run was recorded on another host is never removed (``--unlock`` stays the way there)."""
+    import socket
+
+    from degflow.runstate import OWNER_FILE, clear_stale_lock, lock_host, record_owner
+
+    locks = tmp_path / ".snakemake" / "locks"
+    record_owner(tmp_path)  # no lock yet: this host is recorded
+    assert lock_host(tmp_path) == socket.gethostname()
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x")
+    (tmp_path / ".snakemake" / OWNER_FILE).write_text("compute-node-17\t4242\n")
+    record_owner(tmp_path)  # a lock is held: the live run's record is left as it is
+    assert lock_host(tmp_path) == "compute-node-17"
+    assert clear_stale_lock(tmp_path) is False and list(locks.glob("*.lock"))
+    (tmp_path / ".snakemake" / OWNER_FILE).write_text(f"{socket.gethostname()}\t4242\n")
+    assert clear_stale_lock(tmp_path) is True and not list(locks.glob("*.lock"))

@@ -3,7 +3,9 @@
 A run killed by SIGKILL, a power cut or a cluster's wall-time limit leaves ``.snakemake/locks/`` behind, and
 the next run refuses to start ("Directory cannot be locked") until ``--unlock``. :func:`clear_stale_lock`,
 called when the workflow is parsed (before Snakemake takes its lock), removes such a lock when no Snakemake
-process (nor one of its jobs) is running in the same folder on this machine. Outputs the killed jobs left
+process (nor one of its jobs) is running in the same folder on this machine, and the run that took the lock
+was started on this machine (:func:`record_owner` notes the host; a run started on another node of a shared
+filesystem is never unlocked from here: ``--unlock`` stays the way there). Outputs the killed jobs left
 half-written are redone because the workflow's default profile (``profiles/default/config.yaml``) sets
 ``rerun-incomplete``.
 """
@@ -11,7 +13,11 @@ half-written are redone because the workflow's default profile (``profiles/defau
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
+
+#: Written by :func:`record_owner` when a run is about to take the lock: ``<host>\t<pid>``.
+OWNER_FILE = "degflow_owner"
 
 
 def _is_snakemake(cmdline: list[str]) -> bool:
@@ -55,7 +61,7 @@ def clear_stale_lock(workdir: str | Path = ".") -> bool:
     """
     lockdir = Path(workdir, ".snakemake", "locks")
     locks = [p for p in lockdir.glob("*.lock")] if lockdir.is_dir() else []
-    if not locks or snakemake_running_in(workdir):
+    if not locks or lock_host(workdir) not in (None, socket.gethostname()) or snakemake_running_in(workdir):
         return False
     for p in locks:
         try:
@@ -63,3 +69,21 @@ def clear_stale_lock(workdir: str | Path = ".") -> bool:
         except FileNotFoundError:
             pass
     return True
+
+
+def lock_host(workdir: str | Path = ".") -> str | None:
+    """The host recorded by the run that last took the lock in ``workdir`` (None when not recorded)."""
+    try:
+        return Path(workdir, ".snakemake", OWNER_FILE).read_text().split("\t", 1)[0].strip() or None
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
+        return None
+
+
+def record_owner(workdir: str | Path = ".") -> None:
+    """Note this host and process as the owner of the lock Snakemake is about to take (when there is none yet)."""
+    snakedir = Path(workdir, ".snakemake")
+    lockdir = snakedir / "locks"
+    if lockdir.is_dir() and any(lockdir.glob("*.lock")):
+        return  # a live run holds it: leave its record
+    snakedir.mkdir(exist_ok=True)
+    (snakedir / OWNER_FILE).write_text(f"{socket.gethostname()}\t{os.getpid()}\n")

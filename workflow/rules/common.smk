@@ -23,11 +23,13 @@ RESULTS = CFG["results"].rstrip("/")
 
 # A run killed mid-way (SIGKILL, power cut, wall time) left its lock: remove it when no snakemake runs here, so
 # the same command resumes (profiles/default/config.yaml sets rerun-incomplete for its half-written outputs).
-from degflow.runstate import clear_stale_lock
+from degflow.runstate import clear_stale_lock, record_owner
 
-if workflow.is_main_process and clear_stale_lock("."):  # not in cluster/subprocess jobs of a live run
-    print("degflow note: removed the lock left by an earlier run that was stopped; its unfinished jobs are redone",
-          file=sys.stderr)
+if workflow.is_main_process:  # not in cluster/subprocess jobs of a live run
+    if clear_stale_lock("."):
+        print("degflow note: removed the lock left by an earlier run that was stopped; its unfinished jobs are "
+              "redone", file=sys.stderr)
+    record_owner(".")
 
 if "bulk" in CFG:
     from degflow.bulk import plan_bulk
