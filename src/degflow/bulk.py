@@ -263,7 +263,8 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
             "); name the samples after their BAM files (folder, .bam and aligner suffixes such as "
             "Aligned.sortedByCoord.out removed), or give one featureCounts file per sample in a counts_path column"
         )
-    in_rows = [s for s in sheet.index if s in set(map(str, table.counts.index))]
+    gene_ids = set(map(str, table.counts.index))
+    in_rows = [s for s in sheet.index if s in gene_ids]
     if in_rows and not set(table.counts.columns) & set(sheet.index):
         raise DegflowInputError(
             f"counts '{counts_label}' look transposed: sample names of '{sheet_path}' (e.g. '{in_rows[0]}') are row "
