@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from degflow.errors import DegflowInputError
+from degflow.formats import check_text_file
 
 __all__ = ["default_group_by", "match_genes", "read_gene_list", "report_lines", "results_table", "safe_name"]
 
@@ -62,7 +63,8 @@ def read_gene_list(value: str | Sequence[str] | None, *, key: str = "bulk.genes_
     Raises
     ------
     DegflowInputError
-        A file that does not exist or names no gene; an empty entry in the list.
+        A file that does not exist, is not text (a spreadsheet, a binary file; not UTF-8) or names no gene; an
+        empty entry in the list.
     """
     if value is None:
         return []
@@ -71,8 +73,16 @@ def read_gene_list(value: str | Sequence[str] | None, *, key: str = "bulk.genes_
         if not path.is_file():
             raise DegflowInputError(
                 f"config key '{key}': file '{value}' does not exist; give a list of genes or a file with one per line")
+        check_text_file(path, what="gene list", key=key)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise DegflowInputError(
+                f"config key '{key}': file '{value}' is not UTF-8 text (line {line}); "
+                "save it as plain UTF-8 text with one gene ID or name per line") from None
         raw = []
-        for line in path.read_text(encoding="utf-8-sig").splitlines():
+        for line in text.splitlines():
             name = re.split(r"[\t,]", line.split("#", 1)[0], maxsplit=1)[0].strip()
             if name:
                 raw.append(name)
