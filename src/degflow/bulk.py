@@ -287,6 +287,11 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
         sheet_path=sheet_path, excluded=sheet.loc[[s for s in sheet.index if s not in samples]],
     )
     lrt = plan_lrt(bulk_cfg, meta, factors)
+    for name in bulk_cfg["contrasts"]:
+        if lrt and str(name).startswith("lrt_"):
+            raise DegflowInputError(
+                f"config key 'bulk.contrasts.{name}': with bulk.lrt set, contrast names may not start with 'lrt_' "
+                "(the genes-of-interest tables name the likelihood-ratio tests lrt_<name>); rename the contrast")
     genes_of_interest = read_gene_list(bulk_cfg.get("genes_of_interest"))
     plan = BulkCountPlan(
         samples=samples,
