@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from degflow.config import BulkPlan, batch_design_terms, check_design, check_samples_match, read_sample_sheet
+from degflow.config import (
+    BulkPlan,
+    batch_design_terms,
+    check_design,
+    check_samples_match,
+    read_sample_sheet,
+    read_sheet_table,
+)
 from degflow.errors import DegflowInputError
 from degflow.formats import (
     CountTable,
@@ -100,7 +107,7 @@ def read_bulk_sheet(path: str | Path, *, single_file: bool = False) -> tuple[pd.
         header = []
     if UNIT_COLUMN not in header or header[0] not in ("sample", "sample_id"):
         return read_sample_sheet(path), None
-    raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    raw = read_sheet_table(path, sep=sep, what="sample sheet")
     if raw.empty:
         return read_sample_sheet(path), None
     name_col = raw.columns[0]

@@ -184,6 +184,38 @@ def _counts_defaults(schema: Mapping) -> dict:
 # ----------------------------------------------------------------------------------------------
 # 3: sample sheet and design
 # ----------------------------------------------------------------------------------------------
+def read_sheet_table(path: str | Path, *, sep: str, what: str, comment: str | None = None) -> pd.DataFrame:
+    """A sample sheet's cells as text (``pandas.read_csv``, no NA conversion), with one-line errors for bad files.
+
+    Raises
+    ------
+    DegflowInputError
+        The file is not UTF-8 (e.g. Latin-1 / Windows-1252 from Excel; the line is named) or a row has more
+        fields than the header (the line is named). ``pandas.errors.EmptyDataError`` is left to the caller.
+    """
+    path = Path(path)
+    kind = "CSV" if sep == "," else "TSV"
+    try:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment=comment)
+    except UnicodeDecodeError as exc:
+        data, line = path.read_bytes(), ""
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if not data.startswith(b"\x1f\x8b"):  # a gzip file's byte offsets are not the text's
+                line = f", line {data[: err.start].count(10) + 1}"  # 10: the newline byte
+        raise DegflowInputError(
+            f"{what} '{path}'{line}: the file is not UTF-8 text (Latin-1 or Windows-1252, as Excel saves it? byte "
+            f"{exc.object[exc.start:exc.start + 1]!r}); save the sheet as UTF-8 {kind}") from None
+    except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        detail = (f", line {found.group(2)}: {found.group(3)} fields where the header has {found.group(1)}"
+                  if found else f": {str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'}")
+        raise DegflowInputError(
+            f"{what} '{path}'{detail} (a stray {'comma' if sep == ',' else 'tab'} or an unquoted value with one?); "
+            f"fix that row and save the sheet as UTF-8 {kind}") from None
+
+
 def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     """Read a sample sheet (TSV, or CSV by extension) indexed by sample name.
 
@@ -206,7 +238,7 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     check_text_file(path, what="sample sheet", key="bulk.samples")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
-        sheet = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment=None)
+        sheet = read_sheet_table(path, sep=sep, what="sample sheet", comment=None)
     except pd.errors.EmptyDataError:
         raise DegflowInputError(f"sample sheet '{path}' is empty: it needs a header and one row per sample") from None
     if sheet.shape[1] < 1 or sheet.columns[0] not in ("sample", "sample_id"):
