@@ -195,11 +195,15 @@ def results_table(lookup: pd.DataFrame, results: Mapping[str, pd.DataFrame]) -> 
     return out
 
 
-def default_group_by(contrasts: Mapping[str, object], factors: Sequence[str], batch: Sequence[str] = ()) -> list[str]:
-    """The factor the per-gene count plots put on the x axis.
+def default_group_by(contrasts: Mapping[str, object], factors: Sequence[str], batch: Sequence[str] = (), *,
+                     covariates: Sequence[str] = ()) -> list[str]:
+    """The sample-sheet column the per-gene count plots put on the x axis.
 
     The factor of the first contrast given as ``[factor, test, reference]`` that is not a batch; else the last
-    design factor that is not a batch (the tested factor goes last by convention); else the last factor.
+    design factor that is not a batch (the tested factor goes last by convention); else the last numeric covariate
+    (a design of covariates only, e.g. ``~ dose``: the plot is then a scatter over its values, as
+    :func:`degflow.bulk.plan_lrt` does for the LRT pattern figure); else the last factor. Empty only without any
+    design variable.
     """
     batch = set(batch)
     for spec in contrasts.values():
@@ -208,6 +212,8 @@ def default_group_by(contrasts: Mapping[str, object], factors: Sequence[str], ba
     kept = [f for f in factors if f not in batch]
     if kept:
         return [kept[-1]]
+    if covariates:
+        return [str(covariates[-1])]
     return [factors[-1]] if factors else []
 
 

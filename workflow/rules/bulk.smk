@@ -51,7 +51,7 @@ if BULK_PLAN.batch:
 GOI_TESTS = {c: f"{RESULTS}/bulk/de/{c}/results.tsv" for c in CONTRASTS}
 GOI_TESTS.update({f"lrt_{t}": f"{RESULTS}/bulk/lrt/{t}/results.tsv" for t in LRTS})
 GOI_DIR = f"{RESULTS}/bulk/genes_of_interest"
-GOI_GROUP_BY = default_group_by(BULK_PLAN.contrasts, BULK_PLAN.factors, BULK_PLAN.batch)
+GOI_GROUP_BY = default_group_by(BULK_PLAN.contrasts, BULK_PLAN.factors, BULK_PLAN.batch, covariates=BULK_PLAN.covariates)
 GOI_WORKBOOK = [f"{GOI_DIR}/results.tsv", f"{GOI_DIR}/lookup.tsv"] if BULK_PLAN.genes_of_interest else []
 if BULK_PLAN.genes_of_interest:
     FINAL_OUTPUTS += [f"{GOI_DIR}/results.tsv", f"{GOI_DIR}/results.html", f"{GOI_DIR}/lookup.tsv",
