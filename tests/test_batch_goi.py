@@ -349,3 +349,29 @@ def test_genes_of_interest_over_a_numeric_covariate(repo, tmp_path):
     np.testing.assert_allclose(dots[order], expect.to_numpy(dtype=float))
     assert ax.get_xlabel() == "avgLength" and ax.get_yscale() == "log"
     plots.save(fig, tmp_path / "counts.png")
+
+
+def test_contrast_batch_variables_finds_a_tested_batch():
+    """The DEG heatmap keeps the measured values when the contrast tests a batch column, in any contrast form."""
+    from degflow.config import check_design, contrast_batch_variables, results_names
+
+    sheet = pd.read_csv(AIRWAY / "samples.tsv", sep="\t", index_col=0)
+    design = "~ cell + dex"
+    _, _, meta = check_design(sheet, design, {"dex": "untrt", "cell": "N61311"}, {})
+    names = results_names(design, meta)
+    cell_coef = next(n for n in names if n.startswith("cell_"))
+    assert names[-1] == "dex_trt_vs_untrt"
+
+    def tested(spec, batch=("cell",)):
+        return contrast_batch_variables(spec, list(batch), design=design, meta=meta)
+
+    assert tested(["cell", "N061011", "N61311"]) == ["cell"] and tested(["dex", "trt", "untrt"]) == []
+    assert tested({"name": cell_coef}) == ["cell"] and tested({"name": "dex_trt_vs_untrt"}) == []
+    assert tested({"vector": [0.0 if n != cell_coef else 1.0 for n in names]}) == ["cell"]
+    assert tested({"vector": [0, 0, 0, 0, 1]}) == []
+    assert tested({"list": [["dex_trt_vs_untrt"], [cell_coef]]}) == ["cell"]
+    assert tested({"list": [["dex_trt_vs_untrt"]]}) == [] and tested({"name": cell_coef}, batch=()) == []
+    # a numeric covariate as the batch: its one coefficient is found by its name
+    _, _, meta2 = check_design(sheet, "~ avgLength + dex", {"dex": "untrt"}, {})
+    assert contrast_batch_variables({"name": "avgLength"}, ["avgLength"], design="~ avgLength + dex",
+                                    meta=meta2) == ["avgLength"]

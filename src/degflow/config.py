@@ -504,7 +504,8 @@ def _r_make_name(name: str) -> str:
     return out
 
 
-def design_columns(design: str, meta: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
+def design_columns(design: str, meta: pd.DataFrame, *, variables: list[list[str]] | None = None
+                   ) -> tuple[list[str], list[str], np.ndarray]:
     """The design matrix's columns named as DESeq2's ``resultsNames``, in R's order.
 
     pydeseq2 builds the design matrix with formulaic; its columns are those of R's
@@ -521,6 +522,10 @@ def design_columns(design: str, meta: pd.DataFrame) -> tuple[list[str], list[str
         The formula, e.g. ``"~ dex + avgLength + dex:avgLength"``.
     meta
         The design variables (factors categorical, reference level first; covariates float).
+
+    variables
+        Optional list, filled (in R's order) with each coefficient's design variables (``[]`` for the
+        intercept, two for an interaction).
 
     Returns
     -------
@@ -563,12 +568,45 @@ def design_columns(design: str, meta: pd.DataFrame) -> tuple[list[str], list[str
     for k, (_, term, _) in enumerate(parsed):
         term_first.setdefault(term, k)
     order = sorted(range(len(columns)), key=lambda k: (term_first[parsed[k][1]], parsed[k][2]))
+    if variables is not None:
+        variables.extend(list(parsed[k][1]) for k in order)
     return [parsed[k][0] for k in order], columns, np.asarray(order, dtype=int)
 
 
 def results_names(design: str, meta: pd.DataFrame) -> list[str]:
     """DESeq2's ``resultsNames(dds)`` for a design over these samples (see :func:`design_columns`)."""
     return design_columns(design, meta)[0]
+
+
+def contrast_batch_variables(spec: Sequence[str] | Mapping[str, Any], batch: Sequence[str], *, design: str,
+                             meta: pd.DataFrame) -> list[str]:
+    """The ``bulk.batch`` columns a contrast tests: removing them from a figure would remove what is tested.
+
+    Parameters
+    ----------
+    spec
+        ``[factor, test, reference]``, or a ``name`` / ``vector`` / ``list`` mapping over ``resultsNames``.
+    batch
+        The batch columns (``bulk.batch``).
+    design, meta
+        The design formula and its variables (factors categorical, reference level first), as in
+        :func:`results_names`.
+
+    Returns
+    -------
+    list[str]
+        The batch columns of ``[factor, ...]``'s factor, or of any coefficient a mapping weights (nonzero), in the
+        order of ``batch``; empty when the contrast tests no batch column (then the batch may be removed).
+    """
+    if not batch:
+        return []
+    if not isinstance(spec, Mapping):
+        return [b for b in batch if b == spec[0]]
+    per_coef: list[list[str]] = []
+    names = design_columns(design, meta, variables=per_coef)[0]
+    weights = contrast_vector(spec, names, key="bulk.contrasts")
+    tested = {v for w, vs in zip(weights, per_coef, strict=True) if w != 0 for v in vs}
+    return [b for b in batch if b in tested]
 
 
 def contrast_vector(spec: Mapping[str, Any], names: list[str], *, key: str) -> np.ndarray:
