@@ -1,8 +1,8 @@
 # Bulk RNA-seq: counts -> dataset -> one DESeq2 fit -> per-contrast Wald tests, tables and figures.
 BULK = CFG["bulk"]
-QC = "1. Bulk sample QC"
-DE = "2. Bulk differential expression"
-OVERVIEW = "3. Bulk contrasts compared"
+QC = "01. Bulk sample QC"
+DE = "02. Bulk differential expression"
+OVERVIEW = "03. Bulk contrasts compared"
 
 FINAL_OUTPUTS += [
     f"{RESULTS}/bulk/counts/size_factors.tsv",
@@ -383,7 +383,7 @@ rule bulk_workbook:
 
 
 # Likelihood-ratio tests (bulk.lrt): the full design against a reduced formula, from the same fit.
-LRT = "4. Bulk likelihood-ratio tests"
+LRT = "04. Bulk likelihood-ratio tests"
 for t in LRTS:
     FINAL_OUTPUTS += [
         f"{RESULTS}/bulk/lrt/{t}/results.tsv",

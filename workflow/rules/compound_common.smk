@@ -2,7 +2,7 @@
 # wildcard constraints and input/param helpers. Included by compound.smk.
 from degflow.rescue import pathway_group_by, plan_compound
 
-COMPOUND_CAT = "4. Compound study"
+COMPOUND_CAT = "05. Compound study"
 
 try:
     COMPOUND = plan_compound(BULK, bundled_dir=Path(workflow.basedir) / "resources" / "genesets")
