@@ -172,6 +172,13 @@ CASES = {
     "annotation_missing": (None, {"annotation": "/nonexistent/genes.gtf"}, ["annotation file", "does not exist"]),
     "annotation_is_excel": ("xlsx_annotation", {}, ["genes.xlsx", "bulk.annotation", "not a text table"]),
     "text_in_counts": (_mutate_counts(lambda c: _set(c, 10, 2, "n/a")), {}, ["counts.tsv", "ENSG"]),
+    "latin1_sample_sheet": ("latin1_sheet", {}, ["samples.tsv", "line 4", "not UTF-8", "save the sheet as UTF-8 TSV"]),
+    "sample_sheet_row_with_extra_field": ("extra_field_sheet", {}, ["samples.tsv", "line 4", "4 fields where the header "
+                                                                    "has 3", "save the sheet as UTF-8 TSV"]),
+    "excel_genes_of_interest": ("xlsx_genes", {}, ["genes.xlsx", "bulk.genes_of_interest", "not a text table"]),
+    "contrast_named_like_an_lrt": (
+        None, {"contrasts": {"lrt_dex": ["dex", "trt", "untrt"]}, "lrt": {"dex": {"reduced": "~ cell"}}},
+        ["'bulk.contrasts.lrt_dex'", "may not start with 'lrt_'"]),
 }
 
 
@@ -199,6 +206,18 @@ def _rewrite_counts(tmp: Path, kind: str, counts: pd.DataFrame) -> None:
     if kind == "xlsx_annotation":
         pd.DataFrame({"gene_id": counts.index[:200], "gene_name": counts.index[:200]}).to_excel(tmp / "genes.xlsx")
         return
+    if kind in ("latin1_sheet", "extra_field_sheet"):  # Excel's "Text (Tab delimited)" export; a stray tab in a row
+        lines = (tmp / "samples.tsv").read_text().splitlines()
+        if kind == "latin1_sheet":  # a note column, with an umlaut on line 4, saved as Latin-1
+            lines = [ln + ("\tnote" if i == 0 else "\tgel\u00f6st" if i == 3 else "\t") for i, ln in enumerate(lines)]
+        else:
+            lines[3] += "\tthawed late"
+        encoding = "latin-1" if kind == "latin1_sheet" else "utf-8"
+        (tmp / "samples.tsv").write_bytes(("\n".join(lines) + "\n").encode(encoding))
+        return
+    if kind == "xlsx_genes":  # the genes of interest kept in a spreadsheet
+        pd.DataFrame({"gene": counts.index[:5]}).to_excel(tmp / "genes.xlsx", index=False)
+        return
     if kind == "counts_dir":
         (tmp / "counts_dir").mkdir()
         src.rename(tmp / "counts_dir" / "counts.tsv")
@@ -219,7 +238,8 @@ def _prepare(tmp_path, airway_small, case):
                      else v) for k, v in overrides.items()}
     moved = {"truncated_gz": {"counts": "counts.tsv.gz"}, "xlsx": {"counts": "counts.xlsx"},
              "counts_dir": {"counts": "counts_dir"}, "sheet_dir": {"samples": "sheet_dir"},
-             "xlsx_sheet": {"samples": "samples.xlsx"}, "xlsx_annotation": {"annotation": "genes.xlsx"}}.get(mutate, {})
+             "xlsx_sheet": {"samples": "samples.xlsx"}, "xlsx_annotation": {"annotation": "genes.xlsx"},
+             "xlsx_genes": {"genes_of_interest": "genes.xlsx"}}.get(mutate, {})
     overrides = {**overrides, **{k: str(tmp_path / v) for k, v in moved.items()}}
     cfg = make_experiment(tmp_path, counts, sheet, **overrides)
     if isinstance(mutate, str):

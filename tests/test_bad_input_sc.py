@@ -79,6 +79,9 @@ SC_CASES = {
     "empty_singlecell_section": (None, {}, ["config section 'singlecell' is empty"]),
     "sheet_missing": ("nosheet", {}, ["single-cell sample sheet not found", "singlecell.samples"]),
     "sheet_is_excel": ("xlsx_sheet", {}, ["sc_samples.xlsx", "not a text table", "export spreadsheets as TSV"]),
+    "sheet_latin1": ("latin1_sheet", {}, ["sc_samples.tsv", "line 3", "not UTF-8", "save the sheet as UTF-8 TSV"]),
+    "sheet_row_with_extra_field": ("extra_field_sheet", {}, ["sc_samples.tsv", "line 3", "6 fields where the header "
+                                                             "has 5", "save the sheet as UTF-8 TSV"]),
     "no_path_column": ([{"sample": "a", "where": PBMC}], {}, ["no 'path' column"]),
     "path_missing": (_rows(ONE, r0__path="/nonexistent/pbmc"), {}, ["row 2 (sample 'pbmc3k')", "does not exist"]),
     "empty_path": (_rows(ONE, r0__path=""), {}, ["row 2", "the path is empty"]),
@@ -151,6 +154,17 @@ def _prepare(tmp_path, repo, core_data, case):
         data = yaml.safe_load(cfg.read_text())
         data["singlecell"]["samples"] = str(tmp_path / "sc_samples.xlsx")
         cfg.write_text(yaml.safe_dump(data))
+        return cfg, fragments
+    if rows in ("latin1_sheet", "extra_field_sheet"):  # Excel's "Text (Tab delimited)" export; a stray tab in a row
+        cfg = make_sc_experiment(tmp_path, repo, FOUR, **kwargs)
+        sheet = tmp_path / "sc_samples.tsv"
+        lines = sheet.read_text(encoding="utf-8").splitlines()
+        if rows == "latin1_sheet":  # a German lab's condition name on line 3, saved as Latin-1
+            lines[2] = lines[2].replace("stim", "stimuliert_gel\u00f6st")
+            sheet.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+        else:
+            lines[2] += "\tthawed late"
+            sheet.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return cfg, fragments
     if rows == "nosheet":
         cfg = make_sc_experiment(tmp_path, repo, ONE, **kwargs)

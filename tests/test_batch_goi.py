@@ -320,3 +320,58 @@ def test_no_gene_found_is_a_clear_warning_not_a_failure(run):
     assert pd.read_csv(d / "results.tsv", sep="\t").empty
     assert pd.read_csv(d / "not_found.tsv", sep="\t")["query"].tolist() == ["Hmox1x", "NOTAGENE"]
     assert (d / "heatmap.png").read_bytes()[:4] == b"\x89PNG" and not list((d / "counts").glob("*.png"))
+
+
+def test_genes_of_interest_over_a_numeric_covariate(repo, tmp_path):
+    """A design of covariates only (``~ avgLength`` with a ``{name: avgLength}`` contrast): the count plots put the
+    covariate on the x axis (a scatter of the normalised counts over its values) instead of stopping at run time."""
+    from degflow.deseq import _r_size_factors
+
+    d = repo / "resources" / "airway"
+    counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0).iloc[:3000]
+    sheet = pd.read_csv(d / "samples.tsv", sep="\t")[["sample_id", "avgLength"]]
+    counts.to_csv(tmp_path / "counts.tsv", sep="\t")
+    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    bulk = {"counts": str(tmp_path / "counts.tsv"), "samples": str(tmp_path / "samples.tsv"), "design": "~ avgLength",
+            "contrasts": {"length": {"name": "avgLength"}}, "genes_of_interest": [str(counts.index[0])]}
+    plan, _ = plan_bulk(validate_config({"results": str(tmp_path / "results"), "bulk": bulk})["bulk"])
+    assert plan.factors == [] and plan.covariates == ["avgLength"]
+    group_by = goi.default_group_by(plan.contrasts, plan.factors, plan.batch, covariates=plan.covariates)
+    assert group_by == ["avgLength"]
+    assert goi.default_group_by({"c": ["dex", "trt", "untrt"]}, ["dex"], covariates=["avgLength"]) == ["dex"]
+    norm = counts / _r_size_factors(counts.to_numpy(dtype=float))
+    gene = norm.index[0]
+    fig = plots.gene_counts(norm.loc[gene], plan.sheet, group_by=group_by)
+    ax = fig.axes[0]
+    dots = np.concatenate([c.get_offsets() for c in ax.collections])
+    order = np.argsort(dots[:, 0], kind="stable")
+    expect = pd.DataFrame({"x": plan.sheet["avgLength"], "y": norm.loc[gene] + 0.5}).sort_values("x", kind="stable")
+    np.testing.assert_allclose(dots[order], expect.to_numpy(dtype=float))
+    assert ax.get_xlabel() == "avgLength" and ax.get_yscale() == "log"
+    plots.save(fig, tmp_path / "counts.png")
+
+
+def test_contrast_batch_variables_finds_a_tested_batch():
+    """The DEG heatmap keeps the measured values when the contrast tests a batch column, in any contrast form."""
+    from degflow.config import check_design, contrast_batch_variables, results_names
+
+    sheet = pd.read_csv(AIRWAY / "samples.tsv", sep="\t", index_col=0)
+    design = "~ cell + dex"
+    _, _, meta = check_design(sheet, design, {"dex": "untrt", "cell": "N61311"}, {})
+    names = results_names(design, meta)
+    cell_coef = next(n for n in names if n.startswith("cell_"))
+    assert names[-1] == "dex_trt_vs_untrt"
+
+    def tested(spec, batch=("cell",)):
+        return contrast_batch_variables(spec, list(batch), design=design, meta=meta)
+
+    assert tested(["cell", "N061011", "N61311"]) == ["cell"] and tested(["dex", "trt", "untrt"]) == []
+    assert tested({"name": cell_coef}) == ["cell"] and tested({"name": "dex_trt_vs_untrt"}) == []
+    assert tested({"vector": [0.0 if n != cell_coef else 1.0 for n in names]}) == ["cell"]
+    assert tested({"vector": [0, 0, 0, 0, 1]}) == []
+    assert tested({"list": [["dex_trt_vs_untrt"], [cell_coef]]}) == ["cell"]
+    assert tested({"list": [["dex_trt_vs_untrt"]]}) == [] and tested({"name": cell_coef}, batch=()) == []
+    # a numeric covariate as the batch: its one coefficient is found by its name
+    _, _, meta2 = check_design(sheet, "~ avgLength + dex", {"dex": "untrt"}, {})
+    assert contrast_batch_variables({"name": "avgLength"}, ["avgLength"], design="~ avgLength + dex",
+                                    meta=meta2) == ["avgLength"]

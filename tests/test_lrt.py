@@ -277,3 +277,16 @@ def test_lrt_group_by_defaults(airway):
     assert plan["all"]["coefficient"] == "dex_trt_vs_untrt" and plan["all"]["min_cluster_size"] == 15
     with pytest.raises(DegflowInputError, match="'bulk.lrt.x.group_by': 'albut' is not a variable of the design"):
         plan_lrt({**cfg, "lrt": {"x": {"reduced": "~ 1", "group_by": "albut"}}}, meta, factors)
+
+
+def test_lrt_table_names_genes_by_id_without_names():
+    """Without gene names the LRT tables carry gene_name = gene ID, as the Wald tables do (R's LRT table as input)."""
+    from degflow.patterns import lrt_table, significant_genes
+
+    r = pd.read_csv(REF / "gse121659_lrt.tsv.gz", sep="\t", index_col=0, dtype={"gene_id": str})
+    r.index = r.index.astype(str)
+    for names in (None, pd.Series("", index=r.index)):
+        table = lrt_table(r, names, padj=0.05)
+        assert list(table.columns[:2]) == ["gene_id", "gene_name"]
+        assert (table["gene_name"] == table["gene_id"]).all()
+        assert "gene_name" in significant_genes(table).columns

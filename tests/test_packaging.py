@@ -37,3 +37,17 @@ def test_lock_matches_pyproject(repo):
     lock = _pins((repo / "requirements.lock").read_text().splitlines())
     for name, version in _pins(project["dependencies"]).items():
         assert lock.get(name) == version, f"requirements.lock has {name}=={lock.get(name)}, pyproject {version}"
+
+
+def test_report_categories_are_numbered_once_in_order(repo):
+    """Every report category of workflow/rules is numbered once, 00, 01, ... without gaps, two digits each: the
+    report's menu sorts category names as text, so "10." would otherwise come before "2."."""
+    import re
+
+    text = "\n".join(p.read_text() for p in sorted((repo / "workflow" / "rules").glob("*.smk")))
+    names = set(re.findall(r'^[A-Z_]+ = "(\d+\. [^"]+)"$', text, flags=re.M))
+    names |= set(re.findall(r'(?<!sub)category="(\d+\. [^"]+)"', text))
+    numbers = sorted(n.split(".", 1)[0] for n in names)
+    assert len(names) >= 11 and all(len(n) == 2 for n in numbers), names
+    assert [int(n) for n in numbers] == list(range(len(names))), sorted(names)
+    assert not re.findall(r'(?<!sub)category="(?!\d\d\. )', text)  # a literal category is numbered too

@@ -367,3 +367,19 @@ def test_plan_compound_good(repo):
 def test_plan_compound_bad(repo, extra, match):
     with pytest.raises(DegflowInputError, match=match):
         rescue.plan_compound(_bulk(**extra), bundled_dir=repo / "resources" / "genesets")
+
+
+def test_pathway_group_by_without_a_factor_contrast():
+    """The pathway figures' grouping: group_by, else the first [factor, test, reference] contrast's factor, else the
+    design's last factor (every contrast a name/vector/list one: was a StopIteration traceback at parse time)."""
+    from degflow.errors import DegflowInputError
+    from degflow.rescue import pathway_group_by
+
+    named = {"dex": {"name": "dex_trt_vs_untrt"}, "v": {"vector": [0, 0, 0, 0, 1]}}
+    assert pathway_group_by({"contrasts": named}, ["cell", "dex"]) is None  # no bulk.pathways: nothing to group
+    pw = {"pathways": {"bundled": "human", "group_by": None}}
+    assert pathway_group_by({"contrasts": named, **pw}, ["cell", "dex"]) == "dex"
+    assert pathway_group_by({"contrasts": {**named, "c": ["cell", "N61311", "N052611"]}, **pw}, ["cell", "dex"]) == "cell"
+    assert pathway_group_by({"contrasts": named, "pathways": {"group_by": "cell"}}, ["cell", "dex"]) == "cell"
+    with pytest.raises(DegflowInputError, match=r"^config key 'bulk.pathways.group_by' is needed"):
+        pathway_group_by({"contrasts": {"dose": {"name": "dose"}}, **pw}, [])

@@ -178,10 +178,10 @@ def test_report_renders_in_a_real_browser(repo, runs, browser, tmp_path):
     browser.get(report.as_uri())
     time.sleep(2)
     body = browser.find_element(By.TAG_NAME, "body").text
-    for category in ["0. About this run", "1. Bulk sample QC", "2. Bulk differential expression",
-                     "3. Bulk contrasts compared"]:
+    for category in ["00. About this run", "01. Bulk sample QC", "02. Bulk differential expression",
+                     "03. Bulk contrasts compared"]:
         assert category in body
-    browser.find_element(By.XPATH, "//*[contains(text(), '2. Bulk differential expression')]").click()
+    browser.find_element(By.XPATH, "//*[contains(text(), '02. Bulk differential expression')]").click()
     time.sleep(1)
     body = browser.find_element(By.TAG_NAME, "body").text
     assert CONTRAST in body and "N061011_vs_N61311" in body

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from degflow.config import BulkPlan, batch_design_terms, check_design, check_samples_match, read_sample_sheet
+from degflow.config import (
+    BulkPlan,
+    batch_design_terms,
+    check_design,
+    check_samples_match,
+    read_sample_sheet,
+    read_sheet_table,
+)
 from degflow.errors import DegflowInputError
 from degflow.formats import (
     CountTable,
@@ -100,7 +107,7 @@ def read_bulk_sheet(path: str | Path, *, single_file: bool = False) -> tuple[pd.
         header = []
     if UNIT_COLUMN not in header or header[0] not in ("sample", "sample_id"):
         return read_sample_sheet(path), None
-    raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    raw = read_sheet_table(path, sep=sep, what="sample sheet")
     if raw.empty:
         return read_sample_sheet(path), None
     name_col = raw.columns[0]
@@ -263,7 +270,8 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
             "); name the samples after their BAM files (folder, .bam and aligner suffixes such as "
             "Aligned.sortedByCoord.out removed), or give one featureCounts file per sample in a counts_path column"
         )
-    in_rows = [s for s in sheet.index if s in set(map(str, table.counts.index))]
+    gene_ids = set(map(str, table.counts.index))
+    in_rows = [s for s in sheet.index if s in gene_ids]
     if in_rows and not set(table.counts.columns) & set(sheet.index):
         raise DegflowInputError(
             f"counts '{counts_label}' look transposed: sample names of '{sheet_path}' (e.g. '{in_rows[0]}') are row "
@@ -286,6 +294,11 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
         sheet_path=sheet_path, excluded=sheet.loc[[s for s in sheet.index if s not in samples]],
     )
     lrt = plan_lrt(bulk_cfg, meta, factors)
+    for name in bulk_cfg["contrasts"]:
+        if lrt and str(name).startswith("lrt_"):
+            raise DegflowInputError(
+                f"config key 'bulk.contrasts.{name}': with bulk.lrt set, contrast names may not start with 'lrt_' "
+                "(the genes-of-interest tables name the likelihood-ratio tests lrt_<name>); rename the contrast")
     genes_of_interest = read_gene_list(bulk_cfg.get("genes_of_interest"))
     plan = BulkCountPlan(
         samples=samples,

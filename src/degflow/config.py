@@ -184,6 +184,38 @@ def _counts_defaults(schema: Mapping) -> dict:
 # ----------------------------------------------------------------------------------------------
 # 3: sample sheet and design
 # ----------------------------------------------------------------------------------------------
+def read_sheet_table(path: str | Path, *, sep: str, what: str, comment: str | None = None) -> pd.DataFrame:
+    """A sample sheet's cells as text (``pandas.read_csv``, no NA conversion), with one-line errors for bad files.
+
+    Raises
+    ------
+    DegflowInputError
+        The file is not UTF-8 (e.g. Latin-1 / Windows-1252 from Excel; the line is named) or a row has more
+        fields than the header (the line is named). ``pandas.errors.EmptyDataError`` is left to the caller.
+    """
+    path = Path(path)
+    kind = "CSV" if sep == "," else "TSV"
+    try:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment=comment)
+    except UnicodeDecodeError as exc:
+        data, line = path.read_bytes(), ""
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if not data.startswith(b"\x1f\x8b"):  # a gzip file's byte offsets are not the text's
+                line = f", line {data[: err.start].count(10) + 1}"  # 10: the newline byte
+        raise DegflowInputError(
+            f"{what} '{path}'{line}: the file is not UTF-8 text (Latin-1 or Windows-1252, as Excel saves it? byte "
+            f"{exc.object[exc.start:exc.start + 1]!r}); save the sheet as UTF-8 {kind}") from None
+    except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        detail = (f", line {found.group(2)}: {found.group(3)} fields where the header has {found.group(1)}"
+                  if found else f": {str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'}")
+        raise DegflowInputError(
+            f"{what} '{path}'{detail} (a stray {'comma' if sep == ',' else 'tab'} or an unquoted value with one?); "
+            f"fix that row and save the sheet as UTF-8 {kind}") from None
+
+
 def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     """Read a sample sheet (TSV, or CSV by extension) indexed by sample name.
 
@@ -206,7 +238,7 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     check_text_file(path, what="sample sheet", key="bulk.samples")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
-        sheet = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment=None)
+        sheet = read_sheet_table(path, sep=sep, what="sample sheet", comment=None)
     except pd.errors.EmptyDataError:
         raise DegflowInputError(f"sample sheet '{path}' is empty: it needs a header and one row per sample") from None
     if sheet.shape[1] < 1 or sheet.columns[0] not in ("sample", "sample_id"):
@@ -472,7 +504,8 @@ def _r_make_name(name: str) -> str:
     return out
 
 
-def design_columns(design: str, meta: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
+def design_columns(design: str, meta: pd.DataFrame, *, variables: list[list[str]] | None = None
+                   ) -> tuple[list[str], list[str], np.ndarray]:
     """The design matrix's columns named as DESeq2's ``resultsNames``, in R's order.
 
     pydeseq2 builds the design matrix with formulaic; its columns are those of R's
@@ -489,6 +522,10 @@ def design_columns(design: str, meta: pd.DataFrame) -> tuple[list[str], list[str
         The formula, e.g. ``"~ dex + avgLength + dex:avgLength"``.
     meta
         The design variables (factors categorical, reference level first; covariates float).
+
+    variables
+        Optional list, filled (in R's order) with each coefficient's design variables (``[]`` for the
+        intercept, two for an interaction).
 
     Returns
     -------
@@ -531,12 +568,45 @@ def design_columns(design: str, meta: pd.DataFrame) -> tuple[list[str], list[str
     for k, (_, term, _) in enumerate(parsed):
         term_first.setdefault(term, k)
     order = sorted(range(len(columns)), key=lambda k: (term_first[parsed[k][1]], parsed[k][2]))
+    if variables is not None:
+        variables.extend(list(parsed[k][1]) for k in order)
     return [parsed[k][0] for k in order], columns, np.asarray(order, dtype=int)
 
 
 def results_names(design: str, meta: pd.DataFrame) -> list[str]:
     """DESeq2's ``resultsNames(dds)`` for a design over these samples (see :func:`design_columns`)."""
     return design_columns(design, meta)[0]
+
+
+def contrast_batch_variables(spec: Sequence[str] | Mapping[str, Any], batch: Sequence[str], *, design: str,
+                             meta: pd.DataFrame) -> list[str]:
+    """The ``bulk.batch`` columns a contrast tests: removing them from a figure would remove what is tested.
+
+    Parameters
+    ----------
+    spec
+        ``[factor, test, reference]``, or a ``name`` / ``vector`` / ``list`` mapping over ``resultsNames``.
+    batch
+        The batch columns (``bulk.batch``).
+    design, meta
+        The design formula and its variables (factors categorical, reference level first), as in
+        :func:`results_names`.
+
+    Returns
+    -------
+    list[str]
+        The batch columns of ``[factor, ...]``'s factor, or of any coefficient a mapping weights (nonzero), in the
+        order of ``batch``; empty when the contrast tests no batch column (then the batch may be removed).
+    """
+    if not batch:
+        return []
+    if not isinstance(spec, Mapping):
+        return [b for b in batch if b == spec[0]]
+    per_coef: list[list[str]] = []
+    names = design_columns(design, meta, variables=per_coef)[0]
+    weights = contrast_vector(spec, names, key="bulk.contrasts")
+    tested = {v for w, vs in zip(weights, per_coef, strict=True) if w != 0 for v in vs}
+    return [b for b in batch if b in tested]
 
 
 def contrast_vector(spec: Mapping[str, Any], names: list[str], *, key: str) -> np.ndarray:

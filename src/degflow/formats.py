@@ -166,15 +166,8 @@ def check_text_file(path: str | Path, *, what: str, key: str) -> None:
     kind = next((desc for sig, desc in _BINARY_SIGNATURES.items() if head.startswith(sig)), None)
     if kind is None and b"\x00" in head:
         kind = "a binary file"
-    if kind is None:
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.start < len(head) - 4:  # not just a character cut at the end of the 8 kB read
-                try:
-                    head.decode("latin-1").encode("utf-8")
-                except UnicodeError:
-                    kind = "a binary file"
+    # Text in another encoding than UTF-8 (Latin-1, Windows-1252) is not binary: every byte decodes as Latin-1, so
+    # no check here could flag it; the table readers stop on it with the file and line (config.read_sheet_table).
     if kind is not None:
         raise DegflowInputError(f"{what} '{path}' is not a text table (it looks like {kind}); {key} takes a "
                                 "tab- or comma-separated text file: export spreadsheets as TSV or CSV")

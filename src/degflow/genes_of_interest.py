@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from degflow.errors import DegflowInputError
+from degflow.formats import check_text_file
 
 __all__ = ["default_group_by", "match_genes", "read_gene_list", "report_lines", "results_table", "safe_name"]
 
@@ -62,7 +63,8 @@ def read_gene_list(value: str | Sequence[str] | None, *, key: str = "bulk.genes_
     Raises
     ------
     DegflowInputError
-        A file that does not exist or names no gene; an empty entry in the list.
+        A file that does not exist, is not text (a spreadsheet, a binary file; not UTF-8) or names no gene; an
+        empty entry in the list.
     """
     if value is None:
         return []
@@ -71,8 +73,16 @@ def read_gene_list(value: str | Sequence[str] | None, *, key: str = "bulk.genes_
         if not path.is_file():
             raise DegflowInputError(
                 f"config key '{key}': file '{value}' does not exist; give a list of genes or a file with one per line")
+        check_text_file(path, what="gene list", key=key)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise DegflowInputError(
+                f"config key '{key}': file '{value}' is not UTF-8 text (line {line}); "
+                "save it as plain UTF-8 text with one gene ID or name per line") from None
         raw = []
-        for line in path.read_text(encoding="utf-8-sig").splitlines():
+        for line in text.splitlines():
             name = re.split(r"[\t,]", line.split("#", 1)[0], maxsplit=1)[0].strip()
             if name:
                 raw.append(name)
@@ -185,11 +195,15 @@ def results_table(lookup: pd.DataFrame, results: Mapping[str, pd.DataFrame]) -> 
     return out
 
 
-def default_group_by(contrasts: Mapping[str, object], factors: Sequence[str], batch: Sequence[str] = ()) -> list[str]:
-    """The factor the per-gene count plots put on the x axis.
+def default_group_by(contrasts: Mapping[str, object], factors: Sequence[str], batch: Sequence[str] = (), *,
+                     covariates: Sequence[str] = ()) -> list[str]:
+    """The sample-sheet column the per-gene count plots put on the x axis.
 
     The factor of the first contrast given as ``[factor, test, reference]`` that is not a batch; else the last
-    design factor that is not a batch (the tested factor goes last by convention); else the last factor.
+    design factor that is not a batch (the tested factor goes last by convention); else the last numeric covariate
+    (a design of covariates only, e.g. ``~ dose``: the plot is then a scatter over its values, as
+    :func:`degflow.bulk.plan_lrt` does for the LRT pattern figure); else the last factor. Empty only without any
+    design variable.
     """
     batch = set(batch)
     for spec in contrasts.values():
@@ -198,6 +212,8 @@ def default_group_by(contrasts: Mapping[str, object], factors: Sequence[str], ba
     kept = [f for f in factors if f not in batch]
     if kept:
         return [kept[-1]]
+    if covariates:
+        return [str(covariates[-1])]
     return [factors[-1]] if factors else []
 
 

@@ -36,7 +36,8 @@ def lrt_table(res: pd.DataFrame, gene_names: pd.Series | None, *, padj: float) -
     res
         :func:`degflow.deseq.lrt_results` (its ``attrs["coefficient"]`` names the log2 fold change).
     gene_names
-        gene_id -> symbol, or None.
+        gene_id -> symbol, or None. Without any name (None, or every name empty) ``gene_name`` is the gene ID,
+        as in :func:`degflow.bulk.annotate_results`, so the column is always there.
     padj
         Genes with ``padj < padj`` are ``significant`` (the LRT has no fold-change threshold: it tests
         all the coefficients the reduced model drops at once).
@@ -53,7 +54,9 @@ def lrt_table(res: pd.DataFrame, gene_names: pd.Series | None, *, padj: float) -
     out.index.name = "gene_id"
     out.insert(2, "lfc_coefficient", str(res.attrs.get("coefficient", "")))
     out = out[LRT_COLUMNS]
-    if gene_names is not None:
+    if gene_names is None or not (gene_names.fillna("").astype(str) != "").any():
+        out.insert(0, "gene_name", out.index.to_numpy(dtype=str))
+    else:
         out.insert(0, "gene_name", gene_names.reindex(out.index).fillna("").astype(str).to_numpy())
     out["significant"] = (out["padj"] < padj).to_numpy()
     return out.reset_index()

@@ -1024,7 +1024,8 @@ def gene_counts(
     As ``plotCounts(dds, gene, intgroup = group_by)``: counts divided by size factors plus ``pseudocount``
     (0.5, so zeros can be drawn) on a log axis, one column per group (the levels of ``group_by``, combined with
     ``:`` when several, in their category order), samples side by side within a group (fixed offsets, no random
-    jitter) and the group's geometric mean as a short black line. ``notes`` (e.g. every test's log2FC and padj,
+    jitter) and the group's geometric mean as a short black line. A single numeric ``group_by`` column (a
+    covariate such as a dose) is drawn as a scatter over its values instead. ``notes`` (e.g. every test's log2FC and padj,
     :func:`degflow.genes_of_interest.report_lines`) are printed under the axis.
 
     Parameters
@@ -1052,6 +1053,9 @@ def gene_counts(
     values = normalized.to_numpy(dtype=float) + pseudocount
     if not (np.isfinite(values).all() and (values > 0).all()):
         raise DegflowInputError("normalized counts must be finite and >= 0")
+    if len(group_by) == 1 and _is_numeric_column(sheet[group_by[0]]):
+        return _gene_counts_numeric(values, sheet, covariate=group_by[0], color_by=color_by, title=title, notes=notes,
+                                    pseudocount=pseudocount)
     keys = sheet[group_by].astype(str).agg(":".join, axis=1).to_numpy()
     level_lists = []
     for g in group_by:
@@ -1095,6 +1099,55 @@ def gene_counts(
         if notes:
             ax.annotate("\n".join(notes), xy=(0.0, 0.0), xycoords="axes fraction", xytext=(0, -48 if len(groups) <= 4
                         else -70), textcoords="offset points", va="top", ha="left", fontsize=9, color="0.15",
+                        annotation_clip=False)
+    return fig
+
+
+def _is_numeric_column(col: pd.Series) -> bool:
+    return not isinstance(col.dtype, pd.CategoricalDtype) and pd.api.types.is_numeric_dtype(col)
+
+
+def _gene_counts_numeric(values: np.ndarray, sheet: pd.DataFrame, *, covariate: str, color_by: str | None,
+                         title: str | None, notes: Sequence[str], pseudocount: float) -> Figure:
+    """:func:`gene_counts` over a numeric covariate (e.g. ``~ dose``): normalised counts against its values, the
+    geometric mean of the samples sharing a value as a short black line."""
+    x = sheet[covariate].to_numpy(dtype=float)
+    if not np.isfinite(x).all():
+        raise DegflowInputError(f"sample-sheet column '{covariate}' has missing values; it cannot be the x axis")
+    if color_by:
+        col = sheet[color_by]
+        labels = col.astype(str).to_numpy()
+        order = ([str(c) for c in col.cat.categories] if isinstance(col.dtype, pd.CategoricalDtype)
+                 else sorted(set(labels)))
+        colours = {lv: PALETTE[i % len(PALETTE)] for i, lv in enumerate(v for v in order if v in set(labels))}
+    else:
+        labels, colours = np.full(len(x), ""), {"": PALETTE[0]}
+    span = float(x.max() - x.min()) or 1.0
+    with style():
+        fig = _figure((5.0, 4.2))
+        ax = fig.add_subplot()
+        for j in range(len(x)):
+            ax.scatter(x[j], values[j], s=42, color=colours[labels[j]], edgecolor="white", lw=0.5, zorder=3)
+        for v in np.unique(x):
+            at = x == v
+            if at.sum() > 1:
+                gm = float(np.exp(np.log(values[at]).mean()))
+                ax.plot([v - 0.03 * span, v + 0.03 * span], [gm, gm], color="0.1", lw=1.4, zorder=2)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+        ax.set_xlim(float(x.min()) - 0.08 * span, float(x.max()) + 0.08 * span)
+        ax.set_xlabel(covariate)
+        ax.set_ylabel(f"normalised count + {pseudocount:g}")
+        if title:
+            ax.set_title(title)
+        if color_by:
+            handles = [Line2D([], [], ls="", marker="o", ms=6, color=c, label=str(k)) for k, c in colours.items()]
+            ax.legend(handles=handles, title=color_by, loc="upper left", bbox_to_anchor=(1.01, 1.0), alignment="left")
+        if notes:
+            ax.annotate("\n".join(notes), xy=(0.0, 0.0), xycoords="axes fraction", xytext=(0, -48),
+                        textcoords="offset points", va="top", ha="left", fontsize=9, color="0.15",
                         annotation_clip=False)
     return fig
 

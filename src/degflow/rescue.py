@@ -86,7 +86,7 @@ import difflib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +103,7 @@ __all__ = [
     "global_reversal",
     "label_permutation_reversal",
     "log_normalised",
+    "pathway_group_by",
     "plan_compound",
     "rescue_summary",
     "shared_reference_correlation",
@@ -630,6 +631,32 @@ class CompoundPlan:
     gene_set_files: list[str] = field(default_factory=list)
     panels: dict[str, str] = field(default_factory=dict)
     qpcr_contrasts: list[str] = field(default_factory=list)
+
+
+def pathway_group_by(bulk_cfg: Mapping, factors: Sequence[str]) -> str | None:
+    """The sample-sheet column grouping samples in the pathway score plot and panel heatmaps.
+
+    ``bulk.pathways.group_by`` when set; else the factor of the first ``[factor, test, reference]`` contrast; else
+    (every contrast a name / vector / list contrast) the last design factor. ``None`` without ``bulk.pathways``.
+
+    Raises
+    ------
+    DegflowInputError
+        No group_by, no ``[factor, test, reference]`` contrast and no factor in the design (numeric covariates only).
+    """
+    pw = bulk_cfg.get("pathways")
+    if not pw:
+        return None
+    if pw.get("group_by"):
+        return str(pw["group_by"])
+    first = next((v for v in bulk_cfg["contrasts"].values() if not isinstance(v, Mapping)), None)
+    if first is not None:
+        return str(first[0])
+    if factors:
+        return str(factors[-1])
+    raise DegflowInputError("config key 'bulk.pathways.group_by' is needed: every contrast is a name/vector/list "
+                            "contrast and the design has no factor; name the sample-sheet column that groups the "
+                            "samples in the pathway figures")
 
 
 def _safe(name: str) -> str:

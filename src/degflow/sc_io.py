@@ -618,12 +618,13 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DegflowInputError(f"{path}: single-cell sample sheet not found; check singlecell.samples in the config")
+    from degflow.config import read_sheet_table
     from degflow.formats import check_text_file
 
     check_text_file(path, what="single-cell sample sheet", key="singlecell.samples")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
-        sheet = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, comment="#")
+        sheet = read_sheet_table(path, sep=sep, what="single-cell sample sheet", comment="#")
     except pd.errors.EmptyDataError:
         raise DegflowInputError(f"{path}: the sample sheet is empty; it needs a header and one row per sample"
                                 ) from None

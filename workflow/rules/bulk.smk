@@ -1,8 +1,8 @@
 # Bulk RNA-seq: counts -> dataset -> one DESeq2 fit -> per-contrast Wald tests, tables and figures.
 BULK = CFG["bulk"]
-QC = "1. Bulk sample QC"
-DE = "2. Bulk differential expression"
-OVERVIEW = "3. Bulk contrasts compared"
+QC = "01. Bulk sample QC"
+DE = "02. Bulk differential expression"
+OVERVIEW = "03. Bulk contrasts compared"
 
 FINAL_OUTPUTS += [
     f"{RESULTS}/bulk/counts/size_factors.tsv",
@@ -51,7 +51,7 @@ if BULK_PLAN.batch:
 GOI_TESTS = {c: f"{RESULTS}/bulk/de/{c}/results.tsv" for c in CONTRASTS}
 GOI_TESTS.update({f"lrt_{t}": f"{RESULTS}/bulk/lrt/{t}/results.tsv" for t in LRTS})
 GOI_DIR = f"{RESULTS}/bulk/genes_of_interest"
-GOI_GROUP_BY = default_group_by(BULK_PLAN.contrasts, BULK_PLAN.factors, BULK_PLAN.batch)
+GOI_GROUP_BY = default_group_by(BULK_PLAN.contrasts, BULK_PLAN.factors, BULK_PLAN.batch, covariates=BULK_PLAN.covariates)
 GOI_WORKBOOK = [f"{GOI_DIR}/results.tsv", f"{GOI_DIR}/lookup.tsv"] if BULK_PLAN.genes_of_interest else []
 if BULK_PLAN.genes_of_interest:
     FINAL_OUTPUTS += [f"{GOI_DIR}/results.tsv", f"{GOI_DIR}/results.html", f"{GOI_DIR}/lookup.tsv",
@@ -383,7 +383,7 @@ rule bulk_workbook:
 
 
 # Likelihood-ratio tests (bulk.lrt): the full design against a reduced formula, from the same fit.
-LRT = "4. Bulk likelihood-ratio tests"
+LRT = "04. Bulk likelihood-ratio tests"
 for t in LRTS:
     FINAL_OUTPUTS += [
         f"{RESULTS}/bulk/lrt/{t}/results.tsv",

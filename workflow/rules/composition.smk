@@ -4,7 +4,7 @@
 from degflow.composition import metadata_records, plan_composition, tests_to_records
 
 COMP_DIR = f"{SC_DIR}/composition"
-COMP_CAT = "9. Cell-type composition"
+COMP_CAT = "10. Cell-type composition"
 
 try:
     COMP_PLAN = plan_composition(SC["composition"], SC_PLAN.sheet, pseudobulk=SC.get("pseudobulk"),

@@ -1,16 +1,16 @@
 # Plain Python for workflow/rules/compound.smk: the compound-study plan (checked before the DAG is built),
 # wildcard constraints and input/param helpers. Included by compound.smk.
-from degflow.rescue import plan_compound
+from degflow.rescue import pathway_group_by, plan_compound
 
-COMPOUND_CAT = "4. Compound study"
+COMPOUND_CAT = "05. Compound study"
 
 try:
     COMPOUND = plan_compound(BULK, bundled_dir=Path(workflow.basedir) / "resources" / "genesets")
+    PATHWAY_GROUP = pathway_group_by(BULK, BULK_PLAN.factors)
 except DegflowInputError as err:
     _stop(err)
 
 PANELS = COMPOUND.panels  # gene-set name -> file-safe name
-PATHWAY_GROUP = (BULK.get("pathways") or {}).get("group_by") or next(v for v in BULK["contrasts"].values() if isinstance(v, list))[0]
 
 if COMPOUND.treatments:
 

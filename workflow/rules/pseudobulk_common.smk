@@ -4,7 +4,7 @@ from degflow.pseudobulk import plan_pseudobulk
 
 PB = SC["pseudobulk"]
 PB_DIR = f"{RESULTS}/pseudobulk"
-PB_CAT = "8. Pseudobulk differential expression"
+PB_CAT = "09. Pseudobulk differential expression"
 
 try:
     PB_PLAN = plan_pseudobulk(PB, SC_PLAN.sheet, clusterings=SC_PLAN.clusterings,

@@ -3,7 +3,7 @@
 
 rule run_info:
     output:
-        report(f"{RESULTS}/run_info.html", caption="../report/run_info.rst", category="0. About this run"),
+        report(f"{RESULTS}/run_info.html", caption="../report/run_info.rst", category="00. About this run"),
     params:
         config=CFG,
     log:

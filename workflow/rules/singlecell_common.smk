@@ -7,9 +7,9 @@ from degflow.single_cell import read_genes_of_interest
 
 SC = CFG["singlecell"]
 SC_DIR = f"{RESULTS}/singlecell"
-SC_QC = "5. Single-cell QC"
-SC_CLUSTERS = "6. Single-cell clusters and cell types"
-SC_MARKERS = "7. Single-cell marker genes"
+SC_QC = "06. Single-cell QC"
+SC_CLUSTERS = "07. Single-cell clusters and cell types"
+SC_MARKERS = "08. Single-cell marker genes"
 
 try:
     SC_PLAN = plan_singlecell(SC)

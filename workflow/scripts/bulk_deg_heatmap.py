@@ -1,12 +1,14 @@
 """Heatmap of a contrast's top DEGs (z-scored variance-stabilised counts, samples annotated).
 
 With ``bulk.batch`` the values are batch-corrected (limma removeBatchEffect), unless the contrast tests a batch
-column itself (removing it would remove what is tested): then the measured values, and the title says which.
+column itself, as [factor, ...] or through a coefficient a name/vector/list contrast weights (removing it would
+remove what is tested): then the measured values, and the title says which.
 """
 from _common import setup
 
 setup(snakemake)
 from degflow import plots, qc
+from degflow.config import contrast_batch_variables
 from degflow.io import read_bulk_dataset, read_tsv
 
 p, th = snakemake.params, snakemake.params.thresholds
@@ -14,8 +16,8 @@ data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.si
 res = read_tsv(snakemake.input.results, dtype={"gene_name": str}).set_index("gene_id")
 top = qc.top_genes(res, n=p.n_top, lfc=th["lfc"], padj=th["padj"])
 values, title = qc.variance_stabilised(counts, sf), snakemake.wildcards.contrast
-spec = p.contrast
-if p.batch and not (isinstance(spec, (list, tuple)) and spec and spec[0] in p.batch):
+tested_batch = contrast_batch_variables(p.contrast, p.batch, design=p.design, meta=data.obs)
+if p.batch and not tested_batch:
     values = qc.batch_corrected(values, data.obs, design=p.design, batch=p.batch)
     title += f" ({', '.join(p.batch)} removed)"
 elif p.batch:

@@ -14,7 +14,7 @@ dds = load_pickle(snakemake.input[0])
 res = lrt_results(dds, p.spec["reduced"], alpha=de["alpha"], cooks_filter=de["cooks_filter"],
                   independent_filter=de["independent_filter"], n_cpus=threads)
 names = pd.Series(dds.uns["degflow_gene_names"])
-table = lrt_table(res, names if (names != "").any() else None, padj=p.thresholds["padj"])
+table = lrt_table(res, names, padj=p.thresholds["padj"])
 write_tsv(table, snakemake.output.results)
 sig = significant_genes(table)
 write_tsv(sig, snakemake.output.significant)
