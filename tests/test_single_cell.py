@@ -498,6 +498,28 @@ def test_mixed_clusters_flagged_and_refined(pbmc, pbmc_marker_yaml, seurat_label
     assert (table.loc[others, "cell_type"] == table.loc[others, "best_type"]).all()
 
 
+def test_annotate_with_a_single_cell_type(pbmc_qc, seurat_labels, tmp_path):
+    """A marker file with one cell type: no runner-up, so margin +inf, nothing mixed, no refinement (it used to
+    flag every cluster mixed and fail with KeyError '' on the refinement). Clusters: Seurat's PBMC 3k labels."""
+    import scanpy as sc
+
+    from degflow.io import write_tsv
+    from degflow.report import html_table
+
+    a = pbmc_qc[0].copy()
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    a.obs["seurat"] = pd.Categorical(_seurat(seurat_labels, a).fillna("none").to_numpy())
+    table = scm.annotate(a, {"B": ["MS4A1", "CD79A"]}, groupby="seurat", min_margin=10)
+    assert not table["mixed"].any() and not table["refined"].any()
+    assert np.isinf(table["margin"]).all() and (table["margin"] > 0).all() and (table["second_type"] == "").all()
+    assert table.loc["B", "cell_type"] == "B" and table["B"].idxmax() == "B"
+    assert (table.loc[table["B"] <= 0, "cell_type"] == "Unassigned").all() and (table["B"] <= 0).any()
+    assert list(a.uns["degflow"]["annotate"]["mixed"]) == []
+    write_tsv(table.reset_index(), tmp_path / "scores.tsv")  # what sc_annotate writes
+    assert "inf" in html_table(table.reset_index(), title="t")
+
+
 @pytest.mark.skipif(_n_threads_available() < 2, reason="needs 2 numba threads")
 def test_pbmc3k_deterministic_across_threads(pbmc_qc, pbmc):
     one = pbmc_qc[0].copy()

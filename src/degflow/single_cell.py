@@ -1034,7 +1034,8 @@ def annotate(
     Returns
     -------
     The score table (clusters × cell types), then ``cell_type`` (the name given), ``best_type``,
-    ``second_type``, ``margin`` (best minus second score), ``mixed`` and ``refined`` (bool).
+    ``second_type``, ``margin`` (best minus second score), ``mixed`` and ``refined`` (bool). With a single cell
+    type in ``marker_genes`` there is no runner-up: ``second_type`` is ``""``, ``margin`` ``inf``, nothing mixed.
     Writes ``obs[key_added]`` (categorical, cell types in ``marker_genes`` order),
     ``uns["degflow"]["annotate"]`` (``groupby``, ``scores``, ``assignment``, ``mixed``,
     ``missing_genes``). Mixed clusters are logged as a warning.
@@ -1068,14 +1069,15 @@ def annotate(
     has_second = scores.shape[1] > 1
     second = pd.Series(types[order_idx[:, 1]] if has_second else [""] * len(cats), index=scores.index)
     rows = np.arange(len(cats))
-    margin = pd.Series(values[rows, order_idx[:, 0]] - (values[rows, order_idx[:, 1]] if has_second else np.inf),
-                       index=scores.index)
+    # one cell type only: no runner-up, so nothing to confuse it with (margin +inf, never mixed)
+    margin = pd.Series(values[rows, order_idx[:, 0]] - values[rows, order_idx[:, 1]] if has_second
+                       else np.full(len(cats), np.inf), index=scores.index)
     mixed = margin < min_margin
     name = best.copy()
     refined = pd.Series(False, index=scores.index)
     for c in scores.index[mixed.to_numpy()]:
         pair = [best[c], second[c]]
-        if pair[1] in set(best):  # the runner-up has clusters of its own: nothing to tell apart
+        if pair[1] == "" or pair[1] in set(best):  # the runner-up has clusters of its own: nothing to tell apart
             continue
         among = [k for k in scores.index if best[k] == pair[0]]
         if len(among) < 2:
