@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -596,8 +598,79 @@ def test_genes_of_interest_lookup_and_figures(pbmc, tmp_path):
     assert any(lab.endswith("_stim") for lab in labels) and any(lab.endswith("_ctrl") for lab in labels)
     for f in figs.values():
         plt.close(f)
-    with pytest.raises(DegflowInputError, match="none of the genes"):
-        scm.genes_of_interest_figures(a, [], groupby="leiden_0.5")
+
+
+def test_no_gene_of_interest_found_is_not_fatal(repo, pbmc_qc, seurat_labels, tmp_path):
+    """None of singlecell.genes_of_interest in the data (mouse-only symbols on human PBMC 3k): sc_genes_of_interest and
+    pb_genes_of_interest (their scripts, run as the rules run them) finish, the figures say no gene was found,
+    genes.tsv lists them as not found, the pseudobulk table is empty, one `degflow: warning:` line is printed."""
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+
+    from degflow.io import write_tsv
+
+    a = pbmc_qc[0][::10].copy()
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    a.obs["seurat"] = pd.Categorical(_seurat(seurat_labels, a).fillna("none").to_numpy())
+    figs = scm.genes_of_interest_figures(a, [], groupby="seurat")
+    assert set(figs) == {"umap", "dotplot", "violin"}
+    for f in figs.values():
+        assert any("None of the genes of interest was found" in t.get_text() for ax in f.axes for t in ax.texts)
+        plt.close(f)
+    with pytest.raises(DegflowInputError, match="obs column 'celltype' not found"):
+        scm.genes_of_interest_figures(a, [], groupby="celltype")
+
+    a.write_h5ad(tmp_path / "adata.h5ad")
+    res = tmp_path / "pb" / "B" / "results.tsv"
+    res.parent.mkdir(parents=True)
+    res.write_text("gene_id\tgene_name\tbaseMean\tlog2FoldChange\tlfcSE\tstat\tpvalue\tpadj\tregulation\n")
+    write_tsv(pd.DataFrame({"cell_type": ["B"], "folder": ["B"], "tested": [True]}), tmp_path / "cell_types.tsv")
+    out = tmp_path / "out"
+    runner = tmp_path / "run_rules.py"
+    runner.write_text(
+        "import runpy, sys, types\n"
+        f"sys.path.insert(0, {str(repo / 'workflow' / 'scripts')!r})\n"
+        "ns = types.SimpleNamespace\n"
+        "class NL(list):  # snakemake's Namedlist: by name, by position, keys()\n"
+        "    def __init__(self, *args, **kw):\n"
+        "        super().__init__([*args, *kw.values()]); self.__dict__.update(kw)\n"
+        "    def keys(self):\n"
+        "        return self.__dict__.keys()\n"
+        "    def __getitem__(self, i):\n"
+        "        return self.__dict__[i] if isinstance(i, str) else super().__getitem__(i)\n"
+        "which, = sys.argv[1:]\n"
+        "if which == 'sc':\n"
+        f"    o = {str(out)!r} + '/'\n"
+        f"    smk = ns(input=NL({str(tmp_path / 'adata.h5ad')!r}), threads=1, rule='sc_genes_of_interest',\n"
+        "             params=ns(genes=['H2-Ab1', 'Ly6a'], groupby='seurat', condition=None),\n"
+        "             output=NL(umap=o + 'umap.png', dotplot=o + 'dotplot.png', violin=o + 'violin.png',\n"
+        "                       pdfs=[o + 'umap.pdf', o + 'dotplot.pdf', o + 'violin.pdf'], genes=o + 'genes.tsv'),\n"
+        "             log=[o + 'goi.log'])\n"
+        "    runpy.run_path("
+        f"{str(repo / 'workflow' / 'scripts' / 'sc_genes_of_interest.py')!r}, init_globals={{'snakemake': smk}})\n"
+        "else:\n"
+        f"    o = {str(out)!r} + '/'\n"
+        f"    smk = ns(input=NL(cell_types={str(tmp_path / 'cell_types.tsv')!r}, results=[{str(res)!r}],\n"
+        "                      genes=o + 'genes.tsv'), threads=1, rule='pb_genes_of_interest',\n"
+        "             params=ns(contrasts={'stim_vs_ctrl': ['condition', 'stim', 'ctrl']}),\n"
+        "             output=NL(table=o + 'pb_goi.tsv', html=o + 'pb_goi.html'), log=[o + 'pb_goi.log'])\n"
+        "    runpy.run_path("
+        f"{str(repo / 'workflow' / 'scripts' / 'pb_genes_of_interest.py')!r}, init_globals={{'snakemake': smk}})\n")
+    out.mkdir()
+    proc = subprocess.run([sys.executable, str(runner), "sc"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("degflow: warning: none of the 2 singlecell.genes_of_interest")
+    assert "H2-Ab1, Ly6a" in lines[0]
+    assert all((out / f"{n}.{ext}").stat().st_size > 0 for n in ("umap", "dotplot", "violin") for ext in ("png", "pdf"))
+    genes = pd.read_csv(out / "genes.tsv", sep="\t")
+    assert list(genes["gene"]) == ["H2-Ab1", "Ly6a"] and not genes["found"].any()
+    proc = subprocess.run([sys.executable, str(runner), "pb"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(out / "pb_goi.tsv", sep="\t")
+    assert table.empty and list(table.columns[:4]) == ["gene", "cell_type", "contrast", "tested"]
+    assert "None of the genes of interest was found" in (out / "pb_goi.html").read_text()
 
 
 def test_pseudobulk_genes_of_interest_table():

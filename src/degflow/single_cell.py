@@ -1327,20 +1327,25 @@ def genes_of_interest_figures(adata: ad.AnnData, genes: Sequence[str], *, groupb
     ``genes`` must be ``var_names`` (see :func:`match_genes`). With ``condition_key`` (an ``obs``
     column, e.g. ``condition``) the dot plot and violins have one row per cell type and condition.
 
-    Returns ``{"umap": Figure, "dotplot": Figure, "violin": Figure}``.
+    Returns ``{"umap": Figure, "dotplot": Figure, "violin": Figure}``. With no gene (none of the genes of
+    interest is in the data; not fatal) each is a figure saying so.
 
     Raises
     ------
     DegflowInputError
-        No gene; ``groupby`` or ``condition_key`` not an obs column.
+        ``groupby`` or ``condition_key`` not an obs column.
     """
     import scanpy as sc
 
-    if not genes:
-        raise DegflowInputError("genes of interest: none of the genes is in the data")
     for key in (groupby, condition_key):
         if key is not None and key not in adata.obs.columns:
             raise DegflowInputError(f"genes of interest: obs column {key!r} not found")
+    if not genes:
+        from degflow.plots import message_figure
+
+        text = "None of the genes of interest was found in the data:\nsee genes_of_interest/genes.tsv"
+        return {name: message_figure(text, title=f"Genes of interest ({title})")
+                for name, title in (("umap", "UMAP"), ("dotplot", "dot plot"), ("violin", "violins"))}
     by = [groupby] if condition_key is None else [groupby, condition_key]
     figs = {"umap": umap_figure(adata, list(genes), ncols=min(3, len(genes)))}
     dp = sc.pl.dotplot(adata, list(genes), groupby=by, show=False, return_fig=True)
