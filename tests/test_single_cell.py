@@ -500,6 +500,37 @@ def test_mixed_clusters_flagged_and_refined(pbmc, pbmc_marker_yaml, seurat_label
     assert (table.loc[others, "cell_type"] == table.loc[others, "best_type"]).all()
 
 
+def test_markers_leave_out_groups_of_one_cell(pbmc_qc, seurat_labels, caplog):
+    """A label given to exactly one cell (as a transferred reference label can be) made scanpy's rank_genes_groups
+    raise; the group is left out, logged, and its cell stays in the rest of the others. Groups: Seurat's PBMC 3k
+    labels on every 5th cell, one cell relabelled."""
+    import logging
+
+    import scanpy as sc
+
+    a = pbmc_qc[0][::5].copy()
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    labels = _seurat(seurat_labels, a).fillna("none").to_numpy().astype(object)
+    labels[0] = "Singleton"
+    a.obs["ref"] = pd.Categorical(labels)
+    with caplog.at_level(logging.WARNING, logger="degflow"):
+        table = scm.markers(a, "ref", n_genes=5)
+    assert "Singleton" not in set(table["group"])
+    assert set(table["group"]) == set(labels) - {"Singleton"} and (table.groupby("group").size() == 5).all()
+    assert any("1 group(s) of ref left out" in r.getMessage() and "Singleton (1 cell)" in r.getMessage()
+               for r in caplog.records)
+    assert list(a.uns["degflow"]["markers_ref"]["left_out"]) == ["Singleton"]
+    # the one cell is in the rest of every other group: pct_out_group over all other cells
+    row = table[table["group"] == "B"].iloc[0]
+    out = a[a.obs["ref"] != "B", row["gene"]].X
+    out = out.toarray() if sp.issparse(out) else np.asarray(out)
+    assert out.shape[0] == a.n_obs - int((labels == "B").sum())
+    assert row["pct_out_group"] == pytest.approx((out > 0).mean())
+    a.obs["one"] = pd.Categorical(["x"] + ["y"] * (a.n_obs - 1))
+    assert set(scm.markers(a, "one", n_genes=3)["group"]) == {"y"}  # the only group left, against the rest
+
+
 def test_annotate_with_a_single_cell_type(pbmc_qc, seurat_labels, tmp_path):
     """A marker file with one cell type: no runner-up, so margin +inf, nothing mixed, no refinement (it used to
     flag every cluster mixed and fail with KeyError '' on the refinement). Clusters: Seurat's PBMC 3k labels."""

@@ -934,6 +934,15 @@ def markers(
     ``pct_out_group`` (fractions of cells with a non-zero count), at most ``n_genes`` per group
     (``None``: all). Also writes ``uns[key_added or "rank_genes_groups_<groupby>"]`` and
     ``uns["degflow"]["markers_<groupby>"]``.
+
+    Groups with fewer than 2 cells (e.g. a reference label given to one query cell) cannot be tested: they
+    are left out (logged, and listed in ``uns["degflow"]["markers_<groupby>"]["left_out"]``); their cells
+    stay in the "rest" of the other groups.
+
+    Raises
+    ------
+    DegflowInputError
+        ``groupby`` missing; X not log-normalised; a single group; no group with 2 or more cells.
     """
     import scanpy as sc
 
@@ -947,12 +956,20 @@ def markers(
         raise DegflowInputError(f"markers: {groupby!r} has a single group; markers need at least two clusters")
     if not isinstance(adata.obs[groupby].dtype, pd.CategoricalDtype):
         adata.obs[groupby] = groups
+    sizes = groups.value_counts()
+    kept = [c for c in groups.cat.categories if sizes[c] >= 2]
+    small = [c for c in groups.cat.categories if sizes[c] < 2]
+    if not kept:
+        raise DegflowInputError(f"markers: no group of {groupby!r} has 2 or more cells; markers cannot be tested")
+    if small:  # scanpy's rank_genes_groups raises on a group of one cell
+        log.warning("markers: %d group(s) of %s left out, fewer than 2 cells (cannot be tested): %s", len(small),
+                    groupby, ", ".join(f"{c} ({sizes[c]} cell{'' if sizes[c] == 1 else 's'})" for c in small))
     with _timed(f"markers ({method}) by {groupby}"):
-        sc.tl.rank_genes_groups(adata, groupby, method=method, use_raw=False, pts=True, key_added=key,
-                                n_genes=n_genes, corr_method="benjamini-hochberg")
+        sc.tl.rank_genes_groups(adata, groupby, groups=kept if small else "all", method=method, use_raw=False,
+                                pts=True, key_added=key, n_genes=n_genes, corr_method="benjamini-hochberg")
     df = sc.get.rank_genes_groups_df(adata, group=None, key=key)
     if "group" not in df.columns:  # one group only: scanpy drops the column
-        df.insert(0, "group", adata.obs[groupby].cat.categories[0])
+        df.insert(0, "group", kept[0])
     df = df.rename(columns={"names": "gene", "scores": "score", "logfoldchanges": "logfoldchange",
                             "pvals": "pval", "pvals_adj": "pval_adj", "pct_nz_group": "pct_in_group",
                             "pct_nz_reference": "pct_out_group"})
@@ -960,7 +977,8 @@ def markers(
     df.insert(1, "rank", df.groupby("group", sort=False).cumcount() + 1)
     cols = ["group", "rank", "gene", "score", "logfoldchange", "pval", "pval_adj", "pct_in_group", "pct_out_group"]
     df = df[[c for c in cols if c in df.columns]].reset_index(drop=True)
-    _record(adata, f"markers_{groupby}", {"method": method, "n_genes": n_genes, "key": key})
+    _record(adata, f"markers_{groupby}", {"method": method, "n_genes": n_genes, "key": key,
+                                          "left_out": [str(c) for c in small]})
     return df
 
 
