@@ -746,6 +746,55 @@ def test_transfer_labels_on_held_out_cells(pbmc, pbmc_qc, seurat_labels):
         scm.transfer_labels(query, normalised, label_key="seurat")
 
 
+def test_reference_normalised_as_the_query(repo, pbmc_qc, seurat_labels, tmp_path):
+    """singlecell.normalize.target_sum reaches the reference (it was normalised to 1e4 whatever the query's): the
+    sc_reference script, run as the rule runs it, passes the rule's target_sum. Every 4th PBMC 3k cell is both the
+    query (normalised to 1,000 counts) and the reference (its counts, Seurat labels): on one scale the query lands
+    on the reference (projection centred: mean 0, measured 7e-7) and the Seurat labels come back (0.83 measured);
+    on 1e4 vs 1,000 the projection is shifted (measured 7.3 on a PC of sd 3.2) and labels are lost (0.29)."""
+    a = pbmc_qc[0][::4].copy()
+    truth = _seurat(seurat_labels, a).fillna("none").to_numpy().astype(str)
+    ref = a.copy()
+    ref.obs["seurat"] = pd.Categorical(truth)
+    query = a.copy()
+    scm.normalize(query, target_sum=1000)
+    results = {}
+    for target_sum in (1000, 1e4):
+        q = query.copy()
+        scm.transfer_labels(q, ref, label_key="seurat", target_sum=target_sum, seed=0)
+        proj = q.obsm["X_pca_cell_type_reference"]
+        results[target_sum] = (np.abs(proj.mean(axis=0)).max() / proj.std(axis=0).max(),
+                               (q.obs["cell_type_reference"].astype(str).to_numpy() == truth).mean())
+        assert q.uns["degflow"]["transfer_labels"]["target_sum"] == target_sum
+    assert results[1000][0] < 1e-4 and results[1e4][0] > 0.5, results
+    assert results[1000][1] > 0.75 and results[1000][1] > results[1e4][1] + 0.3, results
+
+    query.write_h5ad(tmp_path / "processed.h5ad")
+    ref.write_h5ad(tmp_path / "reference.h5ad")
+    out = tmp_path / "out"
+    runner = tmp_path / "run_rule.py"
+    runner.write_text(
+        "import runpy, sys, types\n"
+        f"sys.path.insert(0, {str(repo / 'workflow' / 'scripts')!r})\n"
+        "ns = types.SimpleNamespace\n"
+        f"o = {str(out)!r} + '/'\n"
+        f"smk = ns(input=ns(h5ad={str(tmp_path / 'processed.h5ad')!r},\n"
+        f"                  reference={str(tmp_path / 'reference.h5ad')!r}),\n"
+        "          params=ns(reference={'label_key': 'seurat', 'min_confidence': 0.5}, target_sum=1000, seed=0),\n"
+        "          output=ns(labels=o + 'labels.tsv', summary=o + 'summary.tsv', html=o + 'summary.html'),\n"
+        "          threads=1, rule='sc_reference', log=[o + 'reference.log'])\n"
+        f"runpy.run_path({str(repo / 'workflow' / 'scripts' / 'sc_reference.py')!r},\n"
+        "               init_globals={'snakemake': smk})\n")
+    out.mkdir()
+    proc = subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "normalised to target_sum 1000)" in (out / "reference.log").read_text()
+    labels = pd.read_csv(out / "labels.tsv", sep="\t", dtype={"cell": str, "cell_type_reference": str})
+    assert (labels["cell_type_reference"].to_numpy() == truth).mean() == pytest.approx(results[1000][1])
+    rule = (repo / "workflow" / "rules" / "singlecell.smk").read_text()
+    assert 'target_sum=SC["normalize"]["target_sum"]' in rule.split("rule sc_reference:")[1].split("rule ")[0]
+
+
 def test_bad_markers_yaml(tmp_path):
     p = tmp_path / "m.yaml"
     p.write_text("B: 3\n")

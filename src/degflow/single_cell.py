@@ -1158,6 +1158,9 @@ def transfer_labels(
     reference
         Raw counts in ``layers["counts"]`` or ``X``, the labels in ``obs[label_key]``; gene
         symbols as ``var_names``, as the query.
+    target_sum
+        Counts per cell of the reference's normalisation: the query's (``singlecell.normalize.target_sum``),
+        so that both are on one scale; ``None``: the reference's median total count.
 
     Returns
     -------
@@ -1241,10 +1244,11 @@ def transfer_labels(
                                        "method": "ingest (PCA projection, exact kNN vote)",
                                        "min_confidence": min_confidence, "n_top_genes": n_top_genes,
                                        "n_genes_used": len(genes), "n_comps": n, "n_neighbors": n_neighbors,
-                                       "seed": seed, "n_reference_cells": int(ref.n_obs)})
-    log.info("transfer_labels: %d reference cells, %d shared HVGs, %d of %d query cells assigned (min_confidence "
-             "%.2f) in %.1fs", ref.n_obs, len(genes), int((called != unassigned).sum()), adata.n_obs, min_confidence,
-             time.perf_counter() - start)
+                                       "seed": seed, "n_reference_cells": int(ref.n_obs),
+                                       "target_sum": target_sum})
+    log.info("transfer_labels: %d reference cells (normalised to target_sum %s), %d shared HVGs, %d of %d query "
+             "cells assigned (min_confidence %.2f) in %.1fs", ref.n_obs, target_sum, len(genes),
+             int((called != unassigned).sum()), adata.n_obs, min_confidence, time.perf_counter() - start)
     return table
 
 
