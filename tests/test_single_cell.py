@@ -795,6 +795,36 @@ def test_reference_normalised_as_the_query(repo, pbmc_qc, seurat_labels, tmp_pat
     assert 'target_sum=SC["normalize"]["target_sum"]' in rule.split("rule sc_reference:")[1].split("rule ")[0]
 
 
+def test_make_reference_cli(repo, pbmc_dir, tmp_path):
+    """python -m degflow.make_reference: only labelled cells are kept (as its docstring now says); a missing labels
+    file, a barcode listed twice or a table without a label column stop in one `degflow:` line, writing nothing."""
+    import degflow.make_reference as mr
+
+    assert "--barcode-prefix" not in mr.__doc__ and "left out of the reference" in mr.__doc__
+    seurat = pd.read_csv(repo / "resources/pbmc3k/seurat_pbmc3k_final_annotations.csv", dtype=str,
+                         keep_default_na=False)
+    rows = pd.concat([seurat[seurat["seurat_annotation"] != ""].head(3), seurat[seurat["seurat_annotation"] == ""]
+                      .head(1)])
+    good = tmp_path / "labels.csv"
+    rows.to_csv(good, index=False)
+    out = tmp_path / "ref.h5ad"
+    mr.main([str(pbmc_dir), str(good), str(out)])
+    back = ad.read_h5ad(out)
+    assert list(back.obs_names) == list(rows["barcode"].head(3))  # the unlabelled cell and all others left out
+    assert list(back.obs["seurat_annotation"].astype(str)) == list(rows["seurat_annotation"].head(3))
+    dup = tmp_path / "dup.csv"
+    pd.concat([rows.head(2), rows.head(1)]).to_csv(dup, index=False)
+    one = tmp_path / "barcodes.csv"
+    rows[["barcode"]].to_csv(one, index=False)
+    for labels, message in [(tmp_path / "none.csv", "labels file not found"),
+                            (dup, f"barcode '{rows['barcode'].iloc[0]}' is listed 2 times (lines 2, 4;"),
+                            (one, "no label column")]:
+        with pytest.raises(SystemExit) as err:
+            mr.main([str(pbmc_dir), str(labels), str(tmp_path / "bad.h5ad")])
+        assert str(err.value).startswith(f"degflow: {labels}: ") and message in str(err.value)
+        assert "\n" not in str(err.value) and not (tmp_path / "bad.h5ad").exists()
+
+
 def test_bad_markers_yaml(tmp_path):
     p = tmp_path / "m.yaml"
     p.write_text("B: 3\n")
