@@ -631,6 +631,29 @@ def test_genes_of_interest_lookup_and_figures(pbmc, tmp_path):
         plt.close(f)
 
 
+def test_genes_of_interest_file_not_utf8(pbmc_marker_yaml, tmp_path):
+    """singlecell.genes_of_interest given as an .xlsx, or as Latin-1 text, stops in one line naming the key and the
+    file (it was a UnicodeDecodeError traceback, and the file was read in the locale's encoding); the list is read
+    by the bulk reader (read_gene_list): UTF-8 with or without BOM, a table's first column."""
+    genes = pbmc_marker_yaml["B"] + pbmc_marker_yaml["NK"]
+    xlsx = tmp_path / "genes.xlsx"
+    pd.DataFrame({"gene": genes}).to_excel(xlsx, index=False)
+    latin = tmp_path / "genes_latin1.txt"
+    latin.write_bytes("# gènes B et NK\n".encode("latin-1") + "\n".join(genes).encode() + b"\n")
+    for path, message in [(xlsx, "is not a text table"), (latin, "is not UTF-8 text")]:
+        for spec in (str(path), path):
+            with pytest.raises(DegflowInputError) as err:
+                scm.read_genes_of_interest(spec)
+            text = str(err.value)
+            assert text.startswith(f"config key 'singlecell.genes_of_interest': file '{path}' ")
+            assert message in text and "\n" not in text
+    utf8 = tmp_path / "genes.tsv"
+    utf8.write_text("# gènes\n" + "\n".join(f"{g}\tB or NK" for g in genes) + "\n", encoding="utf-8-sig")
+    assert scm.read_genes_of_interest(str(utf8)) == list(dict.fromkeys(genes))
+    with pytest.raises(DegflowInputError, match="entry 2 is empty"):
+        scm.read_genes_of_interest(["CD14", " "])
+
+
 def test_no_gene_of_interest_found_is_not_fatal(repo, pbmc_qc, seurat_labels, tmp_path):
     """None of singlecell.genes_of_interest in the data (mouse-only symbols on human PBMC 3k): sc_genes_of_interest and
     pb_genes_of_interest (their scripts, run as the rules run them) finish, the figures say no gene was found,

@@ -1302,23 +1302,28 @@ def cluster_sizes(adata: ad.AnnData, *, keys: Sequence[str] | None = None, sampl
 
 
 def read_genes_of_interest(spec: str | Path | Sequence[str] | None) -> list[str]:
-    """``singlecell.genes_of_interest``: a list of gene symbols, or a text file with one per line (``#`` comments).
+    """``singlecell.genes_of_interest``: a list of gene symbols, or a UTF-8 text file with one per line (``#``
+    comments; read by :func:`degflow.genes_of_interest.read_gene_list`, as the bulk genes of interest).
 
     Raises
     ------
     DegflowInputError
-        A file that does not exist.
+        A file that does not exist, is not UTF-8 text (a spreadsheet ...) or names no gene; an empty list entry.
     """
-    if not spec:
+    from degflow.formats import check_text_file
+    from degflow.genes_of_interest import read_gene_list
+
+    key = "singlecell.genes_of_interest"
+    if spec is None or (not isinstance(spec, Path) and len(spec) == 0):
         return []
     if isinstance(spec, (str, Path)):
-        path = Path(spec)
-        if not path.is_file():
-            raise DegflowInputError(f"config key 'singlecell.genes_of_interest': file '{path}' does not exist; give a "
-                                    "list of gene symbols or a text file with one per line")
-        lines = (ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines())
-        return list(dict.fromkeys(ln for ln in lines if ln))
-    return list(dict.fromkeys(str(g) for g in spec))
+        check_text_file(spec, what=f"config key '{key}': file", key=key)
+        try:
+            return read_gene_list(str(spec), key=key)
+        except UnicodeDecodeError as exc:
+            raise DegflowInputError(f"config key '{key}': file '{spec}' is not UTF-8 text (byte {exc.start}); save "
+                                    "it as UTF-8 text, one gene symbol per line") from None
+    return read_gene_list([str(g) for g in spec], key=key)
 
 
 def match_genes(names: Sequence[str], genes: Sequence[str]) -> tuple[dict[str, str], list[str]]:
