@@ -255,6 +255,18 @@ def test_defaults_come_from_the_pseudobulk_section():
     assert (own.groupby, own.design, own.names) == ("leiden_1.0", "~ condition", ["s"])
 
 
+def test_groupby_cell_type_reference_with_a_reference():
+    """pseudobulk.groupby: cell_type_reference (the README's Kang example) is taken by composition when a
+    singlecell.reference is set, and refused in one line when it is not."""
+    pb = {**PB, "groupby": "cell_type_reference"}
+    p = plan_composition(EMPTY, kang_sheet(), pseudobulk=pb, clusterings=["leiden_1.0"], annotated=False,
+                         source="samples.tsv", reference=True)
+    assert p.groupby == "cell_type_reference" and p.names == ["stim_vs_ctrl"]
+    with pytest.raises(DegflowInputError, match="groupby': cell_type_reference needs singlecell.reference"):
+        plan_composition(EMPTY, kang_sheet(), pseudobulk=pb, clusterings=["leiden_1.0"], annotated=True,
+                         source="samples.tsv")
+
+
 def test_three_levels_add_an_all_levels_f_test():
     def three(s):
         s = s.copy()
@@ -270,7 +282,8 @@ def test_three_levels_add_an_all_levels_f_test():
 
 
 @pytest.mark.parametrize(("comp", "pb", "sheet_edit", "annotated", "message"), [
-    ({"groupby": "celltype"}, PB, None, True, "groupby': 'celltype' is neither cell_type nor one of the clusterings"),
+    ({"groupby": "celltype"}, PB, None, True,
+     "groupby': 'celltype' is neither cell_type, cell_type_reference nor one of the clusterings"),
     ({}, PB, None, False, "groupby': cell_type needs singlecell.markers"),
     ({"sample_key": "patient"}, PB, None, True, "sample_key': 'patient' is not 'sample' nor a column"),
     ({}, None, None, True, "composition.design' is not set and there is no singlecell.pseudobulk section"),

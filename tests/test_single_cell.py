@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -498,6 +500,59 @@ def test_mixed_clusters_flagged_and_refined(pbmc, pbmc_marker_yaml, seurat_label
     assert (table.loc[others, "cell_type"] == table.loc[others, "best_type"]).all()
 
 
+def test_markers_leave_out_groups_of_one_cell(pbmc_qc, seurat_labels, caplog):
+    """A label given to exactly one cell (as a transferred reference label can be) made scanpy's rank_genes_groups
+    raise; the group is left out, logged, and its cell stays in the rest of the others. Groups: Seurat's PBMC 3k
+    labels on every 5th cell, one cell relabelled."""
+    import logging
+
+    import scanpy as sc
+
+    a = pbmc_qc[0][::5].copy()
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    labels = _seurat(seurat_labels, a).fillna("none").to_numpy().astype(object)
+    labels[0] = "Singleton"
+    a.obs["ref"] = pd.Categorical(labels)
+    with caplog.at_level(logging.WARNING, logger="degflow"):
+        table = scm.markers(a, "ref", n_genes=5)
+    assert "Singleton" not in set(table["group"])
+    assert set(table["group"]) == set(labels) - {"Singleton"} and (table.groupby("group").size() == 5).all()
+    assert any("1 group(s) of ref left out" in r.getMessage() and "Singleton (1 cell)" in r.getMessage()
+               for r in caplog.records)
+    assert list(a.uns["degflow"]["markers_ref"]["left_out"]) == ["Singleton"]
+    # the one cell is in the rest of every other group: pct_out_group over all other cells
+    row = table[table["group"] == "B"].iloc[0]
+    out = a[a.obs["ref"] != "B", row["gene"]].X
+    out = out.toarray() if sp.issparse(out) else np.asarray(out)
+    assert out.shape[0] == a.n_obs - int((labels == "B").sum())
+    assert row["pct_out_group"] == pytest.approx((out > 0).mean())
+    a.obs["one"] = pd.Categorical(["x"] + ["y"] * (a.n_obs - 1))
+    assert set(scm.markers(a, "one", n_genes=3)["group"]) == {"y"}  # the only group left, against the rest
+
+
+def test_annotate_with_a_single_cell_type(pbmc_qc, seurat_labels, tmp_path):
+    """A marker file with one cell type: no runner-up, so margin +inf, nothing mixed, no refinement (it used to
+    flag every cluster mixed and fail with KeyError '' on the refinement). Clusters: Seurat's PBMC 3k labels."""
+    import scanpy as sc
+
+    from degflow.io import write_tsv
+    from degflow.report import html_table
+
+    a = pbmc_qc[0].copy()
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    a.obs["seurat"] = pd.Categorical(_seurat(seurat_labels, a).fillna("none").to_numpy())
+    table = scm.annotate(a, {"B": ["MS4A1", "CD79A"]}, groupby="seurat", min_margin=10)
+    assert not table["mixed"].any() and not table["refined"].any()
+    assert np.isinf(table["margin"]).all() and (table["margin"] > 0).all() and (table["second_type"] == "").all()
+    assert table.loc["B", "cell_type"] == "B" and table["B"].idxmax() == "B"
+    assert (table.loc[table["B"] <= 0, "cell_type"] == "Unassigned").all() and (table["B"] <= 0).any()
+    assert list(a.uns["degflow"]["annotate"]["mixed"]) == []
+    write_tsv(table.reset_index(), tmp_path / "scores.tsv")  # what sc_annotate writes
+    assert "inf" in html_table(table.reset_index(), title="t")
+
+
 @pytest.mark.skipif(_n_threads_available() < 2, reason="needs 2 numba threads")
 def test_pbmc3k_deterministic_across_threads(pbmc_qc, pbmc):
     one = pbmc_qc[0].copy()
@@ -574,8 +629,102 @@ def test_genes_of_interest_lookup_and_figures(pbmc, tmp_path):
     assert any(lab.endswith("_stim") for lab in labels) and any(lab.endswith("_ctrl") for lab in labels)
     for f in figs.values():
         plt.close(f)
-    with pytest.raises(DegflowInputError, match="none of the genes"):
-        scm.genes_of_interest_figures(a, [], groupby="leiden_0.5")
+
+
+def test_genes_of_interest_file_not_utf8(pbmc_marker_yaml, tmp_path):
+    """singlecell.genes_of_interest given as an .xlsx, or as Latin-1 text, stops in one line naming the key and the
+    file (it was a UnicodeDecodeError traceback, and the file was read in the locale's encoding); the list is read
+    by the bulk reader (read_gene_list): UTF-8 with or without BOM, a table's first column."""
+    genes = pbmc_marker_yaml["B"] + pbmc_marker_yaml["NK"]
+    xlsx = tmp_path / "genes.xlsx"
+    pd.DataFrame({"gene": genes}).to_excel(xlsx, index=False)
+    latin = tmp_path / "genes_latin1.txt"
+    latin.write_bytes("# gènes B et NK\n".encode("latin-1") + "\n".join(genes).encode() + b"\n")
+    for path, message in [(xlsx, "is not a text table"), (latin, "is not UTF-8 text")]:
+        for spec in (str(path), path):
+            with pytest.raises(DegflowInputError) as err:
+                scm.read_genes_of_interest(spec)
+            text = str(err.value)
+            assert text.startswith(f"config key 'singlecell.genes_of_interest': file '{path}' ")
+            assert message in text and "\n" not in text
+    utf8 = tmp_path / "genes.tsv"
+    utf8.write_text("# gènes\n" + "\n".join(f"{g}\tB or NK" for g in genes) + "\n", encoding="utf-8-sig")
+    assert scm.read_genes_of_interest(str(utf8)) == list(dict.fromkeys(genes))
+    with pytest.raises(DegflowInputError, match="entry 2 is empty"):
+        scm.read_genes_of_interest(["CD14", " "])
+
+
+def test_no_gene_of_interest_found_is_not_fatal(repo, pbmc_qc, seurat_labels, tmp_path):
+    """None of singlecell.genes_of_interest in the data (mouse-only symbols on human PBMC 3k): sc_genes_of_interest and
+    pb_genes_of_interest (their scripts, run as the rules run them) finish, the figures say no gene was found,
+    genes.tsv lists them as not found, the pseudobulk table is empty, one `degflow: warning:` line is printed."""
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+
+    from degflow.io import write_tsv
+
+    a = pbmc_qc[0][::10].copy()
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    a.obs["seurat"] = pd.Categorical(_seurat(seurat_labels, a).fillna("none").to_numpy())
+    figs = scm.genes_of_interest_figures(a, [], groupby="seurat")
+    assert set(figs) == {"umap", "dotplot", "violin"}
+    for f in figs.values():
+        assert any("None of the genes of interest was found" in t.get_text() for ax in f.axes for t in ax.texts)
+        plt.close(f)
+    with pytest.raises(DegflowInputError, match="obs column 'celltype' not found"):
+        scm.genes_of_interest_figures(a, [], groupby="celltype")
+
+    a.write_h5ad(tmp_path / "adata.h5ad")
+    res = tmp_path / "pb" / "B" / "results.tsv"
+    res.parent.mkdir(parents=True)
+    res.write_text("gene_id\tgene_name\tbaseMean\tlog2FoldChange\tlfcSE\tstat\tpvalue\tpadj\tregulation\n")
+    write_tsv(pd.DataFrame({"cell_type": ["B"], "folder": ["B"], "tested": [True]}), tmp_path / "cell_types.tsv")
+    out = tmp_path / "out"
+    runner = tmp_path / "run_rules.py"
+    runner.write_text(
+        "import runpy, sys, types\n"
+        f"sys.path.insert(0, {str(repo / 'workflow' / 'scripts')!r})\n"
+        "ns = types.SimpleNamespace\n"
+        "class NL(list):  # snakemake's Namedlist: by name, by position, keys()\n"
+        "    def __init__(self, *args, **kw):\n"
+        "        super().__init__([*args, *kw.values()]); self.__dict__.update(kw)\n"
+        "    def keys(self):\n"
+        "        return self.__dict__.keys()\n"
+        "    def __getitem__(self, i):\n"
+        "        return self.__dict__[i] if isinstance(i, str) else super().__getitem__(i)\n"
+        "which, = sys.argv[1:]\n"
+        "if which == 'sc':\n"
+        f"    o = {str(out)!r} + '/'\n"
+        f"    smk = ns(input=NL({str(tmp_path / 'adata.h5ad')!r}), threads=1, rule='sc_genes_of_interest',\n"
+        "             params=ns(genes=['H2-Ab1', 'Ly6a'], groupby='seurat', condition=None),\n"
+        "             output=NL(umap=o + 'umap.png', dotplot=o + 'dotplot.png', violin=o + 'violin.png',\n"
+        "                       pdfs=[o + 'umap.pdf', o + 'dotplot.pdf', o + 'violin.pdf'], genes=o + 'genes.tsv'),\n"
+        "             log=[o + 'goi.log'])\n"
+        "    runpy.run_path("
+        f"{str(repo / 'workflow' / 'scripts' / 'sc_genes_of_interest.py')!r}, init_globals={{'snakemake': smk}})\n"
+        "else:\n"
+        f"    o = {str(out)!r} + '/'\n"
+        f"    smk = ns(input=NL(cell_types={str(tmp_path / 'cell_types.tsv')!r}, results=[{str(res)!r}],\n"
+        "                      genes=o + 'genes.tsv'), threads=1, rule='pb_genes_of_interest',\n"
+        "             params=ns(contrasts={'stim_vs_ctrl': ['condition', 'stim', 'ctrl']}),\n"
+        "             output=NL(table=o + 'pb_goi.tsv', html=o + 'pb_goi.html'), log=[o + 'pb_goi.log'])\n"
+        "    runpy.run_path("
+        f"{str(repo / 'workflow' / 'scripts' / 'pb_genes_of_interest.py')!r}, init_globals={{'snakemake': smk}})\n")
+    out.mkdir()
+    proc = subprocess.run([sys.executable, str(runner), "sc"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("degflow: warning: none of the 2 singlecell.genes_of_interest")
+    assert "H2-Ab1, Ly6a" in lines[0]
+    assert all((out / f"{n}.{ext}").stat().st_size > 0 for n in ("umap", "dotplot", "violin") for ext in ("png", "pdf"))
+    genes = pd.read_csv(out / "genes.tsv", sep="\t")
+    assert list(genes["gene"]) == ["H2-Ab1", "Ly6a"] and not genes["found"].any()
+    proc = subprocess.run([sys.executable, str(runner), "pb"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(out / "pb_goi.tsv", sep="\t")
+    assert table.empty and list(table.columns[:4]) == ["gene", "cell_type", "contrast", "tested"]
+    assert "None of the genes of interest was found" in (out / "pb_goi.html").read_text()
 
 
 def test_pseudobulk_genes_of_interest_table():
@@ -618,6 +767,85 @@ def test_transfer_labels_on_held_out_cells(pbmc, pbmc_qc, seurat_labels):
     normalised.X = normalised.X * 0.5
     with pytest.raises(DegflowInputError, match="must hold raw integer counts"):
         scm.transfer_labels(query, normalised, label_key="seurat")
+
+
+def test_reference_normalised_as_the_query(repo, pbmc_qc, seurat_labels, tmp_path):
+    """singlecell.normalize.target_sum reaches the reference (it was normalised to 1e4 whatever the query's): the
+    sc_reference script, run as the rule runs it, passes the rule's target_sum. Every 4th PBMC 3k cell is both the
+    query (normalised to 1,000 counts) and the reference (its counts, Seurat labels): on one scale the query lands
+    on the reference (projection centred: mean 0, measured 7e-7) and the Seurat labels come back (0.83 measured);
+    on 1e4 vs 1,000 the projection is shifted (measured 7.3 on a PC of sd 3.2) and labels are lost (0.29)."""
+    a = pbmc_qc[0][::4].copy()
+    truth = _seurat(seurat_labels, a).fillna("none").to_numpy().astype(str)
+    ref = a.copy()
+    ref.obs["seurat"] = pd.Categorical(truth)
+    query = a.copy()
+    scm.normalize(query, target_sum=1000)
+    results = {}
+    for target_sum in (1000, 1e4):
+        q = query.copy()
+        scm.transfer_labels(q, ref, label_key="seurat", target_sum=target_sum, seed=0)
+        proj = q.obsm["X_pca_cell_type_reference"]
+        results[target_sum] = (np.abs(proj.mean(axis=0)).max() / proj.std(axis=0).max(),
+                               (q.obs["cell_type_reference"].astype(str).to_numpy() == truth).mean())
+        assert q.uns["degflow"]["transfer_labels"]["target_sum"] == target_sum
+    assert results[1000][0] < 1e-4 and results[1e4][0] > 0.5, results
+    assert results[1000][1] > 0.75 and results[1000][1] > results[1e4][1] + 0.3, results
+
+    query.write_h5ad(tmp_path / "processed.h5ad")
+    ref.write_h5ad(tmp_path / "reference.h5ad")
+    out = tmp_path / "out"
+    runner = tmp_path / "run_rule.py"
+    runner.write_text(
+        "import runpy, sys, types\n"
+        f"sys.path.insert(0, {str(repo / 'workflow' / 'scripts')!r})\n"
+        "ns = types.SimpleNamespace\n"
+        f"o = {str(out)!r} + '/'\n"
+        f"smk = ns(input=ns(h5ad={str(tmp_path / 'processed.h5ad')!r},\n"
+        f"                  reference={str(tmp_path / 'reference.h5ad')!r}),\n"
+        "          params=ns(reference={'label_key': 'seurat', 'min_confidence': 0.5}, target_sum=1000, seed=0),\n"
+        "          output=ns(labels=o + 'labels.tsv', summary=o + 'summary.tsv', html=o + 'summary.html'),\n"
+        "          threads=1, rule='sc_reference', log=[o + 'reference.log'])\n"
+        f"runpy.run_path({str(repo / 'workflow' / 'scripts' / 'sc_reference.py')!r},\n"
+        "               init_globals={'snakemake': smk})\n")
+    out.mkdir()
+    proc = subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "normalised to target_sum 1000)" in (out / "reference.log").read_text()
+    labels = pd.read_csv(out / "labels.tsv", sep="\t", dtype={"cell": str, "cell_type_reference": str})
+    assert (labels["cell_type_reference"].to_numpy() == truth).mean() == pytest.approx(results[1000][1])
+    rule = (repo / "workflow" / "rules" / "singlecell.smk").read_text()
+    assert 'target_sum=SC["normalize"]["target_sum"]' in rule.split("rule sc_reference:")[1].split("rule ")[0]
+
+
+def test_make_reference_cli(repo, pbmc_dir, tmp_path):
+    """python -m degflow.make_reference: only labelled cells are kept (as its docstring now says); a missing labels
+    file, a barcode listed twice or a table without a label column stop in one `degflow:` line, writing nothing."""
+    import degflow.make_reference as mr
+
+    assert "--barcode-prefix" not in mr.__doc__ and "left out of the reference" in mr.__doc__
+    seurat = pd.read_csv(repo / "resources/pbmc3k/seurat_pbmc3k_final_annotations.csv", dtype=str,
+                         keep_default_na=False)
+    rows = pd.concat([seurat[seurat["seurat_annotation"] != ""].head(3), seurat[seurat["seurat_annotation"] == ""]
+                      .head(1)])
+    good = tmp_path / "labels.csv"
+    rows.to_csv(good, index=False)
+    out = tmp_path / "ref.h5ad"
+    mr.main([str(pbmc_dir), str(good), str(out)])
+    back = ad.read_h5ad(out)
+    assert list(back.obs_names) == list(rows["barcode"].head(3))  # the unlabelled cell and all others left out
+    assert list(back.obs["seurat_annotation"].astype(str)) == list(rows["seurat_annotation"].head(3))
+    dup = tmp_path / "dup.csv"
+    pd.concat([rows.head(2), rows.head(1)]).to_csv(dup, index=False)
+    one = tmp_path / "barcodes.csv"
+    rows[["barcode"]].to_csv(one, index=False)
+    for labels, message in [(tmp_path / "none.csv", "labels file not found"),
+                            (dup, f"barcode '{rows['barcode'].iloc[0]}' is listed 2 times (lines 2, 4;"),
+                            (one, "no label column")]:
+        with pytest.raises(SystemExit) as err:
+            mr.main([str(pbmc_dir), str(labels), str(tmp_path / "bad.h5ad")])
+        assert str(err.value).startswith(f"degflow: {labels}: ") and message in str(err.value)
+        assert "\n" not in str(err.value) and not (tmp_path / "bad.h5ad").exists()
 
 
 def test_bad_markers_yaml(tmp_path):

@@ -114,7 +114,8 @@ def tests_from_records(records: Sequence[Mapping]) -> list[CompositionTest]:
 
 
 def plan_composition(comp_cfg: Mapping, sheet: pd.DataFrame, *, pseudobulk: Mapping | None = None,
-                     clusterings: Sequence[str], annotated: bool, source: str = "sample sheet") -> CompositionPlan:
+                     clusterings: Sequence[str], annotated: bool, source: str = "sample sheet",
+                     reference: bool = False) -> CompositionPlan:
     """Check ``singlecell.composition`` against the single-cell sample sheet, before the DAG is built.
 
     ``groupby``, ``sample_key``, ``design``, ``reference_levels`` and ``contrasts`` left ``null`` are taken from
@@ -132,6 +133,8 @@ def plan_composition(comp_cfg: Mapping, sheet: pd.DataFrame, *, pseudobulk: Mapp
         The ``leiden_<resolution>`` columns the run makes.
     annotated
         Whether ``obs["cell_type"]`` will exist (``singlecell.markers`` set).
+    reference
+        Whether ``singlecell.reference`` is set (``obs["cell_type_reference"]`` exists).
 
     Returns
     -------
@@ -166,9 +169,12 @@ def plan_composition(comp_cfg: Mapping, sheet: pd.DataFrame, *, pseudobulk: Mapp
     if groupby == "cell_type" and not annotated:
         raise DegflowInputError(f"config key '{KEY}.groupby': cell_type needs singlecell.markers (the annotation); "
                                 f"set markers, or group by a clustering ({', '.join(clusterings)})")
-    if groupby != "cell_type" and groupby not in clusterings:
-        raise DegflowInputError(f"config key '{KEY}.groupby': '{groupby}' is neither cell_type nor one of the "
-                                f"clusterings {', '.join(clusterings)}")
+    if groupby == "cell_type_reference" and not reference:
+        raise DegflowInputError(f"config key '{KEY}.groupby': cell_type_reference needs singlecell.reference (a "
+                                "labelled reference); set it, or group by cell_type")
+    if groupby not in ("cell_type", "cell_type_reference") and groupby not in clusterings:
+        raise DegflowInputError(f"config key '{KEY}.groupby': '{groupby}' is neither cell_type, cell_type_reference "
+                                f"nor one of the clusterings {', '.join(clusterings)}")
     table = sheet.reset_index()
     if sample_key not in table.columns:
         raise DegflowInputError(f"config key '{KEY}.sample_key': '{sample_key}' is not 'sample' nor a column of "

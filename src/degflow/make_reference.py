@@ -2,11 +2,12 @@
 
 Usage (from the repository root)::
 
-    python -m degflow.make_reference COUNTS LABELS OUT.h5ad [--label-column C] [--barcode-prefix P]
+    python -m degflow.make_reference COUNTS LABELS OUT.h5ad [--label-column C]
 
 ``COUNTS`` is anything :func:`degflow.sc_io.read_sample` reads (10x mtx directory or .h5, .h5ad with raw counts,
-BD Rhapsody); ``LABELS`` a CSV/TSV whose first column is the cell barcode and ``--label-column`` the label
-(default: the second column). Cells without a label are kept with an empty label (left out of the transfer).
+BD Rhapsody); ``LABELS`` a CSV/TSV whose first column is the cell barcode (as the counts write it, no prefix added;
+one row per barcode) and ``--label-column`` the label (default: the second column). Only labelled cells are kept:
+cells of ``COUNTS`` that are not in the table, or whose label is empty, are left out of the reference.
 Example, the PBMC 3k reference with the Seurat tutorial's labels::
 
     python -m degflow.make_reference resources/pbmc3k/filtered_min3cells_v3 \\
@@ -36,16 +37,29 @@ def make_reference(counts: str | Path, labels: str | Path, out: str | Path, *, l
     Raises
     ------
     DegflowInputError
-        The label column is missing, or no barcode of the table is in the counts.
+        The labels file is missing or has no label column; the label column is missing; a barcode is listed twice;
+        no barcode of the table is in the counts.
     """
+    if not Path(labels).is_file():
+        raise DegflowInputError(f"{labels}: labels file not found; give a CSV/TSV of barcode, label")
     sep = "\t" if str(labels).endswith((".tsv", ".txt", ".tsv.gz")) else ","
     table = pd.read_csv(labels, sep=sep, index_col=0)
+    if table.shape[1] == 0:
+        raise DegflowInputError(f"{labels}: no label column; the table needs the barcode, then the label(s)")
     column = label_column or str(table.columns[0])
     if column not in table.columns:
         raise DegflowInputError(f"{labels}: no column {column!r} (columns: {', '.join(map(str, table.columns))})")
+    barcodes = table.index.astype(str)
+    if barcodes.duplicated().any():
+        dup = barcodes[barcodes.duplicated()]
+        lines = [i + 2 for i in range(len(barcodes)) if barcodes[i] == dup[0]]  # after the header, 1-based
+        raise DegflowInputError(f"{labels}: barcode {dup[0]!r} is listed {len(lines)} times (lines "
+                                f"{', '.join(map(str, lines))}; {dup.nunique()} duplicated barcode(s)); give one "
+                                "label per cell")
+    table.index = barcodes
     adata = read_sample(counts)
     adata.obs_names = adata.obs_names.astype(str)
-    found = table.index.astype(str).isin(adata.obs_names)
+    found = table.index.isin(adata.obs_names)
     if not found.any():
         raise DegflowInputError(f"{labels}: none of its {len(table)} barcodes is a cell of {counts} (first: "
                                 f"{table.index[0]} vs {adata.obs_names[0]})")

@@ -934,6 +934,15 @@ def markers(
     ``pct_out_group`` (fractions of cells with a non-zero count), at most ``n_genes`` per group
     (``None``: all). Also writes ``uns[key_added or "rank_genes_groups_<groupby>"]`` and
     ``uns["degflow"]["markers_<groupby>"]``.
+
+    Groups with fewer than 2 cells (e.g. a reference label given to one query cell) cannot be tested: they
+    are left out (logged, and listed in ``uns["degflow"]["markers_<groupby>"]["left_out"]``); their cells
+    stay in the "rest" of the other groups.
+
+    Raises
+    ------
+    DegflowInputError
+        ``groupby`` missing; X not log-normalised; a single group; no group with 2 or more cells.
     """
     import scanpy as sc
 
@@ -947,12 +956,20 @@ def markers(
         raise DegflowInputError(f"markers: {groupby!r} has a single group; markers need at least two clusters")
     if not isinstance(adata.obs[groupby].dtype, pd.CategoricalDtype):
         adata.obs[groupby] = groups
+    sizes = groups.value_counts()
+    kept = [c for c in groups.cat.categories if sizes[c] >= 2]
+    small = [c for c in groups.cat.categories if sizes[c] < 2]
+    if not kept:
+        raise DegflowInputError(f"markers: no group of {groupby!r} has 2 or more cells; markers cannot be tested")
+    if small:  # scanpy's rank_genes_groups raises on a group of one cell
+        log.warning("markers: %d group(s) of %s left out, fewer than 2 cells (cannot be tested): %s", len(small),
+                    groupby, ", ".join(f"{c} ({sizes[c]} cell{'' if sizes[c] == 1 else 's'})" for c in small))
     with _timed(f"markers ({method}) by {groupby}"):
-        sc.tl.rank_genes_groups(adata, groupby, method=method, use_raw=False, pts=True, key_added=key,
-                                n_genes=n_genes, corr_method="benjamini-hochberg")
+        sc.tl.rank_genes_groups(adata, groupby, groups=kept if small else "all", method=method, use_raw=False,
+                                pts=True, key_added=key, n_genes=n_genes, corr_method="benjamini-hochberg")
     df = sc.get.rank_genes_groups_df(adata, group=None, key=key)
     if "group" not in df.columns:  # one group only: scanpy drops the column
-        df.insert(0, "group", adata.obs[groupby].cat.categories[0])
+        df.insert(0, "group", kept[0])
     df = df.rename(columns={"names": "gene", "scores": "score", "logfoldchanges": "logfoldchange",
                             "pvals": "pval", "pvals_adj": "pval_adj", "pct_nz_group": "pct_in_group",
                             "pct_nz_reference": "pct_out_group"})
@@ -960,7 +977,8 @@ def markers(
     df.insert(1, "rank", df.groupby("group", sort=False).cumcount() + 1)
     cols = ["group", "rank", "gene", "score", "logfoldchange", "pval", "pval_adj", "pct_in_group", "pct_out_group"]
     df = df[[c for c in cols if c in df.columns]].reset_index(drop=True)
-    _record(adata, f"markers_{groupby}", {"method": method, "n_genes": n_genes, "key": key})
+    _record(adata, f"markers_{groupby}", {"method": method, "n_genes": n_genes, "key": key,
+                                          "left_out": [str(c) for c in small]})
     return df
 
 
@@ -1034,7 +1052,8 @@ def annotate(
     Returns
     -------
     The score table (clusters × cell types), then ``cell_type`` (the name given), ``best_type``,
-    ``second_type``, ``margin`` (best minus second score), ``mixed`` and ``refined`` (bool).
+    ``second_type``, ``margin`` (best minus second score), ``mixed`` and ``refined`` (bool). With a single cell
+    type in ``marker_genes`` there is no runner-up: ``second_type`` is ``""``, ``margin`` ``inf``, nothing mixed.
     Writes ``obs[key_added]`` (categorical, cell types in ``marker_genes`` order),
     ``uns["degflow"]["annotate"]`` (``groupby``, ``scores``, ``assignment``, ``mixed``,
     ``missing_genes``). Mixed clusters are logged as a warning.
@@ -1068,14 +1087,15 @@ def annotate(
     has_second = scores.shape[1] > 1
     second = pd.Series(types[order_idx[:, 1]] if has_second else [""] * len(cats), index=scores.index)
     rows = np.arange(len(cats))
-    margin = pd.Series(values[rows, order_idx[:, 0]] - (values[rows, order_idx[:, 1]] if has_second else np.inf),
-                       index=scores.index)
+    # one cell type only: no runner-up, so nothing to confuse it with (margin +inf, never mixed)
+    margin = pd.Series(values[rows, order_idx[:, 0]] - values[rows, order_idx[:, 1]] if has_second
+                       else np.full(len(cats), np.inf), index=scores.index)
     mixed = margin < min_margin
     name = best.copy()
     refined = pd.Series(False, index=scores.index)
     for c in scores.index[mixed.to_numpy()]:
         pair = [best[c], second[c]]
-        if pair[1] in set(best):  # the runner-up has clusters of its own: nothing to tell apart
+        if pair[1] == "" or pair[1] in set(best):  # the runner-up has clusters of its own: nothing to tell apart
             continue
         among = [k for k in scores.index if best[k] == pair[0]]
         if len(among) < 2:
@@ -1138,6 +1158,9 @@ def transfer_labels(
     reference
         Raw counts in ``layers["counts"]`` or ``X``, the labels in ``obs[label_key]``; gene
         symbols as ``var_names``, as the query.
+    target_sum
+        Counts per cell of the reference's normalisation: the query's (``singlecell.normalize.target_sum``),
+        so that both are on one scale; ``None``: the reference's median total count.
 
     Returns
     -------
@@ -1221,10 +1244,11 @@ def transfer_labels(
                                        "method": "ingest (PCA projection, exact kNN vote)",
                                        "min_confidence": min_confidence, "n_top_genes": n_top_genes,
                                        "n_genes_used": len(genes), "n_comps": n, "n_neighbors": n_neighbors,
-                                       "seed": seed, "n_reference_cells": int(ref.n_obs)})
-    log.info("transfer_labels: %d reference cells, %d shared HVGs, %d of %d query cells assigned (min_confidence "
-             "%.2f) in %.1fs", ref.n_obs, len(genes), int((called != unassigned).sum()), adata.n_obs, min_confidence,
-             time.perf_counter() - start)
+                                       "seed": seed, "n_reference_cells": int(ref.n_obs),
+                                       "target_sum": target_sum})
+    log.info("transfer_labels: %d reference cells (normalised to target_sum %s), %d shared HVGs, %d of %d query "
+             "cells assigned (min_confidence %.2f) in %.1fs", ref.n_obs, target_sum, len(genes),
+             int((called != unassigned).sum()), adata.n_obs, min_confidence, time.perf_counter() - start)
     return table
 
 
@@ -1278,23 +1302,28 @@ def cluster_sizes(adata: ad.AnnData, *, keys: Sequence[str] | None = None, sampl
 
 
 def read_genes_of_interest(spec: str | Path | Sequence[str] | None) -> list[str]:
-    """``singlecell.genes_of_interest``: a list of gene symbols, or a text file with one per line (``#`` comments).
+    """``singlecell.genes_of_interest``: a list of gene symbols, or a UTF-8 text file with one per line (``#``
+    comments; read by :func:`degflow.genes_of_interest.read_gene_list`, as the bulk genes of interest).
 
     Raises
     ------
     DegflowInputError
-        A file that does not exist.
+        A file that does not exist, is not UTF-8 text (a spreadsheet ...) or names no gene; an empty list entry.
     """
-    if not spec:
+    from degflow.formats import check_text_file
+    from degflow.genes_of_interest import read_gene_list
+
+    key = "singlecell.genes_of_interest"
+    if spec is None or (not isinstance(spec, Path) and len(spec) == 0):
         return []
     if isinstance(spec, (str, Path)):
-        path = Path(spec)
-        if not path.is_file():
-            raise DegflowInputError(f"config key 'singlecell.genes_of_interest': file '{path}' does not exist; give a "
-                                    "list of gene symbols or a text file with one per line")
-        lines = (ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines())
-        return list(dict.fromkeys(ln for ln in lines if ln))
-    return list(dict.fromkeys(str(g) for g in spec))
+        check_text_file(spec, what=f"config key '{key}': file", key=key)
+        try:
+            return read_gene_list(str(spec), key=key)
+        except UnicodeDecodeError as exc:
+            raise DegflowInputError(f"config key '{key}': file '{spec}' is not UTF-8 text (byte {exc.start}); save "
+                                    "it as UTF-8 text, one gene symbol per line") from None
+    return read_gene_list([str(g) for g in spec], key=key)
 
 
 def match_genes(names: Sequence[str], genes: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -1325,20 +1354,25 @@ def genes_of_interest_figures(adata: ad.AnnData, genes: Sequence[str], *, groupb
     ``genes`` must be ``var_names`` (see :func:`match_genes`). With ``condition_key`` (an ``obs``
     column, e.g. ``condition``) the dot plot and violins have one row per cell type and condition.
 
-    Returns ``{"umap": Figure, "dotplot": Figure, "violin": Figure}``.
+    Returns ``{"umap": Figure, "dotplot": Figure, "violin": Figure}``. With no gene (none of the genes of
+    interest is in the data; not fatal) each is a figure saying so.
 
     Raises
     ------
     DegflowInputError
-        No gene; ``groupby`` or ``condition_key`` not an obs column.
+        ``groupby`` or ``condition_key`` not an obs column.
     """
     import scanpy as sc
 
-    if not genes:
-        raise DegflowInputError("genes of interest: none of the genes is in the data")
     for key in (groupby, condition_key):
         if key is not None and key not in adata.obs.columns:
             raise DegflowInputError(f"genes of interest: obs column {key!r} not found")
+    if not genes:
+        from degflow.plots import message_figure
+
+        text = "None of the genes of interest was found in the data:\nsee genes_of_interest/genes.tsv"
+        return {name: message_figure(text, title=f"Genes of interest ({title})")
+                for name, title in (("umap", "UMAP"), ("dotplot", "dot plot"), ("violin", "violins"))}
     by = [groupby] if condition_key is None else [groupby, condition_key]
     figs = {"umap": umap_figure(adata, list(genes), ncols=min(3, len(genes)))}
     dp = sc.pl.dotplot(adata, list(genes), groupby=by, show=False, return_fig=True)

@@ -9,7 +9,7 @@ COMP_CAT = "10. Cell-type composition"
 try:
     COMP_PLAN = plan_composition(SC["composition"], SC_PLAN.sheet, pseudobulk=SC.get("pseudobulk"),
                                  clusterings=SC_PLAN.clusterings, annotated=bool(SC_PLAN.annotation_key),
-                                 source=SC["samples"])
+                                 source=SC["samples"], reference=SC_PLAN.reference)
 except DegflowInputError as err:
     _stop(err)
 

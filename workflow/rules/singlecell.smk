@@ -160,6 +160,7 @@ if SC_REFERENCE:
                         category=SC_CLUSTERS),
         params:
             reference={k: v for k, v in SC_REFERENCE.items() if k != "path"},
+            target_sum=SC["normalize"]["target_sum"],  # the reference is normalised as the query
             seed=SC["seed"],
         log:
             f"{RESULTS}/logs/singlecell/reference.log",

@@ -13,7 +13,10 @@ tested = cell_types.loc[cell_types["tested"], "cell_type"]
 keys = [(ct, name) for ct in tested for name in p.contrasts]  # the order of the results inputs
 results = {key: read_tsv(path, dtype={"gene_id": str, "gene_name": str})
            for key, path in zip(keys, snakemake.input.results)}
-table = pseudobulk.genes_of_interest_table(results, list(genes.loc[genes["found"], "name_in_data"]))
+found = list(genes.loc[genes["found"].astype(str) == "True", "name_in_data"])
+table = pseudobulk.genes_of_interest_table(results, found)  # no gene found: an empty table (with its header)
 write_tsv(table, snakemake.output.table)
+caption = "" if found else "None of the genes of interest was found in the single-cell data (see genes.tsv)."
 with open(snakemake.output.html, "w") as fh:
-    fh.write(html_table(table, title="Genes of interest: pseudobulk results per cell type and contrast"))
+    fh.write(html_table(table, title="Genes of interest: pseudobulk results per cell type and contrast",
+                        caption=caption))

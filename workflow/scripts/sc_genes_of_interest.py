@@ -1,5 +1,5 @@
 """Genes of interest: UMAP feature plots, dot plot and violins by cell type x condition; which genes were found."""
-from _common import setup
+from _common import setup, warn
 
 setup(snakemake)
 import logging
@@ -14,7 +14,11 @@ from degflow.io import write_tsv
 p = snakemake.params
 adata = ad.read_h5ad(snakemake.input[0])
 found, missing = scm.match_genes(adata.var_names, p.genes)
-if missing:
+if not found:
+    warn(f"none of the {len(p.genes)} singlecell.genes_of_interest is in the data ({', '.join(p.genes[:10])}"
+         f"{' ...' if len(p.genes) > 10 else ''}): the figures say so, genes_of_interest/genes.tsv lists them as "
+         "not found and the pseudobulk genes_of_interest table, if any, is empty")
+elif missing:
     logging.getLogger("degflow").warning("genes of interest not in the data (left out): %s", ", ".join(missing))
 write_tsv(pd.DataFrame({"gene": p.genes, "found": [g in found for g in p.genes],
                         "name_in_data": [found.get(g, "") for g in p.genes]}), snakemake.output.genes)
