@@ -120,7 +120,7 @@ def html_table(df: pd.DataFrame, *, title: str, caption: str = "", max_rows: int
     )
 
 
-def package_versions(packages: Sequence[str] = PACKAGES) -> pd.DataFrame:
+def package_versions(*, packages: Sequence[str] = PACKAGES) -> pd.DataFrame:
     """Installed versions of the packages degflow runs on."""
     rows = []
     for name in packages:
