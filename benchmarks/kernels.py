@@ -196,7 +196,7 @@ def main() -> None:
     # --- 0. memory floor: STREAM triad ------------------------------------------------------------
     n_triad = 1 << 25  # 32 Mi float64 = 256 MiB per array
     a, b, c = np.empty(n_triad), np.ones(n_triad), np.full(n_triad, 2.0)
-    cases: dict[str, Case] = {f"triad{n}": (lambda: _triad(a, b, c, 3.0), None, n) for n in threads_list}
+    cases: dict[str, Case] = {f"triad{n}": (lambda: _triad(a, b, c, 3.0), None, n) for n in threads_list}  # noqa: F821 - run by bench() before the del below
     t = bench(cases, r)
     triad = {n: 24 * n_triad / t[f"triad{n}"] / 1e9 for n in threads_list}
     del a, b, c

@@ -89,7 +89,7 @@ def compare(a: tuple, b: tuple) -> str:
             y = vb[key].fillna(True).to_numpy(bool)
             parts.append(f"{key.strip('_').split('_')[0]} L-BFGS-B flags differ: {int((x != y).sum())}")
     if ta is not None and tb is not None:
-        rel = max(abs(p - q) / abs(q) for p, q in zip(ta, tb))
+        rel = max(abs(p - q) / abs(q) for p, q in zip(ta, tb, strict=False))
         parts.append(f"trend coefficients {rel:.2g} rel")
     ok = (rb["baseMean"] > 1).to_numpy()
     d = np.nanmax(np.abs(ra["log2FoldChange"].to_numpy() - rb["log2FoldChange"].to_numpy())[ok])

@@ -197,7 +197,7 @@ class SlurmCluster:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise ClusterError(f"another SLURM test cluster held {LOCK_FILE} for {lock_timeout:.0f}s")
+                    raise ClusterError(f"another SLURM test cluster held {LOCK_FILE} for {lock_timeout:.0f}s") from None
                 time.sleep(1)
         if SYSTEM_SLURM_CONF.exists():
             raise ClusterError(
@@ -366,7 +366,7 @@ StorageLoc=slurm_acct_db
         if not steps:
             args.insert(1, "-X")
         out = self.run(*args).stdout
-        return [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
+        return [dict(zip(fields, line.split("|"), strict=False)) for line in out.splitlines() if line.strip()]
 
     def logs(self, n: int = 30) -> str:
         return "\n".join(f"--- {p.name}\n{_tail(p, n)}" for p in sorted((self.root / "log").glob("*")))

@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_bad_input import assert_clean_stop, run_snakemake
 
 from degflow.config import plan_singlecell, validate_config
 from degflow.errors import DegflowInputError
 from degflow.pseudobulk import plan_pseudobulk
+from test_bad_input import assert_clean_stop, run_snakemake
 
 PBMC = "resources/pbmc3k/filtered_min3cells_v3"
 

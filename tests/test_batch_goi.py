@@ -261,7 +261,7 @@ def test_genes_of_interest_figures(run):
     d = res / "genes_of_interest"
     table = pd.read_csv(d / "results.tsv", sep="\t")
     pngs = sorted(p.name for p in (d / "counts").glob("*.png"))
-    assert pngs == sorted(f"{n}_{g}.png" for n, g in zip(table["gene_name"], table["gene_id"]))
+    assert pngs == sorted(f"{n}_{g}.png" for n, g in zip(table["gene_name"], table["gene_id"], strict=True))
     assert len(list((d / "counts").glob("*.pdf"))) == len(pngs)
     assert (d / "heatmap.png").stat().st_size > 20_000 and (d / "heatmap.pdf").read_bytes()[:5] == b"%PDF-"
     # the volcano and MA plots of the run's table label every gene of interest (ringed), besides the top genes

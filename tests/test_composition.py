@@ -96,7 +96,7 @@ def test_propeller_ttest_snapshots(speckle_counts, snapshots, snapshot, transfor
 
 def test_propeller_anova_snapshot(speckle_counts, snapshots):
     """propeller.anova(..., coef=1:3, robust=TRUE): three groups of two samples, moderated F."""
-    meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC")}, ["A", "B", "C"])
+    meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC", strict=True)}, ["A", "B", "C"])
     res = propeller(speckle_counts, design="~ group", tests=[CompositionTest("F", "group", ("A", "B", "C"), "F")],
                     metadata=meta)["F"].set_index("cell_type")
     snap = snapshots[snapshots["snapshot"] == "propeller.anova"]
@@ -131,7 +131,7 @@ def test_ttest_equals_limma_in_r(speckle_counts):
 
 def test_anova_equals_limma_in_r(speckle_counts):
     ref = pd.read_csv(SPECKLE / "anova_r.tsv", sep="\t")
-    meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC")}, ["A", "B", "C"])
+    meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC", strict=True)}, ["A", "B", "C"])
     for name, r in ref.groupby("test", sort=False):
         transform, robust = name.split("_")[1], name.endswith("robust")
         res = propeller(speckle_counts, design="~ group", tests=[CompositionTest("F", "group", ("A", "B", "C"), "F")],
@@ -203,7 +203,7 @@ def test_cell_counts_long_table_with_design_columns():
 
 
 def test_replicate_without_cells_is_left_out_loudly(speckle_counts, caplog):
-    meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC")}, ["A", "B", "C"])
+    meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC", strict=True)}, ["A", "B", "C"])
     zero = speckle_counts.copy()
     zero.loc[zero["sample"] == "s6", "n_cells"] = 0
     tests = [CompositionTest("BA", "group", ("B", "A"), "t")]
@@ -328,14 +328,14 @@ def test_bad_input_stops_the_cli_in_one_line(tmp_path):
 def test_figure_one_panel_per_cell_type_with_its_fdr(speckle_counts):
     from degflow.composition import composition_figure
 
-    meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC")}, ["A", "B", "C"])
+    meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC", strict=True)}, ["A", "B", "C"])
     counts = speckle_counts.join(meta, on="sample")
     tests = [CompositionTest("F", "group", ("A", "B", "C"), "F"), CompositionTest("CA", "group", ("C", "A"), "t")]
     res = propeller(counts, design="~ group", tests=tests, metadata=meta)
     for test in tests:
         fig = composition_figure(counts, res[test.name], test=test)
         titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-        assert titles == [f"{ct}\nFDR = {q:.2g}" for ct, q in zip(res[test.name]["cell_type"], res[test.name]["padj"])]
+        assert titles == [f"{ct}\nFDR = {q:.2g}" for ct, q in zip(res[test.name]["cell_type"], res[test.name]["padj"], strict=True)]
         ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
         assert ticks == (["A", "B", "C"] if test.kind == "F" else ["A", "C"])
 

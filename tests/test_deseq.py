@@ -165,7 +165,7 @@ def test_deterministic_across_n_cpus(airway):
     # n_cpus=2 really runs genes in parallel
     sub = counts[counts.sum(axis=1) > 0].iloc[:9000]
     fits = [fit_deseq(sub, samples, "~ cell + dex", {"dex": "untrt"}, n_cpus=n) for n in (1, 2)]
-    res = [contrast_results(d, ["dex", "trt", "untrt"], alpha=0.05, n_cpus=n) for d, n in zip(fits, (1, 2))]
+    res = [contrast_results(d, ["dex", "trt", "untrt"], alpha=0.05, n_cpus=n) for d, n in zip(fits, (1, 2), strict=True)]
     pd.testing.assert_frame_equal(res[0], res[1], check_exact=True)
     for col in ("genewise_dispersions", "fitted_dispersions", "dispersions"):
         np.testing.assert_array_equal(fits[0].var[col].to_numpy(), fits[1].var[col].to_numpy())

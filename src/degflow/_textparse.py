@@ -17,7 +17,7 @@ __all__ = ["parse_int_matrix"]
 _NL, _CR, _QUOTE = 10, 13, 34
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)  # noqa: TID251 - serial byte scanner; no parallel or numpy error model needed
 def _count_lines(buf: np.ndarray, start: int) -> int:  # pragma: no cover - compiled
     n = 0
     for i in range(start, buf.size):
@@ -26,7 +26,7 @@ def _count_lines(buf: np.ndarray, start: int) -> int:  # pragma: no cover - comp
     return n + 1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)  # noqa: TID251 - serial byte scanner; no parallel or numpy error model needed
 def _parse(buf: np.ndarray, start: int, sep: int, n_values: int, max_rows: int):  # pragma: no cover - compiled
     values = np.empty((max_rows, n_values), dtype=np.int64)
     id_start = np.empty(max_rows, dtype=np.int64)
@@ -115,5 +115,5 @@ def parse_int_matrix(data: bytes, start: int, sep: str, n_values: int) -> tuple[
     if rows <= 0:
         return None
     ids = [data[a:b].decode("utf-8", errors="replace") for a, b in zip(id_start[:rows].tolist(),
-                                                                      id_end[:rows].tolist())]
+                                                                      id_end[:rows].tolist(), strict=True)]
     return ids, values[:rows]

@@ -453,7 +453,7 @@ def composition_figure(counts: pd.DataFrame, results: pd.DataFrame, *, test: Com
                         ax.plot(gx.to_numpy()[o], g["fraction"].to_numpy()[o], color="0.75", lw=0.8, zorder=1)
             colors = [PALETTE[j % len(PALETTE)] for j in x.astype(int)]
             ax.scatter(x, y, c=colors, s=22, zorder=2, edgecolors="white", linewidths=0.4)
-            for j, lv in enumerate(levels):
+            for j in range(len(levels)):
                 m = y[x == j].mean() if (x == j).any() else np.nan
                 ax.plot([j - 0.25, j + 0.25], [m, m], color="black", lw=1.4, zorder=3)
             row = results.iloc[i]

@@ -78,7 +78,7 @@ def resolve_refs(schema: dict, schema_dir: Path | None = None) -> dict:
     return schema
 
 
-def check_unknown_keys(config: Mapping, schema: Mapping, prefix: str = "") -> None:
+def check_unknown_keys(config: Mapping, schema: Mapping, *, prefix: str = "") -> None:
     """Reject keys the schema does not know, suggesting the nearest valid one.
 
     Raises

@@ -505,7 +505,8 @@ def _optim_rows(
             y_c = np.ascontiguousarray(y, dtype=float)
             X_c = np.ascontiguousarray(X, dtype=float)
 
-            def obj(pv: np.ndarray, y: np.ndarray = y_c, a: float = a, sf_r: np.ndarray = sf_c) -> float:
+            def obj(pv: np.ndarray, y: np.ndarray = y_c, a: float = a, sf_r: np.ndarray = sf_c,
+                    X_c: np.ndarray = X_c) -> float:
                 return _kernels.optim_objective(pv, y, X_c, sf_r, 1.0 / a, sd)
         else:
             def obj(pv: np.ndarray, y: np.ndarray = y, a: float = a, sf_r: np.ndarray = sf_r) -> float:
@@ -707,7 +708,10 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
     """Compile (numba) the R RNG kernel used by the prior-variance simulation."""
     import numba  # noqa: PLC0415 - only needed when residual df <= 3
 
-    @numba.njit(cache=True)
+    # serial, Python error model: a port of R's RNG, kept apart from the kernels' shared decorator
+    r_jit = numba.njit(cache=True)  # noqa: TID251
+
+    @r_jit
     def unif_rand(st: np.ndarray) -> float:
         n_, m_ = 624, 397
         upper, lower, mag = 0x80000000, 0x7FFFFFFF, 0x9908B0DF
@@ -755,7 +759,7 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
                       7.868691311456132591e-4, 0.0148753612908506148525, 0.13692988092273580531,
                       0.59983220655588793769, 1.0])
 
-    @numba.njit(cache=True)
+    @r_jit
     def horner(c: np.ndarray, r: float) -> float:
         # ((c0 * r + c1) * r + c2) ...: the same operations, in the same order, as qnorm.c
         v = c[0]
@@ -763,7 +767,7 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
             v = v * r + c[k]
         return v
 
-    @numba.njit(cache=True)
+    @r_jit
     def qnorm(p: float) -> float:
         # R's qnorm5(p, 0, 1, lower_tail = TRUE, log_p = FALSE)
         q = p - 0.5
@@ -782,14 +786,14 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
             val = -val
         return val
 
-    @numba.njit(cache=True)
+    @r_jit
     def norm_rand(st: np.ndarray) -> float:
         big = 134217728.0  # 2^27, INVERSION
         u = unif_rand(st)
         u = float(int(big * u)) + unif_rand(st)
         return qnorm(u / big)
 
-    @numba.njit(cache=True)
+    @r_jit
     def exp_rand(st: np.ndarray, qtab: np.ndarray) -> float:
         a = 0.0
         u = unif_rand(st)
@@ -815,7 +819,7 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
                 break
         return a + umin * qtab[0]
 
-    @numba.njit(cache=True)
+    @r_jit
     def rgamma_ge1(st: np.ndarray, qtab: np.ndarray, a: float, scale: float) -> float:
         # Ahrens & Dieter (1982) GD algorithm, as in R's rgamma.c (a >= 1)
         sqrt32 = 5.656854
@@ -875,7 +879,7 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
         x = s + 0.5 * t
         return scale * x * x
 
-    @numba.njit(cache=True)
+    @r_jit
     def rgamma(st: np.ndarray, qtab: np.ndarray, a: float, scale: float) -> float:
         if a >= 1.0:
             return rgamma_ge1(st, qtab, a, scale)
@@ -893,7 +897,7 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
                     break
         return scale * x
 
-    @numba.njit(cache=True)
+    @r_jit
     def sim_dens(st: np.ndarray, qtab: np.ndarray, df: float, grid: np.ndarray, ndraw: int, fuzzy: np.ndarray
                  ) -> np.ndarray:
         # per grid value: hist() density of log(rchisq(ndraw, df)) + rnorm(ndraw, 0, sqrt(grid)) - log(df)
@@ -926,7 +930,7 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
             out[gi] = counts / (n * 0.5)
         return out
 
-    @numba.njit(cache=True)
+    @r_jit
     def kl_rows(dens_all: np.ndarray, obs_dens: np.ndarray) -> np.ndarray:
         # KL divergence of the observed density from each simulated one (DESeq2's klDiv)
         nb = obs_dens.size
@@ -945,7 +949,7 @@ def _make_r_sim_kernel() -> Callable[..., np.ndarray]:
             out[gi] = kl
         return out
 
-    @numba.njit(cache=True)
+    @r_jit
     def draws(st: np.ndarray, qtab: np.ndarray, n: int, df: float, sd: float) -> np.ndarray:
         # test helper: rchisq(n, df) followed by rnorm(n, 0, sd), R's call order
         out = np.empty(2 * n)
@@ -1490,7 +1494,7 @@ def _prepare_metadata(
 ) -> pd.DataFrame:
     """Categoricals with R's level order: reference first, then the others sorted."""
     md = samples.copy()
-    for var, ref in reference_levels.items():
+    for var in reference_levels:
         if var not in md.columns:
             raise DegflowInputError(
                 f"reference level given for '{var}', which is not a column of the sample table "

@@ -1234,7 +1234,8 @@ class NumbaInference(_pd_inference.Inference):
         self.last_fallbacks: dict[str, int] = {}
 
     @property
-    def n_cpus(self) -> int | None:  # noqa: D102
+    def n_cpus(self) -> int | None:
+        """numba threads for the per-gene kernels (``None``: numba's current setting); declared by pydeseq2's ``Inference``."""
         return self._n_cpus
 
     @n_cpus.setter

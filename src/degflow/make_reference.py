@@ -70,6 +70,15 @@ def make_reference(counts: str | Path, labels: str | Path, out: str | Path, *, l
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line of :func:`make_reference` (see the module docstring).
+
+    Parameters
+    ----------
+    argv
+        The arguments after the program name; ``None`` reads ``sys.argv``.
+
+    Bad input stops with one ``degflow:`` line (``SystemExit``), without a traceback.
+    """
     parser = argparse.ArgumentParser(prog="python -m degflow.make_reference", description=__doc__.splitlines()[0])
     parser.add_argument("counts")
     parser.add_argument("labels")

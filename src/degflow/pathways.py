@@ -211,7 +211,7 @@ def panel_table(genes: Sequence[str], results: Mapping[str, pd.DataFrame]) -> pd
             raise DegflowInputError(f"results of contrast '{name}' lack column(s) {miss}")
         sub = res.loc[res["gene_name"].astype("string").fillna("").isin(wanted)].copy()
         sub["gene_id"] = sub["gene_id"].astype(str)
-        ids.update(dict(zip(sub["gene_id"], sub["gene_name"].astype(str))))
+        ids.update(dict(zip(sub["gene_id"], sub["gene_name"].astype(str), strict=True)))
         reg = sub["regulation"] if "regulation" in sub.columns else pd.Series("", index=sub.index)
         frames.append(pd.DataFrame({f"log2FC_{name}": sub["log2FoldChange"].to_numpy(float),
                                     f"padj_{name}": sub["padj"].to_numpy(float),

@@ -168,7 +168,7 @@ def _place_labels(
         inside[own] = False  # a label may sit next to its own point
         return not inside.any()
 
-    for i, (p, s) in enumerate(zip(pts, texts)):
+    for i, (p, s) in enumerate(zip(pts, texts, strict=False)):
         tmp = ax.text(0, 0, s, fontsize=fs)
         ext = tmp.get_window_extent(renderer)
         tmp.remove()
@@ -600,7 +600,7 @@ def deg_counts_bar(summary: pd.DataFrame, *, title: str | None = None) -> Figure
         ax.barh(yy, up, color=COLORS["up"], height=0.7, label="up")
         ax.barh(yy, -down, color=COLORS["down"], height=0.7, label="down")
         m = max(float(up.max()), float(down.max()), 1.0)
-        for yi, u, d in zip(yy, up, down):
+        for yi, u, d in zip(yy, up, down, strict=False):
             ax.text(u + m * 0.02, yi, _fmt(u), va="center", ha="left", fontsize=10)
             ax.text(-d - m * 0.02, yi, _fmt(d), va="center", ha="right", fontsize=10)
         ax.set_xlim(-m * 1.25, m * 1.25)
@@ -697,12 +697,12 @@ def deg_overlap(
         ax_set = fig.add_subplot(gs[1, 0], sharey=ax_dot)
         xs = np.arange(m)
         ax_bar.bar(xs, shown["n_genes"].to_numpy(), color="0.25", width=0.7)
-        for xi, v in zip(xs, shown["n_genes"].to_numpy()):
+        for xi, v in zip(xs, shown["n_genes"].to_numpy(), strict=True):
             ax_bar.text(xi, v, _fmt(v), ha="center", va="bottom", fontsize=8, rotation=90 if m > 15 else 0)
         ax_bar.set_ylabel("genes in exactly\nthese sets")
         ax_bar.tick_params(axis="x", bottom=False, labelbottom=False)
         ys = np.arange(k)[::-1]
-        for xi, (_, row) in zip(xs, shown.iterrows()):
+        for xi, (_, row) in zip(xs, shown.iterrows(), strict=True):
             on = np.array([bool(row[s]) for s in sets])
             ax_dot.scatter(np.full(k, xi), ys, s=60, c=np.where(on, "0.15", "0.85"), zorder=2)
             if on.sum() > 1:
@@ -819,8 +819,8 @@ def _annotation_legends(fig: Figure, legends: list[tuple[str, dict]]) -> None:
     y = 0.98
     for name, mapping in legends:
         handles = [Patch(facecolor=c, label=str(k)) for k, c in mapping.items()]
-        leg = fig.legend(handles=handles, title=name, loc="upper left", bbox_to_anchor=(1.0, y),
-                         bbox_transform=fig.transFigure, frameon=False, alignment="left")
+        fig.legend(handles=handles, title=name, loc="upper left", bbox_to_anchor=(1.0, y),
+                   bbox_transform=fig.transFigure, frameon=False, alignment="left")
         y -= 0.06 * (len(handles) + 1.5) * 6 / fig.get_figheight()
 
 
@@ -933,7 +933,7 @@ def pca(
         axes = fig.subplots(1, npan, squeeze=False)[0]
         padx = (xs.max() - xs.min()) * 0.22 or 1.0
         pady = (ys.max() - ys.min()) * 0.22 or 1.0
-        for ax, var in zip(axes, color_by):
+        for ax, var in zip(axes, color_by, strict=True):
             vals = sheet[var]
             if pd.api.types.is_numeric_dtype(vals) and vals.nunique() > len(PALETTE):
                 sc = ax.scatter(xs, ys, c=vals.to_numpy(dtype=float), cmap="viridis", s=70, edgecolor="white", lw=0.6, zorder=3)
@@ -995,7 +995,7 @@ def qc_bars(sample_qc_table: pd.DataFrame, *, highlight: Sequence[str] = (), tit
         fig = _figure((3.4 * len(panels) + 1.5, 1.2 + 0.32 * n))
         axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
         yy = np.arange(n)[::-1]
-        for ax, (col, lab, scale) in zip(axes, panels):
+        for ax, (col, lab, scale) in zip(axes, panels, strict=True):
             v = sample_qc_table[col].to_numpy(dtype=float) * scale
             ax.barh(yy, np.nan_to_num(v), color=colors, height=0.7)
             if np.isfinite(v).any():
@@ -1078,7 +1078,7 @@ def gene_counts(
         for i, grp in enumerate(groups):
             idx = np.flatnonzero(keys == grp)
             offsets = np.linspace(-0.18, 0.18, len(idx)) if len(idx) > 1 else np.zeros(1)
-            for off, j in zip(offsets, idx):
+            for off, j in zip(offsets, idx, strict=False):
                 ax.scatter(i + off, values[j], s=42, color=colours[labels[j]], edgecolor="white", lw=0.5, zorder=3)
             gm = float(np.exp(np.log(values[idx]).mean()))
             ax.plot([i - 0.3, i + 0.3], [gm, gm], color="0.1", lw=1.4, zorder=2)

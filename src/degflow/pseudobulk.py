@@ -225,7 +225,7 @@ def _raw_counts(adata: ad.AnnData, layer: str | None) -> sp.csr_matrix:
             f"{', '.join(adata.layers) or 'none'}); degflow's single-cell run keeps them there: aggregate "
             "results/singlecell/adata.h5ad, or store the raw counts in that layer")
     X = adata.layers[layer] if layer is not None else adata.X
-    X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()  # noqa: TID251
+    X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
     data = np.asarray(X.data)
     bad = ~np.isfinite(data) | (data < 0) | (data != np.round(data))
     if bad.any():
@@ -308,7 +308,7 @@ def aggregate(
     n_t = len(types.cat.categories)
     pair = s_codes.astype(np.int64) * n_t + t_codes
     present, inverse = np.unique(pair, return_inverse=True)
-    indicator = sp.csr_matrix((np.ones(adata.n_obs), (inverse, np.arange(adata.n_obs))),  # noqa: TID251
+    indicator = sp.csr_matrix((np.ones(adata.n_obs), (inverse, np.arange(adata.n_obs))),
                               shape=(len(present), adata.n_obs))
     summed = (indicator @ X.astype(np.float64)).tocsr()
     summed.data = np.rint(summed.data)
@@ -321,7 +321,7 @@ def aggregate(
     obs = pd.DataFrame({
         sample_key: pd.Categorical(sample_names, categories=samples.cat.categories.astype(str)),
         groupby: pd.Categorical(type_names, categories=types.cat.categories.astype(str)),
-    }, index=pd.Index([f"{s}|{t}" for s, t in zip(sample_names, type_names)], name="pseudo_sample"))
+    }, index=pd.Index([f"{s}|{t}" for s, t in zip(sample_names, type_names, strict=False)], name="pseudo_sample"))
     meta = _sample_metadata(adata.obs, sample_key, skip=[groupby])
     meta.index = meta.index.astype(str)
     for c in meta.columns:
@@ -552,7 +552,7 @@ def proportions_figure(props: pd.DataFrame, *, groupby: str = "cell_type", sampl
         ax = fig.add_subplot()
         x = np.arange(len(order))
         bottom = np.zeros(len(order))
-        for t, c in zip(types, colors):
+        for t, c in zip(types, colors, strict=False):
             ax.bar(x, wide[t].to_numpy(), bottom=bottom, color=c, width=0.8, label=str(t), edgecolor="white", lw=0.3)
             bottom += wide[t].to_numpy()
         labels = order

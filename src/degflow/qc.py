@@ -492,7 +492,7 @@ def variance_stabilised(
     sf = sf_s.to_numpy(dtype=float)
     values = counts.to_numpy(dtype=float)
     normed = values / sf[None, :]
-    params: dict[str, object] = {"method": method, "size_factors": dict(zip(counts.columns, sf.tolist()))}
+    params: dict[str, object] = {"method": method, "size_factors": dict(zip(counts.columns, sf.tolist(), strict=True))}
     if method == "log2":
         if pseudocount <= 0:
             raise DegflowInputError(f"pseudocount must be > 0, got {pseudocount!r}")

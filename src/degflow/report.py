@@ -93,13 +93,13 @@ def html_table(df: pd.DataFrame, *, title: str, caption: str = "", max_rows: int
                for c in shown.columns]
     head = "".join(
         f'<th data-type="{"n" if num else "s"}" class="{"" if num else "s"}">{html.escape(str(c))}</th>'
-        for c, num in zip(shown.columns, numeric)
+        for c, num in zip(shown.columns, numeric, strict=True)
     )
     reg_col = list(shown.columns).index("regulation") if "regulation" in shown.columns else -1
     body = []
     for row in shown.itertuples(index=False):
         cells = []
-        for j, (value, num) in enumerate(zip(row, numeric)):
+        for j, (value, num) in enumerate(zip(row, numeric, strict=True)):
             key, text = _cell(value, num)
             cls = ("s" if not num else "") + (" reg" if j == reg_col else "")
             cells.append(f'<td class="{cls.strip()}" data-v="{html.escape(key, quote=True)}">{html.escape(text)}</td>')
@@ -120,7 +120,7 @@ def html_table(df: pd.DataFrame, *, title: str, caption: str = "", max_rows: int
     )
 
 
-def package_versions(packages: Sequence[str] = PACKAGES) -> pd.DataFrame:
+def package_versions(*, packages: Sequence[str] = PACKAGES) -> pd.DataFrame:
     """Installed versions of the packages degflow runs on."""
     rows = []
     for name in packages:

@@ -389,8 +389,8 @@ def _label_statistics(y: np.ndarray, labels: np.ndarray, k: int, *, chunk: int =
         lab = labels[start:start + chunk]
         w = [(lab == a).astype(float) for a in range(3)]  # labellings x samples indicators
         cnt = [wa.sum(axis=1, keepdims=True) for wa in w]
-        mean = [(wa / ca) @ yt for wa, ca in zip(w, cnt)]  # labellings x genes
-        var = [((wa / ca) @ yt2 - m * m) * (ca / (ca - 1)) for wa, ca, m in zip(w[:2], cnt[:2], mean[:2])]
+        mean = [(wa / ca) @ yt for wa, ca in zip(w, cnt, strict=True)]  # labellings x genes
+        var = [((wa / ca) @ yt2 - m * m) * (ca / (ca - 1)) for wa, ca, m in zip(w[:2], cnt[:2], mean[:2], strict=True)]
         d = mean[1] - mean[0]
         t = mean[2] - mean[1]
         se = np.sqrt(np.clip(var[1], 0, None) / cnt[1] + np.clip(var[0], 0, None) / cnt[0])

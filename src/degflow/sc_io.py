@@ -114,7 +114,7 @@ def _check_counts(X: sp.csr_matrix, path: Path | str, obs_names: pd.Index, var_n
 
 def _as_csr(X) -> sp.csr_matrix:
     """Canonical float32 CSR (sorted indices, no duplicates, no explicit zeros)."""
-    X = sp.csr_matrix(X, dtype=np.float32)  # noqa: TID251 - AnnData/scanpy still expect spmatrix
+    X = sp.csr_matrix(X, dtype=np.float32)  # AnnData/scanpy still expect spmatrix
     X.sum_duplicates()
     X.eliminate_zeros()
     X.sort_indices()
@@ -224,7 +224,7 @@ def _read_10x_mtx(path: Path) -> tuple[ad.AnnData, dict[str, pd.DataFrame]]:
     var = pd.DataFrame({"gene_ids": ids}, index=pd.Index(symbols, dtype=str))
     if feat.shape[1] > 2:
         var["feature_types"] = feat[2].to_numpy()
-    X = _as_csr(sp.csr_matrix(M).T)  # noqa: TID251
+    X = _as_csr(sp.csr_matrix(M).T)
     obs_names = pd.Index(bc[0].to_numpy(), dtype=str)
     X, var, extra = _split_features(X, var, obs_names)
     return ad.AnnData(X, obs=pd.DataFrame(index=obs_names), var=_unique(var, path)), extra
@@ -399,7 +399,7 @@ def _read_bd(path: Path, bd_counts: str, sample_tags: str | Path | None
             r, c = (int(v[0]) for v in np.nonzero(np.isnan(arr)))
             raise DegflowInputError(f"{path}, line {line + r}: empty value in column {feature_cols[c]!r}; "
                                     "counts must be complete")
-        blocks.append(sp.csr_matrix(arr.astype(np.float32)))  # noqa: TID251
+        blocks.append(sp.csr_matrix(arr.astype(np.float32)))
         cells.extend(chunk[idx].astype(str).str.strip().tolist())
         line += len(chunk)
     if not blocks:

@@ -531,7 +531,7 @@ def normalize(adata: ad.AnnData, *, target_sum: float | None = 1e4, n_threads: i
         adata.layers["counts"] = adata.X.copy()
     counts = adata.layers["counts"]
     if not sp.issparse(counts):
-        counts = sp.csr_matrix(counts)  # noqa: TID251
+        counts = sp.csr_matrix(counts)
     with _timed("normalise + log1p"):
         counts = counts if counts.dtype == np.float32 else counts.astype(np.float32)
         adata.X = normalize_log1p(counts, target_sum=target_sum, n_threads=n_threads)
@@ -756,7 +756,7 @@ def _pynndescent_transformer(n_obs: int, n_neighbors: int, seed: int):
 
     class _CSRPyNNDescentTransformer(PyNNDescentTransformer):
         def transform(self, X, y=None):
-            return sp.csr_matrix(super().transform(X, y))  # noqa: TID251
+            return sp.csr_matrix(super().transform(X, y))
 
     return _CSRPyNNDescentTransformer(
         n_neighbors=n_neighbors, metric="euclidean", random_state=seed, n_jobs=1,
@@ -1192,7 +1192,7 @@ def transfer_labels(
     labels = reference.obs[label_key]
     keep = labels.notna().to_numpy()
     obs = pd.DataFrame({"label": labels[keep].astype(str).to_numpy()}, index=reference.obs_names[keep])
-    ref = ad.AnnData(sp.csr_matrix(counts[keep]), obs=obs,  # noqa: TID251
+    ref = ad.AnnData(sp.csr_matrix(counts[keep]), obs=obs,
                      var=pd.DataFrame(index=reference.var_names.astype(str)))
     ref = ref[:, ~ref.var_names.duplicated()].copy()
     start = time.perf_counter()

@@ -31,7 +31,6 @@ for c in CONTRASTS:
     ]
 
 
-
 # Batch-corrected sample QC (bulk.batch): PCA and distances with the batch removed, beside the measured ones.
 BATCH_QC = {
     "pca_table": f"{RESULTS}/bulk/qc/pca_batch_corrected.tsv",
@@ -51,17 +50,23 @@ if BULK_PLAN.batch:
 GOI_TESTS = {c: f"{RESULTS}/bulk/de/{c}/results.tsv" for c in CONTRASTS}
 GOI_TESTS.update({f"lrt_{t}": f"{RESULTS}/bulk/lrt/{t}/results.tsv" for t in LRTS})
 GOI_DIR = f"{RESULTS}/bulk/genes_of_interest"
-GOI_GROUP_BY = default_group_by(BULK_PLAN.contrasts, BULK_PLAN.factors, BULK_PLAN.batch, covariates=BULK_PLAN.covariates)
+GOI_GROUP_BY = default_group_by(
+    BULK_PLAN.contrasts, BULK_PLAN.factors, BULK_PLAN.batch, covariates=BULK_PLAN.covariates
+)
 GOI_WORKBOOK = [f"{GOI_DIR}/results.tsv", f"{GOI_DIR}/lookup.tsv"] if BULK_PLAN.genes_of_interest else []
 if BULK_PLAN.genes_of_interest:
-    FINAL_OUTPUTS += [f"{GOI_DIR}/results.tsv", f"{GOI_DIR}/results.html", f"{GOI_DIR}/lookup.tsv",
-                      f"{GOI_DIR}/not_found.tsv", f"{GOI_DIR}/heatmap.png", f"{GOI_DIR}/counts"]
+    FINAL_OUTPUTS += [
+        f"{GOI_DIR}/results.tsv",
+        f"{GOI_DIR}/results.html",
+        f"{GOI_DIR}/lookup.tsv",
+        f"{GOI_DIR}/not_found.tsv",
+        f"{GOI_DIR}/heatmap.png",
+        f"{GOI_DIR}/counts",
+    ]
 
 
 # STAR counts: the per-sample strandedness evidence (which ReadsPerGene column, and why) is a result too.
-BULK_STRANDEDNESS = (
-    {"strandedness": f"{RESULTS}/bulk/qc/strandedness.tsv"} if BULK_PLAN.count_format == "star" else {}
-)
+BULK_STRANDEDNESS = {"strandedness": f"{RESULTS}/bulk/qc/strandedness.tsv"} if BULK_PLAN.count_format == "star" else {}
 FINAL_OUTPUTS += list(BULK_STRANDEDNESS.values())
 
 
@@ -71,9 +76,9 @@ rule bulk_dataset:
         counts=BULK_PLAN.count_files,
         samples=BULK["samples"],
     output:
+        **BULK_STRANDEDNESS,
         dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
         quantifier_qc=f"{RESULTS}/bulk/qc/quantifier_qc.tsv",
-        **BULK_STRANDEDNESS,
     params:
         counts=BULK["counts"],
         design=BULK["design"],
@@ -170,8 +175,13 @@ rule bulk_volcano:
     input:
         f"{RESULTS}/bulk/de/{{contrast}}/results.tsv",
     output:
-        png=report(f"{RESULTS}/bulk/plots/{{contrast}}/volcano.png", caption="../report/volcano.rst",
-                   category=DE, subcategory="{contrast}", labels={"contrast": "{contrast}", "figure": "volcano"}),
+        png=report(
+            f"{RESULTS}/bulk/plots/{{contrast}}/volcano.png",
+            caption="../report/volcano.rst",
+            category=DE,
+            subcategory="{contrast}",
+            labels={"contrast": "{contrast}", "figure": "volcano"},
+        ),
         pdf=f"{RESULTS}/bulk/plots/{{contrast}}/volcano.pdf",
     params:
         kind="volcano",
@@ -194,8 +204,13 @@ rule bulk_volcano:
 
 use rule bulk_volcano as bulk_ma with:
     output:
-        png=report(f"{RESULTS}/bulk/plots/{{contrast}}/ma.png", caption="../report/ma.rst",
-                   category=DE, subcategory="{contrast}", labels={"contrast": "{contrast}", "figure": "MA plot"}),
+        png=report(
+            f"{RESULTS}/bulk/plots/{{contrast}}/ma.png",
+            caption="../report/ma.rst",
+            category=DE,
+            subcategory="{contrast}",
+            labels={"contrast": "{contrast}", "figure": "MA plot"},
+        ),
         pdf=f"{RESULTS}/bulk/plots/{{contrast}}/ma.pdf",
     params:
         kind="ma",
@@ -285,8 +300,13 @@ rule bulk_deg_heatmap:
         dataset=f"{RESULTS}/bulk/counts/dataset.h5ad",
         size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
     output:
-        png=report(f"{RESULTS}/bulk/plots/{{contrast}}/deg_heatmap.png", caption="../report/deg_heatmap.rst",
-                   category=DE, subcategory="{contrast}", labels={"contrast": "{contrast}", "figure": "DEG heatmap"}),
+        png=report(
+            f"{RESULTS}/bulk/plots/{{contrast}}/deg_heatmap.png",
+            caption="../report/deg_heatmap.rst",
+            category=DE,
+            subcategory="{contrast}",
+            labels={"contrast": "{contrast}", "figure": "DEG heatmap"},
+        ),
         pdf=f"{RESULTS}/bulk/plots/{{contrast}}/deg_heatmap.pdf",
     params:
         annotate_by=BULK_PLAN.factors,
@@ -313,8 +333,13 @@ rule bulk_deg_html:
     input:
         f"{RESULTS}/bulk/de/{{contrast}}/deg.tsv",
     output:
-        report(f"{RESULTS}/bulk/de/{{contrast}}/deg.html", caption="../report/deg_table.rst", category=DE,
-               subcategory="{contrast}", labels={"contrast": "{contrast}", "figure": "DEG table"}),
+        report(
+            f"{RESULTS}/bulk/de/{{contrast}}/deg.html",
+            caption="../report/deg_table.rst",
+            category=DE,
+            subcategory="{contrast}",
+            labels={"contrast": "{contrast}", "figure": "DEG table"},
+        ),
     params:
         thresholds=BULK["thresholds"],
     log:
@@ -338,7 +363,9 @@ rule bulk_overview:
     output:
         counts_png=report(f"{RESULTS}/bulk/plots/deg_counts.png", caption="../report/deg_counts.rst", category=OVERVIEW),
         counts_pdf=f"{RESULTS}/bulk/plots/deg_counts.pdf",
-        overlap_png=report(f"{RESULTS}/bulk/plots/deg_overlap.png", caption="../report/deg_overlap.rst", category=OVERVIEW),
+        overlap_png=report(
+            f"{RESULTS}/bulk/plots/deg_overlap.png", caption="../report/deg_overlap.rst", category=OVERVIEW
+        ),
         overlap_pdf=f"{RESULTS}/bulk/plots/deg_overlap.pdf",
         summary_html=report(f"{RESULTS}/bulk/de/summary.html", caption="../report/summary_table.rst", category=OVERVIEW),
     params:
@@ -401,8 +428,13 @@ rule bulk_lrt:
     output:
         results=f"{RESULTS}/bulk/lrt/{{lrt}}/results.tsv",
         significant=f"{RESULTS}/bulk/lrt/{{lrt}}/significant.tsv",
-        html=report(f"{RESULTS}/bulk/lrt/{{lrt}}/significant.html", caption="../report/lrt_table.rst",
-                    category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "significant genes"}),
+        html=report(
+            f"{RESULTS}/bulk/lrt/{{lrt}}/significant.html",
+            caption="../report/lrt_table.rst",
+            category=LRT,
+            subcategory="{lrt}",
+            labels={"test": "{lrt}", "figure": "significant genes"},
+        ),
     params:
         spec=get_lrt,
         de=BULK["de"],
@@ -428,10 +460,20 @@ rule bulk_lrt_patterns:
         size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
     output:
         clusters=f"{RESULTS}/bulk/lrt/{{lrt}}/clusters.tsv",
-        html=report(f"{RESULTS}/bulk/lrt/{{lrt}}/clusters.html", caption="../report/lrt_clusters.rst",
-                    category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "cluster membership"}),
-        png=report(f"{RESULTS}/bulk/lrt/{{lrt}}/patterns.png", caption="../report/lrt_patterns.rst",
-                   category=LRT, subcategory="{lrt}", labels={"test": "{lrt}", "figure": "expression patterns"}),
+        html=report(
+            f"{RESULTS}/bulk/lrt/{{lrt}}/clusters.html",
+            caption="../report/lrt_clusters.rst",
+            category=LRT,
+            subcategory="{lrt}",
+            labels={"test": "{lrt}", "figure": "cluster membership"},
+        ),
+        png=report(
+            f"{RESULTS}/bulk/lrt/{{lrt}}/patterns.png",
+            caption="../report/lrt_patterns.rst",
+            category=LRT,
+            subcategory="{lrt}",
+            labels={"test": "{lrt}", "figure": "expression patterns"},
+        ),
         pdf=f"{RESULTS}/bulk/lrt/{{lrt}}/patterns.pdf",
     params:
         spec=get_lrt,
@@ -487,8 +529,13 @@ rule bulk_genes_of_interest:
         results=list(GOI_TESTS.values()),
     output:
         table=f"{GOI_DIR}/results.tsv",
-        html=report(f"{GOI_DIR}/results.html", caption="../report/goi_table.rst", category=OVERVIEW,
-                    subcategory="Genes of interest", labels={"figure": "table"}),
+        html=report(
+            f"{GOI_DIR}/results.html",
+            caption="../report/goi_table.rst",
+            category=OVERVIEW,
+            subcategory="Genes of interest",
+            labels={"figure": "table"},
+        ),
         lookup=f"{GOI_DIR}/lookup.tsv",
         not_found=f"{GOI_DIR}/not_found.tsv",
     params:
@@ -514,11 +561,22 @@ rule bulk_genes_of_interest_plots:
         size_factors=f"{RESULTS}/bulk/counts/size_factors.tsv",
         table=f"{GOI_DIR}/results.tsv",
     output:
-        png=report(f"{GOI_DIR}/heatmap.png", caption="../report/goi_heatmap.rst", category=OVERVIEW,
-                   subcategory="Genes of interest", labels={"figure": "heatmap"}),
+        png=report(
+            f"{GOI_DIR}/heatmap.png",
+            caption="../report/goi_heatmap.rst",
+            category=OVERVIEW,
+            subcategory="Genes of interest",
+            labels={"figure": "heatmap"},
+        ),
         pdf=f"{GOI_DIR}/heatmap.pdf",
-        counts=report(directory(f"{GOI_DIR}/counts"), patterns=["{gene}.png"], caption="../report/goi_counts.rst",
-                      category=OVERVIEW, subcategory="Genes of interest", labels={"figure": "counts: {gene}"}),
+        counts=report(
+            directory(f"{GOI_DIR}/counts"),
+            patterns=["{gene}.png"],
+            caption="../report/goi_counts.rst",
+            category=OVERVIEW,
+            subcategory="Genes of interest",
+            labels={"figure": "counts: {gene}"},
+        ),
     params:
         tests=list(GOI_TESTS),
         group_by=GOI_GROUP_BY,

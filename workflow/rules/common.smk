@@ -27,8 +27,10 @@ from degflow.runstate import clear_stale_lock, record_owner
 
 if workflow.is_main_process:  # not in cluster/subprocess jobs of a live run
     if clear_stale_lock("."):
-        print("degflow note: removed the lock left by an earlier run that was stopped; its unfinished jobs are "
-              "redone", file=sys.stderr)
+        print(
+            "degflow note: removed the lock left by an earlier run that was stopped; its unfinished jobs are " "redone",
+            file=sys.stderr,
+        )
     record_owner(".")
 
 if "bulk" in CFG:
@@ -40,8 +42,11 @@ if "bulk" in CFG:
     except DegflowInputError as err:
         _stop(err)
     if _counts.gene_names is not None and CFG["bulk"].get("annotation"):
-        print(f"degflow note: the counts have their own gene-name column and bulk.annotation is set: names come "
-              f"from {CFG['bulk']['annotation']}, the counts' names fill only the genes it lacks", file=sys.stderr)
+        print(
+            f"degflow note: the counts have their own gene-name column and bulk.annotation is set: names come "
+            f"from {CFG['bulk']['annotation']}, the counts' names fill only the genes it lacks",
+            file=sys.stderr,
+        )
     #: Size of the analysed count matrix in millions of cells (genes x samples): what bulk memory and time grow with.
     BULK_MCELLS = _counts.counts.shape[0] * len(BULK_PLAN.samples) / 1e6
     del _counts

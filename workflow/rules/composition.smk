@@ -7,15 +7,24 @@ COMP_DIR = f"{SC_DIR}/composition"
 COMP_CAT = "10. Cell-type composition"
 
 try:
-    COMP_PLAN = plan_composition(SC["composition"], SC_PLAN.sheet, pseudobulk=SC.get("pseudobulk"),
-                                 clusterings=SC_PLAN.clusterings, annotated=bool(SC_PLAN.annotation_key),
-                                 source=SC["samples"], reference=SC_PLAN.reference)
+    COMP_PLAN = plan_composition(
+        SC["composition"],
+        SC_PLAN.sheet,
+        pseudobulk=SC.get("pseudobulk"),
+        clusterings=SC_PLAN.clusterings,
+        annotated=bool(SC_PLAN.annotation_key),
+        source=SC["samples"],
+        reference=SC_PLAN.reference,
+    )
 except DegflowInputError as err:
     _stop(err)
 
 FINAL_OUTPUTS += [f"{COMP_DIR}/cell_counts.tsv"]
-FINAL_OUTPUTS += expand(f"{COMP_DIR}/{{test}}/{{name}}", test=COMP_PLAN.names,
-                        name=["results.tsv", "results.html", "proportions.png", "proportions.pdf"])
+FINAL_OUTPUTS += expand(
+    f"{COMP_DIR}/{{test}}/{{name}}",
+    test=COMP_PLAN.names,
+    name=["results.tsv", "results.html", "proportions.png", "proportions.pdf"],
+)
 
 
 rule sc_composition:
@@ -24,10 +33,24 @@ rule sc_composition:
     output:
         counts=f"{COMP_DIR}/cell_counts.tsv",
         results=[f"{COMP_DIR}/{t}/results.tsv" for t in COMP_PLAN.names],
-        html=[report(f"{COMP_DIR}/{t}/results.html", caption="../report/sc_composition_table.rst",
-                     category=COMP_CAT, labels={"test": t, "figure": "table"}) for t in COMP_PLAN.names],
-        png=[report(f"{COMP_DIR}/{t}/proportions.png", caption="../report/sc_composition.rst",
-                    category=COMP_CAT, labels={"test": t, "figure": "proportions"}) for t in COMP_PLAN.names],
+        html=[
+            report(
+                f"{COMP_DIR}/{t}/results.html",
+                caption="../report/sc_composition_table.rst",
+                category=COMP_CAT,
+                labels={"test": t, "figure": "table"},
+            )
+            for t in COMP_PLAN.names
+        ],
+        png=[
+            report(
+                f"{COMP_DIR}/{t}/proportions.png",
+                caption="../report/sc_composition.rst",
+                category=COMP_CAT,
+                labels={"test": t, "figure": "proportions"},
+            )
+            for t in COMP_PLAN.names
+        ],
         pdf=[f"{COMP_DIR}/{t}/proportions.pdf" for t in COMP_PLAN.names],
     params:
         groupby=COMP_PLAN.groupby,

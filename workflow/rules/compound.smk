@@ -12,8 +12,13 @@ if COMPOUND.treatments:
         input:
             unpack(rescue_inputs),
         output:
-            genes=report(f"{RESULTS}/bulk/rescue/{{treatment}}/genes.tsv", caption="../report/rescue_genes.rst",
-                         category=COMPOUND_CAT, subcategory="Rescue", labels={"treatment": "{treatment}", "table": "genes"}),
+            genes=report(
+                f"{RESULTS}/bulk/rescue/{{treatment}}/genes.tsv",
+                caption="../report/rescue_genes.rst",
+                category=COMPOUND_CAT,
+                subcategory="Rescue",
+                labels={"treatment": "{treatment}", "table": "genes"},
+            ),
             summary=f"{RESULTS}/bulk/rescue/{{treatment}}/summary.tsv",
         params:
             disease=COMPOUND.disease,
@@ -38,8 +43,13 @@ if COMPOUND.treatments:
         input:
             f"{RESULTS}/bulk/rescue/{{treatment}}/genes.tsv",
         output:
-            png=report(f"{RESULTS}/bulk/rescue/{{treatment}}/rescue.png", caption="../report/rescue_plot.rst",
-                       category=COMPOUND_CAT, subcategory="Rescue", labels={"treatment": "{treatment}", "figure": "rescue plot"}),
+            png=report(
+                f"{RESULTS}/bulk/rescue/{{treatment}}/rescue.png",
+                caption="../report/rescue_plot.rst",
+                category=COMPOUND_CAT,
+                subcategory="Rescue",
+                labels={"treatment": "{treatment}", "figure": "rescue plot"},
+            ),
             pdf=f"{RESULTS}/bulk/rescue/{{treatment}}/rescue.pdf",
         params:
             thresholds=BULK["thresholds"],
@@ -62,8 +72,13 @@ if COMPOUND.treatments:
         input:
             expand(f"{RESULTS}/bulk/rescue/{{t}}/summary.tsv", t=COMPOUND.treatments),
         output:
-            report(f"{RESULTS}/bulk/rescue/summary.tsv", caption="../report/rescue_summary.rst", category=COMPOUND_CAT,
-                   subcategory="Rescue", labels={"treatment": "all", "table": "summary"}),
+            report(
+                f"{RESULTS}/bulk/rescue/summary.tsv",
+                caption="../report/rescue_summary.rst",
+                category=COMPOUND_CAT,
+                subcategory="Rescue",
+                labels={"treatment": "all", "table": "summary"},
+            ),
         log:
             f"{RESULTS}/logs/bulk/rescue/summary.log",
         threads: 1
@@ -113,8 +128,13 @@ if PANELS:
             scores=f"{RESULTS}/bulk/pathways/scores.tsv",
             samples=BULK["samples"],
         output:
-            png=report(f"{RESULTS}/bulk/pathways/scores.png", caption="../report/pathway_scores.rst",
-                       category=COMPOUND_CAT, subcategory="Pathway panels", labels={"panel": "all", "figure": "scores"}),
+            png=report(
+                f"{RESULTS}/bulk/pathways/scores.png",
+                caption="../report/pathway_scores.rst",
+                category=COMPOUND_CAT,
+                subcategory="Pathway panels",
+                labels={"panel": "all", "figure": "scores"},
+            ),
             pdf=f"{RESULTS}/bulk/pathways/scores.pdf",
         params:
             group_by=PATHWAY_GROUP,
@@ -137,8 +157,13 @@ if PANELS:
             genes=f"{RESULTS}/bulk/pathways/{{panel}}/genes.tsv",
             samples=BULK["samples"],
         output:
-            png=report(f"{RESULTS}/bulk/pathways/{{panel}}/heatmap.png", caption="../report/pathway_heatmap.rst",
-                       category=COMPOUND_CAT, subcategory="Pathway panels", labels={"panel": "{panel}", "figure": "heatmap"}),
+            png=report(
+                f"{RESULTS}/bulk/pathways/{{panel}}/heatmap.png",
+                caption="../report/pathway_heatmap.rst",
+                category=COMPOUND_CAT,
+                subcategory="Pathway panels",
+                labels={"panel": "{panel}", "figure": "heatmap"},
+            ),
             pdf=f"{RESULTS}/bulk/pathways/{{panel}}/heatmap.pdf",
         params:
             group_by=PATHWAY_GROUP,
@@ -163,8 +188,13 @@ if BULK.get("enrichment") is not None:
             results=f"{RESULTS}/bulk/de/{{contrast}}/results.tsv",
             gene_sets=COMPOUND.gene_set_files,
         output:
-            report(f"{RESULTS}/bulk/enrichment/{{contrast}}/ora.tsv", caption="../report/enrichment_table.rst",
-                   category=COMPOUND_CAT, subcategory="Enrichment", labels={"contrast": "{contrast}", "table": "ORA"}),
+            report(
+                f"{RESULTS}/bulk/enrichment/{{contrast}}/ora.tsv",
+                caption="../report/enrichment_table.rst",
+                category=COMPOUND_CAT,
+                subcategory="Enrichment",
+                labels={"contrast": "{contrast}", "table": "ORA"},
+            ),
         params:
             enrichment=BULK["enrichment"],
         log:
@@ -185,8 +215,13 @@ if BULK.get("enrichment") is not None:
             results=f"{RESULTS}/bulk/de/{{contrast}}/results.tsv",
             gene_sets=COMPOUND.gene_set_files,
         output:
-            report(f"{RESULTS}/bulk/enrichment/{{contrast}}/gsea.tsv", caption="../report/enrichment_table.rst",
-                   category=COMPOUND_CAT, subcategory="Enrichment", labels={"contrast": "{contrast}", "table": "GSEA"}),
+            report(
+                f"{RESULTS}/bulk/enrichment/{{contrast}}/gsea.tsv",
+                caption="../report/enrichment_table.rst",
+                category=COMPOUND_CAT,
+                subcategory="Enrichment",
+                labels={"contrast": "{contrast}", "table": "GSEA"},
+            ),
         params:
             enrichment=BULK["enrichment"],
         log:
@@ -207,8 +242,13 @@ if BULK.get("enrichment") is not None:
             unpack(enrichment_gsea_input),
             ora=f"{RESULTS}/bulk/enrichment/{{contrast}}/ora.tsv",
         output:
-            png=report(f"{RESULTS}/bulk/enrichment/{{contrast}}/dotplot.png", caption="../report/enrichment_dotplot.rst",
-                       category=COMPOUND_CAT, subcategory="Enrichment", labels={"contrast": "{contrast}", "figure": "dot plot"}),
+            png=report(
+                f"{RESULTS}/bulk/enrichment/{{contrast}}/dotplot.png",
+                caption="../report/enrichment_dotplot.rst",
+                category=COMPOUND_CAT,
+                subcategory="Enrichment",
+                labels={"contrast": "{contrast}", "figure": "dot plot"},
+            ),
             pdf=f"{RESULTS}/bulk/enrichment/{{contrast}}/dotplot.pdf",
         params:
             padj=BULK["enrichment"]["padj"],
@@ -234,8 +274,13 @@ if COMPOUND.qpcr_contrasts:
             samples=BULK["samples"],
             results=expand(f"{RESULTS}/bulk/de/{{c}}/results.tsv", c=COMPOUND.qpcr_contrasts),
         output:
-            fold_changes=report(f"{RESULTS}/bulk/qpcr/fold_changes.tsv", caption="../report/qpcr_table.rst",
-                                category=COMPOUND_CAT, subcategory="qRT-PCR", labels={"table": "fold changes"}),
+            fold_changes=report(
+                f"{RESULTS}/bulk/qpcr/fold_changes.tsv",
+                caption="../report/qpcr_table.rst",
+                category=COMPOUND_CAT,
+                subcategory="qRT-PCR",
+                labels={"table": "fold changes"},
+            ),
             pairs=f"{RESULTS}/bulk/qpcr/concordance.tsv",
             stats=f"{RESULTS}/bulk/qpcr/concordance_stats.tsv",
         params:
@@ -259,8 +304,13 @@ if COMPOUND.qpcr_contrasts:
             pairs=f"{RESULTS}/bulk/qpcr/concordance.tsv",
             stats=f"{RESULTS}/bulk/qpcr/concordance_stats.tsv",
         output:
-            png=report(f"{RESULTS}/bulk/qpcr/concordance.png", caption="../report/qpcr_concordance.rst",
-                       category=COMPOUND_CAT, subcategory="qRT-PCR", labels={"figure": "concordance"}),
+            png=report(
+                f"{RESULTS}/bulk/qpcr/concordance.png",
+                caption="../report/qpcr_concordance.rst",
+                category=COMPOUND_CAT,
+                subcategory="qRT-PCR",
+                labels={"figure": "concordance"},
+            ),
             pdf=f"{RESULTS}/bulk/qpcr/concordance.pdf",
         log:
             f"{RESULTS}/logs/bulk/qpcr/plot.log",

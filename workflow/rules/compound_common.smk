@@ -56,8 +56,11 @@ def compound_outputs():
     if COMPOUND.treatments:
         out.append(f"{RESULTS}/bulk/rescue/summary.tsv")
         for t in COMPOUND.treatments:
-            out += [f"{RESULTS}/bulk/rescue/{t}/genes.tsv", f"{RESULTS}/bulk/rescue/{t}/summary.tsv",
-                    f"{RESULTS}/bulk/rescue/{t}/rescue.png"]
+            out += [
+                f"{RESULTS}/bulk/rescue/{t}/genes.tsv",
+                f"{RESULTS}/bulk/rescue/{t}/summary.tsv",
+                f"{RESULTS}/bulk/rescue/{t}/rescue.png",
+            ]
     if PANELS:
         out += [f"{RESULTS}/bulk/pathways/scores.tsv", f"{RESULTS}/bulk/pathways/scores.png"]
         for p in PANELS.values():
@@ -68,8 +71,11 @@ def compound_outputs():
             if BULK["enrichment"]["gsea"]:
                 out.append(f"{RESULTS}/bulk/enrichment/{c}/gsea.tsv")
     if COMPOUND.qpcr_contrasts:
-        out += [f"{RESULTS}/bulk/qpcr/fold_changes.tsv", f"{RESULTS}/bulk/qpcr/concordance.tsv",
-                f"{RESULTS}/bulk/qpcr/concordance.png"]
+        out += [
+            f"{RESULTS}/bulk/qpcr/fold_changes.tsv",
+            f"{RESULTS}/bulk/qpcr/concordance.tsv",
+            f"{RESULTS}/bulk/qpcr/concordance.png",
+        ]
     if out:
         out.append(f"{RESULTS}/bulk/compound_tables.xlsx")
     return out

@@ -13,8 +13,9 @@ checkpoint pb_aggregate:
         h5ad=f"{PB_DIR}/pseudobulk.h5ad",
         cell_types=f"{PB_DIR}/cell_types.tsv",
         skipped=f"{PB_DIR}/skipped.tsv",
-        skipped_html=report(f"{PB_DIR}/skipped.html", caption="../report/pb_skipped.rst", category=PB_CAT,
-                            subcategory="0. overview"),
+        skipped_html=report(
+            f"{PB_DIR}/skipped.html", caption="../report/pb_skipped.rst", category=PB_CAT, subcategory="0. overview"
+        ),
     params:
         groupby=PB["groupby"],
         sample_key=PB["sample_key"],
@@ -96,10 +97,15 @@ rule pb_summary:
         results=pb_results,
     output:
         table=f"{PB_DIR}/summary.tsv",
-        html=report(f"{PB_DIR}/summary.html", caption="../report/pb_summary.rst", category=PB_CAT,
-                    subcategory="0. overview"),
-        png=report(f"{PB_DIR}/deg_counts.png", caption="../report/pb_deg_counts.rst", category=PB_CAT,
-                   subcategory="0. overview"),
+        html=report(
+            f"{PB_DIR}/summary.html", caption="../report/pb_summary.rst", category=PB_CAT, subcategory="0. overview"
+        ),
+        png=report(
+            f"{PB_DIR}/deg_counts.png",
+            caption="../report/pb_deg_counts.rst",
+            category=PB_CAT,
+            subcategory="0. overview",
+        ),
         pdf=f"{PB_DIR}/deg_counts.pdf",
     params:
         contrasts=PB["contrasts"],
@@ -123,10 +129,18 @@ rule pb_proportions:
         f"{SC_DIR}/adata.h5ad",
     output:
         table=f"{PB_DIR}/proportions.tsv",
-        html=report(f"{PB_DIR}/proportions.html", caption="../report/pb_proportions_table.rst", category=PB_CAT,
-                    subcategory="0. overview"),
-        png=report(f"{PB_DIR}/proportions.png", caption="../report/pb_proportions.rst", category=PB_CAT,
-                   subcategory="0. overview"),
+        html=report(
+            f"{PB_DIR}/proportions.html",
+            caption="../report/pb_proportions_table.rst",
+            category=PB_CAT,
+            subcategory="0. overview",
+        ),
+        png=report(
+            f"{PB_DIR}/proportions.png",
+            caption="../report/pb_proportions.rst",
+            category=PB_CAT,
+            subcategory="0. overview",
+        ),
         pdf=f"{PB_DIR}/proportions.pdf",
     params:
         groupby=PB["groupby"],
@@ -155,8 +169,12 @@ if SC_GOI:
             genes=f"{SC_DIR}/genes_of_interest/genes.tsv",
         output:
             table=f"{PB_DIR}/genes_of_interest.tsv",
-            html=report(f"{PB_DIR}/genes_of_interest.html", caption="../report/pb_genes_of_interest.rst",
-                        category=PB_CAT, subcategory="0. overview"),
+            html=report(
+                f"{PB_DIR}/genes_of_interest.html",
+                caption="../report/pb_genes_of_interest.rst",
+                category=PB_CAT,
+                subcategory="0. overview",
+            ),
         params:
             contrasts=PB["contrasts"],
         log:

@@ -7,9 +7,14 @@ PB_DIR = f"{RESULTS}/pseudobulk"
 PB_CAT = "09. Pseudobulk differential expression"
 
 try:
-    PB_PLAN = plan_pseudobulk(PB, SC_PLAN.sheet, clusterings=SC_PLAN.clusterings,
-                              annotated=bool(SC_PLAN.annotation_key), source=SC["samples"],
-                              reference=SC_PLAN.reference)
+    PB_PLAN = plan_pseudobulk(
+        PB,
+        SC_PLAN.sheet,
+        clusterings=SC_PLAN.clusterings,
+        annotated=bool(SC_PLAN.annotation_key),
+        source=SC["samples"],
+        reference=SC_PLAN.reference,
+    )
 except DegflowInputError as err:
     _stop(err)
 
@@ -57,22 +62,31 @@ def pb_results(wildcards):
 
 def pb_report_targets(wildcards):
     """Volcano plots and DEG pages of every tested cell type (targets of rule all)."""
-    return [f"{PB_DIR}/{ct}/{c}/{name}" for ct in pb_tested() for c in PB_CONTRASTS
-            for name in ("volcano.png", "deg.html")]
+    return [
+        f"{PB_DIR}/{ct}/{c}/{name}" for ct in pb_tested() for c in PB_CONTRASTS for name in ("volcano.png", "deg.html")
+    ]
 
 
 def pb_volcano_report(contrast):
     """One contrast's volcano (PNG) of a cell type, as a report item."""
-    return report(f"{PB_DIR}/{{celltype}}/{contrast}/volcano.png", caption="../report/pb_volcano.rst",
-                  category=PB_CAT, subcategory="{celltype}", labels={"cell type": "{celltype}", "contrast": contrast,
-                                                                     "figure": "volcano"})
+    return report(
+        f"{PB_DIR}/{{celltype}}/{contrast}/volcano.png",
+        caption="../report/pb_volcano.rst",
+        category=PB_CAT,
+        subcategory="{celltype}",
+        labels={"cell type": "{celltype}", "contrast": contrast, "figure": "volcano"},
+    )
 
 
 def pb_deg_report(contrast):
     """One contrast's DEG page of a cell type, as a report item."""
-    return report(f"{PB_DIR}/{{celltype}}/{contrast}/deg.html", caption="../report/pb_deg_table.rst",
-                  category=PB_CAT, subcategory="{celltype}", labels={"cell type": "{celltype}", "contrast": contrast,
-                                                                     "figure": "DEG table"})
+    return report(
+        f"{PB_DIR}/{{celltype}}/{contrast}/deg.html",
+        caption="../report/pb_deg_table.rst",
+        category=PB_CAT,
+        subcategory="{celltype}",
+        labels={"cell type": "{celltype}", "contrast": contrast, "figure": "DEG table"},
+    )
 
 
 FINAL_OUTPUTS.append(pb_report_targets)

@@ -102,14 +102,30 @@ rule sc_qc_plots:
         cells=sc_sample_outputs("qc_cells.tsv"),
         merged=f"{SC_DIR}/merged.h5ad",
     output:
-        violin_before=report(f"{SC_DIR}/qc/violin_before.png", caption="../report/sc_qc_violin.rst", category=SC_QC,
-                             labels={"figure": "QC violins", "cells": "before QC"}),
-        violin_after=report(f"{SC_DIR}/qc/violin_after.png", caption="../report/sc_qc_violin.rst", category=SC_QC,
-                            labels={"figure": "QC violins", "cells": "after QC"}),
-        scatter_before=report(f"{SC_DIR}/qc/scatter_before.png", caption="../report/sc_qc_scatter.rst",
-                              category=SC_QC, labels={"figure": "QC scatter", "cells": "before QC"}),
-        scatter_after=report(f"{SC_DIR}/qc/scatter_after.png", caption="../report/sc_qc_scatter.rst",
-                             category=SC_QC, labels={"figure": "QC scatter", "cells": "after QC"}),
+        violin_before=report(
+            f"{SC_DIR}/qc/violin_before.png",
+            caption="../report/sc_qc_violin.rst",
+            category=SC_QC,
+            labels={"figure": "QC violins", "cells": "before QC"},
+        ),
+        violin_after=report(
+            f"{SC_DIR}/qc/violin_after.png",
+            caption="../report/sc_qc_violin.rst",
+            category=SC_QC,
+            labels={"figure": "QC violins", "cells": "after QC"},
+        ),
+        scatter_before=report(
+            f"{SC_DIR}/qc/scatter_before.png",
+            caption="../report/sc_qc_scatter.rst",
+            category=SC_QC,
+            labels={"figure": "QC scatter", "cells": "before QC"},
+        ),
+        scatter_after=report(
+            f"{SC_DIR}/qc/scatter_after.png",
+            caption="../report/sc_qc_scatter.rst",
+            category=SC_QC,
+            labels={"figure": "QC scatter", "cells": "after QC"},
+        ),
         pdfs=expand(f"{SC_DIR}/qc/{{kind}}_{{stage}}.pdf", kind=["violin", "scatter"], stage=["before", "after"]),
     params:
         samples=SC_PLAN.samples,
@@ -156,8 +172,7 @@ if SC_REFERENCE:
         output:
             labels=f"{SC_DIR}/reference/labels.tsv",
             summary=f"{SC_DIR}/reference/summary.tsv",
-            html=report(f"{SC_DIR}/reference/summary.html", caption="../report/sc_reference.rst",
-                        category=SC_CLUSTERS),
+            html=report(f"{SC_DIR}/reference/summary.html", caption="../report/sc_reference.rst", category=SC_CLUSTERS),
         params:
             reference={k: v for k, v in SC_REFERENCE.items() if k != "path"},
             target_sum=SC["normalize"]["target_sum"],  # the reference is normalised as the query
@@ -248,9 +263,13 @@ rule sc_markers:
         f"{SC_DIR}/adata.h5ad",
     output:
         table=f"{SC_DIR}/markers/{{grouping}}.tsv",
-        html=report(f"{SC_DIR}/markers/{{grouping}}.html", caption="../report/sc_markers_table.rst",
-                    category=SC_MARKERS, subcategory="{grouping}",
-                    labels={"clustering": "{grouping}", "figure": "marker table"}),
+        html=report(
+            f"{SC_DIR}/markers/{{grouping}}.html",
+            caption="../report/sc_markers_table.rst",
+            category=SC_MARKERS,
+            subcategory="{grouping}",
+            labels={"clustering": "{grouping}", "figure": "marker table"},
+        ),
     params:
         test=SC["marker_test"],
     log:
@@ -300,12 +319,24 @@ if SC_GOI:
         input:
             f"{SC_DIR}/adata.h5ad",
         output:
-            umap=report(f"{SC_DIR}/genes_of_interest/umap.png", caption="../report/sc_genes_of_interest.rst",
-                        category=SC_CLUSTERS, labels={"figure": "genes of interest", "plot": "UMAP"}),
-            dotplot=report(f"{SC_DIR}/genes_of_interest/dotplot.png", caption="../report/sc_genes_of_interest.rst",
-                           category=SC_CLUSTERS, labels={"figure": "genes of interest", "plot": "dot plot"}),
-            violin=report(f"{SC_DIR}/genes_of_interest/violin.png", caption="../report/sc_genes_of_interest.rst",
-                          category=SC_CLUSTERS, labels={"figure": "genes of interest", "plot": "violins"}),
+            umap=report(
+                f"{SC_DIR}/genes_of_interest/umap.png",
+                caption="../report/sc_genes_of_interest.rst",
+                category=SC_CLUSTERS,
+                labels={"figure": "genes of interest", "plot": "UMAP"},
+            ),
+            dotplot=report(
+                f"{SC_DIR}/genes_of_interest/dotplot.png",
+                caption="../report/sc_genes_of_interest.rst",
+                category=SC_CLUSTERS,
+                labels={"figure": "genes of interest", "plot": "dot plot"},
+            ),
+            violin=report(
+                f"{SC_DIR}/genes_of_interest/violin.png",
+                caption="../report/sc_genes_of_interest.rst",
+                category=SC_CLUSTERS,
+                labels={"figure": "genes of interest", "plot": "violins"},
+            ),
             pdfs=expand(f"{SC_DIR}/genes_of_interest/{{name}}.pdf", name=["umap", "dotplot", "violin"]),
             genes=f"{SC_DIR}/genes_of_interest/genes.tsv",
         params:

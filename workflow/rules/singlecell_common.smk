@@ -49,8 +49,11 @@ try:
     SC_GOI = read_genes_of_interest(SC["genes_of_interest"])
 except DegflowInputError as err:
     _stop(err)
-SC_GOI_GROUPBY = (SC["pseudobulk"]["groupby"] if SC.get("pseudobulk") else "cell_type" if SC_PLAN.annotation_key
-                  else "cell_type_reference" if SC_REFERENCE else SC_PLAN.clusterings[-1])
+SC_GOI_GROUPBY = (
+    SC["pseudobulk"]["groupby"]
+    if SC.get("pseudobulk")
+    else "cell_type" if SC_PLAN.annotation_key else "cell_type_reference" if SC_REFERENCE else SC_PLAN.clusterings[-1]
+)
 SC_GOI_CONDITION = "condition" if "condition" in SC_PLAN.metadata else None
 #: The processed AnnData is the final one when there is no annotation step.
 SC_PROCESSED = f"{SC_DIR}/processed.h5ad" if SC_ANNOTATED else f"{SC_DIR}/adata.h5ad"
@@ -71,17 +74,24 @@ FINAL_OUTPUTS += [
 ]
 FINAL_OUTPUTS += expand(f"{SC_DIR}/qc/{{kind}}_{{stage}}.png", kind=["violin", "scatter"], stage=["before", "after"])
 FINAL_OUTPUTS += expand(f"{SC_DIR}/umap/{{umap}}.png", umap=list(SC_UMAPS))
-FINAL_OUTPUTS += expand(f"{SC_DIR}/markers/{{grouping}}{{ext}}", grouping=SC_GROUPINGS,
-                        ext=[".tsv", ".html", "_dotplot.png"])
+FINAL_OUTPUTS += expand(
+    f"{SC_DIR}/markers/{{grouping}}{{ext}}", grouping=SC_GROUPINGS, ext=[".tsv", ".html", "_dotplot.png"]
+)
 if SC_PLAN.annotation_key:
-    FINAL_OUTPUTS += [f"{SC_DIR}/annotation_scores.tsv", f"{SC_DIR}/annotation_scores.html",
-                      f"{SC_DIR}/markers/annotation_dotplot.png"]
+    FINAL_OUTPUTS += [
+        f"{SC_DIR}/annotation_scores.tsv",
+        f"{SC_DIR}/annotation_scores.html",
+        f"{SC_DIR}/markers/annotation_dotplot.png",
+    ]
 if SC_GOI:
     FINAL_OUTPUTS += [f"{SC_DIR}/genes_of_interest/{name}.png" for name in ("umap", "dotplot", "violin")]
     FINAL_OUTPUTS += [f"{SC_DIR}/genes_of_interest/genes.tsv"]
 if SC_REFERENCE:
-    FINAL_OUTPUTS += [f"{SC_DIR}/reference/labels.tsv", f"{SC_DIR}/reference/summary.tsv",
-                      f"{SC_DIR}/reference/summary.html"]
+    FINAL_OUTPUTS += [
+        f"{SC_DIR}/reference/labels.tsv",
+        f"{SC_DIR}/reference/summary.tsv",
+        f"{SC_DIR}/reference/summary.html",
+    ]
 
 
 def sc_sample_files(wildcards):
@@ -115,22 +125,35 @@ def sc_sample_outputs(name):
 
 def sc_umap_report(name):
     """A UMAP figure (PNG) as a report item."""
-    return report(f"{SC_DIR}/umap/{name}.png", caption="../report/sc_umap.rst", category=SC_CLUSTERS,
-                  labels={"figure": "UMAP", "colour": name})
+    return report(
+        f"{SC_DIR}/umap/{name}.png",
+        caption="../report/sc_umap.rst",
+        category=SC_CLUSTERS,
+        labels={"figure": "UMAP", "colour": name},
+    )
 
 
 def sc_dotplot_report(grouping):
     """A marker dot plot (PNG) as a report item."""
-    return report(f"{SC_DIR}/markers/{grouping}_dotplot.png", caption="../report/sc_marker_dotplot.rst",
-                  category=SC_MARKERS, subcategory=grouping, labels={"clustering": grouping, "figure": "dot plot"})
+    return report(
+        f"{SC_DIR}/markers/{grouping}_dotplot.png",
+        caption="../report/sc_marker_dotplot.rst",
+        category=SC_MARKERS,
+        subcategory=grouping,
+        labels={"clustering": grouping, "figure": "dot plot"},
+    )
 
 
 def sc_annotation_dotplot_outputs():
     """The dot plot of the marker-YAML genes per annotated cluster (PNG as a report item, PDF); none without markers."""
     if not SC_PLAN.annotation_key:
         return []
-    return [report(f"{SC_DIR}/markers/annotation_dotplot.png", caption="../report/sc_annotation_dotplot.rst",
-                   category=SC_CLUSTERS), f"{SC_DIR}/markers/annotation_dotplot.pdf"]
+    png = report(
+        f"{SC_DIR}/markers/annotation_dotplot.png",
+        caption="../report/sc_annotation_dotplot.rst",
+        category=SC_CLUSTERS,
+    )
+    return [png, f"{SC_DIR}/markers/annotation_dotplot.pdf"]
 
 
 def sc_marker_yaml(wildcards):
@@ -170,9 +193,14 @@ def sc_qc_thresholds():
 
 def sc_annotate_inputs(wildcards):
     """The marker YAML and the reference labels, whichever are configured."""
-    return {**({"markers": SC["markers"]} if SC_PLAN.annotation_key else {}),
-            **({"reference": f"{SC_DIR}/reference/labels.tsv", "reference_summary": f"{SC_DIR}/reference/summary.tsv"}
-               if SC_REFERENCE else {})}
+    return {
+        **({"markers": SC["markers"]} if SC_PLAN.annotation_key else {}),
+        **(
+            {"reference": f"{SC_DIR}/reference/labels.tsv", "reference_summary": f"{SC_DIR}/reference/summary.tsv"}
+            if SC_REFERENCE
+            else {}
+        ),
+    }
 
 
 def sc_annotation_tables():

@@ -12,7 +12,7 @@ lookup = goi.match_genes(p.genes, data.var_names, data.var["gene_name"].astype(s
 write_tsv(lookup, snakemake.output.lookup)
 missing = lookup.loc[lookup["matched_by"] == goi.NOT_FOUND, ["query"]]
 write_tsv(missing, snakemake.output.not_found)
-results = {name: read_tsv(path, dtype={"gene_name": str}) for name, path in zip(p.tests, snakemake.input.results)}
+results = {name: read_tsv(path, dtype={"gene_name": str}) for name, path in zip(p.tests, snakemake.input.results, strict=False)}
 table = goi.results_table(lookup, results)
 write_tsv(table, snakemake.output.table)
 n_found = lookup.loc[lookup["matched_by"] != goi.NOT_FOUND, "query"].nunique()

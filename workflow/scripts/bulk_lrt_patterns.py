@@ -4,8 +4,8 @@ from _common import setup
 setup(snakemake)
 from degflow import plots, qc
 from degflow.io import read_bulk_dataset, read_tsv, write_tsv
-from degflow.report import html_table
 from degflow.patterns import lrt_patterns
+from degflow.report import html_table
 
 p, spec = snakemake.params, snakemake.params.spec
 data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)

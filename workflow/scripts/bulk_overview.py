@@ -9,7 +9,7 @@ from degflow.report import html_table
 summary = read_tsv(snakemake.input.summary)
 plots.save(plots.deg_counts_bar(summary), snakemake.output.counts_png, snakemake.output.counts_pdf)
 sets = {}
-for name, path in zip(snakemake.params.contrasts, snakemake.input.results):
+for name, path in zip(snakemake.params.contrasts, snakemake.input.results, strict=False):
     res = read_tsv(path, usecols=["gene_id", "regulation"])
     sets[name] = set(res.loc[res["regulation"] != "ns", "gene_id"])
 plots.save(plots.deg_overlap(sets), snakemake.output.overlap_png, snakemake.output.overlap_pdf)

@@ -9,5 +9,5 @@ from degflow.io import read_tsv, write_tsv
 
 th = snakemake.params.thresholds
 rows = [summary_row(name, spec, read_tsv(path), lfc=th["lfc"], padj=th["padj"])
-        for (name, spec), path in zip(snakemake.params.contrasts.items(), snakemake.input)]
+        for (name, spec), path in zip(snakemake.params.contrasts.items(), snakemake.input, strict=False)]
 write_tsv(pd.DataFrame(rows), snakemake.output[0])

@@ -10,7 +10,7 @@ p = snakemake.params
 sheet = read_sample_sheet(snakemake.input.samples)
 ct = qpcr.read_ct_table(snakemake.input.ct, sheet, label="config key 'bulk.qpcr.ct_table'")
 fc = qpcr.ddct(ct, sheet, p.contrasts, reference_genes=p.reference_genes, label=snakemake.input.ct)
-results = {c: read_tsv(f, dtype={"gene_id": str, "gene_name": str}) for c, f in zip(p.contrasts, snakemake.input.results)}
+results = {c: read_tsv(f, dtype={"gene_id": str, "gene_name": str}) for c, f in zip(p.contrasts, snakemake.input.results, strict=False)}
 pairs, stats = qpcr.concordance(fc, results)
 write_tsv(fc, snakemake.output.fold_changes)
 write_tsv(pairs, snakemake.output.pairs)

@@ -11,17 +11,17 @@ dt = {"gene_id": str, "gene_name": str}
 sheets = {}
 if "rescue_summary" in i.keys():
     sheets["rescue summary"] = read_tsv(i.rescue_summary)
-    for t, f in zip(p.treatments, i.rescue_genes):
+    for t, f in zip(p.treatments, i.rescue_genes, strict=False):
         g = read_tsv(f, dtype=dt)
         sheets[f"rescue {t}"] = g[g["disease_deg"] | g["treatment_deg"]]
 if "scores" in i.keys():
     sheets["pathway scores"] = read_tsv(i.scores)
     sheets["pathway gene sets"] = read_tsv(i.set_sizes)
-    for name, f in zip(p.panels, i.panel_genes):
+    for name, f in zip(p.panels, i.panel_genes, strict=False):
         sheets[f"panel {name.removeprefix('HALLMARK_')}"] = read_tsv(f, dtype=dt)
 for kind in ("ora", "gsea"):
     if kind in i.keys():
-        for c, f in zip(p.contrasts, i[kind]):
+        for c, f in zip(p.contrasts, i[kind], strict=False):
             sheets[f"{kind.upper()} {c}"] = read_tsv(f)
 if "qpcr" in i.keys():
     sheets["qPCR fold changes"] = read_tsv(i.qpcr)

@@ -9,7 +9,7 @@ from degflow.report import html_table
 
 p, th = snakemake.params, snakemake.params.thresholds
 n = len(p.contrasts)  # outputs: the volcano PNGs, then the DEG pages, in contrast order
-for i, (contrast, path) in enumerate(zip(p.contrasts, snakemake.input)):
+for i, (contrast, path) in enumerate(zip(p.contrasts, snakemake.input, strict=False)):
     res = read_tsv(path, dtype={"gene_name": str}).set_index("gene_id")
     title = f"{p.cell_type}: {contrast}"
     fig = plots.volcano(res, lfc=th["lfc"], padj=th["padj"], top_n=p.plots["top_n_labels"], title=title)

@@ -12,7 +12,7 @@ genes = read_tsv(snakemake.input.genes, dtype={"gene": str, "name_in_data": str}
 tested = cell_types.loc[cell_types["tested"], "cell_type"]
 keys = [(ct, name) for ct in tested for name in p.contrasts]  # the order of the results inputs
 results = {key: read_tsv(path, dtype={"gene_id": str, "gene_name": str})
-           for key, path in zip(keys, snakemake.input.results)}
+           for key, path in zip(keys, snakemake.input.results, strict=False)}
 found = list(genes.loc[genes["found"].astype(str) == "True", "name_in_data"])
 table = pseudobulk.genes_of_interest_table(results, found)  # no gene found: an empty table (with its header)
 write_tsv(table, snakemake.output.table)

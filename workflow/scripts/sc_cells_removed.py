@@ -8,7 +8,7 @@ from degflow.io import read_tsv, write_tsv
 from degflow.report import html_table
 
 parts = []
-for qc, doublets in zip(snakemake.input.qc, snakemake.input.doublets):  # per sample: QC rules, then doublets
+for qc, doublets in zip(snakemake.input.qc, snakemake.input.doublets, strict=False):  # per sample: QC rules, then doublets
     parts.append(read_tsv(qc))
     d = read_tsv(doublets)  # no rows when doublets.method is none
     if len(d):

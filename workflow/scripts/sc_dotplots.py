@@ -10,7 +10,7 @@ from degflow.io import read_tsv
 
 p = snakemake.params
 adata = ad.read_h5ad(snakemake.input.h5ad)
-for i, (grouping, path) in enumerate(zip(p.groupings, snakemake.input.tables)):  # outputs in grouping order
+for i, (grouping, path) in enumerate(zip(p.groupings, snakemake.input.tables, strict=False)):  # outputs in grouping order
     table = read_tsv(path, dtype={"group": str, "gene": str})
     top = table[table["rank"] <= p.n_genes].groupby("group", sort=False)["gene"].apply(list).to_dict()
     fig = scm.marker_dotplot_figure(adata, grouping, marker_genes=top)
