@@ -140,6 +140,8 @@ LONGEST_FIRST = (
     "test_workflow.py",  # 390 (first: it makes the bundled example's run that test_singlecell_workflow.py reads)
     "test_pseudobulk.py",  # 460
     "test_slurm.py",  # 290 (+ apt-get on a new machine)
+    "test_scenarios_e2e_more.py",  # 260 (6 end-to-end snakemake runs: designs, count files, single cell)
+    "test_scenarios_e2e_bulk.py",  # 230 (7 end-to-end snakemake runs: the airway matrix's shapes)
     "test_kernels.py",  # 230 (numba compiles each kernel for each dtype and memory layout)
     "test_new_user.py",  # 150 (two end-to-end snakemake runs: plain matrix, killed + resumed)
     "test_deseq.py",  # 100
