@@ -102,3 +102,17 @@ def test_e2e_gzipped_counts(tmp_path):
     tab = bulk_table(results, "dex_vs_untrt")
     assert set(tab["gene_id"]) <= set(counts.index) and len(tab) > 0.8 * len(counts)
     assert len(bulk_table(results, "dex_vs_untrt", "deg.tsv")) > 10
+
+
+def test_e2e_numeric_sample_names(tmp_path):
+    """Samples called 1..8: kept as the strings they are in every table, never 1.0 or reordered, and every rule
+    that reads size_factors.tsv back finds them (it once read them as integers and got NaN size factors)."""
+    counts, sheet, _ = airway_files()
+    names = {s: str(i + 1) for i, s in enumerate(sheet["sample_id"])}
+    files = write(tmp_path, counts.rename(columns=names), sheet.assign(sample_id=sheet["sample_id"].map(names)))
+    results = run_experiment(tmp_path, {"bulk": {**files, **DEX}})
+    want = [str(i) for i in range(1, 9)]
+    assert sample_column(results / "bulk" / "counts" / "size_factors.tsv") == want
+    norm = pd.read_csv(results / "bulk" / "counts" / "normalized_counts.tsv", sep="\t", index_col=0, nrows=1)
+    assert list(norm.columns) == want
+    assert sorted(sample_column(results / "bulk" / "qc" / "pca.tsv"), key=int) == want

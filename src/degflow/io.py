@@ -37,9 +37,17 @@ def write_tsv(df: pd.DataFrame, path: str | Path, *, index: bool = False) -> Non
         raise
 
 
+#: Columns of degflow's tables that hold names, read as text whatever they look like (samples called 1..8,
+#: Entrez gene IDs): a name is never turned into a number.
+ID_COLUMNS = ("sample", "gene_id", "gene_name", "cell", "cell_type", "group", "contrast", "unit")
+
+
 def read_tsv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
-    """Read a TSV written by :func:`write_tsv`."""
-    return pd.read_csv(path, sep="\t", na_values=["NA"], keep_default_na=False, **kwargs)
+    """Read a TSV written by :func:`write_tsv`; the name columns of :data:`ID_COLUMNS` are read as text."""
+    dtype = kwargs.pop("dtype", None)
+    if dtype is None or isinstance(dtype, dict):
+        dtype = {**{c: str for c in ID_COLUMNS}, **(dtype or {})}
+    return pd.read_csv(path, sep="\t", na_values=["NA"], keep_default_na=False, dtype=dtype, **kwargs)
 
 
 def save_pickle(obj: Any, path: str | Path) -> None:
