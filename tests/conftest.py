@@ -153,6 +153,8 @@ LONGEST_FIRST = (
     "test_formats.py",  # 55
     "test_scenarios.py",  # 60 (13 bulk + 2 single-cell experiment shapes in process)
     "test_single_cell.py",  # 40
+    "test_suites.py",  # 30 (pytest in throw-away clones: the core/extended split)
+    "test_composition.py",  # 20 (one snakemake dry run)
     "test_bad_input.py",  # 15
     "test_bad_input_sc.py",  # 20
     "test_plots.py",  # 15
