@@ -125,7 +125,8 @@ def test_outputs_exist(run):
     for rel in ("rescue/ehp_vs_model/rescue.png", "rescue/ehp_vs_model/rescue.pdf", "pathways/scores.png",
                 f"pathways/{EMT}/heatmap.png", "enrichment/model_vs_control/dotplot.png"):
         assert (run / rel).stat().st_size > 10_000, rel
-    sheets = pd.ExcelFile(run / "compound_tables.xlsx").sheet_names
+    with pd.ExcelFile(run / "compound_tables.xlsx") as book:  # closed: an open file is a ResourceWarning
+        sheets = book.sheet_names
     assert sheets[:3] == ["rescue summary", "rescue ehp_vs_model", "rescue aja_vs_model"]
     assert "qPCR vs RNA-seq" in sheets and "GSEA model_vs_control" in sheets
     assert {"pathway scores", "pathway gene sets", "qPCR fold changes", "qPCR concordance", "ORA aja_vs_model",

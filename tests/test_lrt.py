@@ -257,7 +257,8 @@ def test_workflow_runs_lrt_and_coefficient_contrasts(repo, tmp_path, airway_smal
     assert len(sig) == int((lrt["padj"] < 0.05).sum()) > 50 and set(lrt["lfc_coefficient"]) == {"dex_trt_vs_untrt"}
     members = read(res / "lrt" / "dex_any" / "clusters.tsv")
     assert list(members.index) == list(sig.index) and {"z_untrt", "z_trt"} <= set(members.columns)
-    assert "LRT dex_any" in pd.ExcelFile(res / "de" / "deg_tables.xlsx").sheet_names
+    with pd.ExcelFile(res / "de" / "deg_tables.xlsx") as book:  # closed: an open file is a ResourceWarning
+        assert "LRT dex_any" in book.sheet_names
     summary = pd.read_csv(res / "de" / "summary.tsv", sep="\t", index_col="contrast")
     assert summary.loc["dex_coef", "factor"] == "name" and summary.loc["dex_coef", "test_level"] == "dex_trt_vs_untrt"
 
