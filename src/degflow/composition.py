@@ -152,7 +152,7 @@ def plan_composition(comp_cfg: Mapping, sheet: pd.DataFrame, *, pseudobulk: Mapp
     from formulaic import model_matrix
 
     from degflow.config import check_design
-    from degflow.pseudobulk import replicate_design
+    from degflow.pseudobulk import check_groupby, replicate_design
 
     pb = dict(pseudobulk or {})
     groupby = comp_cfg.get("groupby") or pb.get("groupby") or "cell_type"
@@ -166,15 +166,7 @@ def plan_composition(comp_cfg: Mapping, sheet: pd.DataFrame, *, pseudobulk: Mapp
             raise DegflowInputError(f"config key '{KEY}.{key}' is not set and there is no singlecell.pseudobulk "
                                     f"section to take it from; set it (e.g. design: \"~ condition\", contrasts: "
                                     "{stim_vs_ctrl: [condition, stim, ctrl]})")
-    if groupby == "cell_type" and not annotated:
-        raise DegflowInputError(f"config key '{KEY}.groupby': cell_type needs singlecell.markers (the annotation); "
-                                f"set markers, or group by a clustering ({', '.join(clusterings)})")
-    if groupby == "cell_type_reference" and not reference:
-        raise DegflowInputError(f"config key '{KEY}.groupby': cell_type_reference needs singlecell.reference (a "
-                                "labelled reference); set it, or group by cell_type")
-    if groupby not in ("cell_type", "cell_type_reference") and groupby not in clusterings:
-        raise DegflowInputError(f"config key '{KEY}.groupby': '{groupby}' is neither cell_type, cell_type_reference "
-                                f"nor one of the clusterings {', '.join(clusterings)}")
+    check_groupby(groupby, key=KEY, annotated=annotated, reference=reference, clusterings=clusterings)
     table = sheet.reset_index()
     if sample_key not in table.columns:
         raise DegflowInputError(f"config key '{KEY}.sample_key': '{sample_key}' is not 'sample' nor a column of "

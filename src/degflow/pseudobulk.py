@@ -97,6 +97,36 @@ class PseudobulkPlan:
     metadata: pd.DataFrame
 
 
+def check_groupby(groupby: str, *, key: str, annotated: bool, reference: bool, clusterings: Sequence[str]) -> None:
+    """Check that the cell grouping ``groupby`` will exist in the processed data.
+
+    Parameters
+    ----------
+    groupby
+        ``cell_type`` (marker annotation), ``cell_type_reference`` (reference labels) or a ``leiden_<res>`` column.
+    key
+        Config section named in messages (``singlecell.pseudobulk``, ``singlecell.composition``).
+    annotated, reference
+        Whether marker annotation / reference labels are configured.
+    clusterings
+        The clustering columns the run makes.
+
+    Raises
+    ------
+    DegflowInputError
+        A grouping that the configured run will not make, with the setting that would make it.
+    """
+    if groupby == "cell_type" and not annotated:
+        raise DegflowInputError(f"config key '{key}.groupby': cell_type needs singlecell.markers (the annotation); "
+                                f"set markers, or group by a clustering ({', '.join(clusterings)})")
+    if groupby == "cell_type_reference" and not reference:
+        raise DegflowInputError(f"config key '{key}.groupby': cell_type_reference needs singlecell.reference (a "
+                                "labelled reference); set it, or group by cell_type")
+    if groupby not in ("cell_type", "cell_type_reference") and groupby not in clusterings:
+        raise DegflowInputError(f"config key '{key}.groupby': '{groupby}' is neither cell_type, cell_type_reference "
+                                f"nor one of the clusterings {', '.join(clusterings)}")
+
+
 def replicate_design(table: pd.DataFrame, *, sample_key: str, design: str, key: str, source: str) -> pd.DataFrame:
     """The design variables of each replicate (one row per ``sample_key`` value) from the single-cell sample sheet.
 
@@ -178,15 +208,7 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
 
     key = "singlecell.pseudobulk"
     groupby, sample_key = pb_cfg["groupby"], pb_cfg["sample_key"]
-    if groupby == "cell_type" and not annotated:
-        raise DegflowInputError(f"config key '{key}.groupby': cell_type needs singlecell.markers (the annotation); "
-                                f"set markers, or group by a clustering ({', '.join(clusterings)})")
-    if groupby == "cell_type_reference" and not reference:
-        raise DegflowInputError(f"config key '{key}.groupby': cell_type_reference needs singlecell.reference (a "
-                                "labelled reference); set it, or group by cell_type")
-    if groupby not in ("cell_type", "cell_type_reference") and groupby not in clusterings:
-        raise DegflowInputError(f"config key '{key}.groupby': '{groupby}' is neither cell_type, cell_type_reference "
-                                f"nor one of the clusterings {', '.join(clusterings)}")
+    check_groupby(groupby, key=key, annotated=annotated, reference=reference, clusterings=clusterings)
     columns = ["sample", *sheet.columns]
     if sample_key not in columns:
         raise DegflowInputError(f"config key '{key}.sample_key': '{sample_key}' is not 'sample' nor a column of "
