@@ -7,10 +7,10 @@ Engines (each ``fit_deseq`` + ``contrast_results``; ``n_cpus`` = all usable core
 
 * ``degflow default (deseq2 flavor)``: ``flavor="deseq2", engine="numba"`` -- the workflow's default: the
   DESeq2 1.38 port with its per-gene loops (``fitDisp``, ``fitDispGrid``, ``fitBeta``) as numba kernels
-  (:mod:`degflow._deseq_kernels`);
+  (:mod:`degflow.kernels.deseq`);
 * ``degflow deseq2 flavor, NumPy loops``: ``flavor="deseq2", engine="pydeseq2"`` -- the same port with the
   loops vectorised in NumPy over gene blocks (its readable reference);
-* ``degflow numba (pydeseq2 flavor)``: pydeseq2's driver with :class:`degflow.inference.NumbaInference`
+* ``degflow numba (pydeseq2 flavor)``: pydeseq2's driver with :class:`degflow.de.inference.NumbaInference`
   (``flavor="pydeseq2", engine="numba"``), i.e. stock pydeseq2's algorithm on compiled kernels;
 * ``stock pydeseq2``: ``flavor="pydeseq2", engine="pydeseq2"`` (``DefaultInference``, joblib workers);
 * ``R DESeq()``: ``DESeq()`` + ``results()`` inside one R process when ``Rscript`` with DESeq2 is
@@ -43,14 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 # As the workflow scripts do, before numba is imported: BLAS on 1 thread, numba on --cores.
-from degflow._threads import configure_runtime  # noqa: E402
+from degflow.runtime import configure_runtime  # noqa: E402
 
 configure_runtime(blas_threads=1)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from degflow.deseq import contrast_results, fit_deseq  # noqa: E402
+from degflow.de.deseq import contrast_results, fit_deseq  # noqa: E402
 
 R_SCRIPT = r"""
 suppressMessages(library(DESeq2))

@@ -1,4 +1,4 @@
-"""Benchmark of degflow.kernels against scanpy, pydeseq2 and the machine's floors (not pytest).
+"""Benchmark of degflow.kernels.sparse against scanpy, pydeseq2 and the machine's floors (not pytest).
 
     .venv/bin/python benchmarks/kernels.py                  # 100k cells x 20k genes, 200 M non-zeros
     .venv/bin/python benchmarks/kernels.py --cells 250000   # larger, if memory allows (checked first)
@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 # As the workflow scripts do, before numba is imported (OMP_WAIT_POLICY=PASSIVE: see its docstring).
-from degflow._threads import configure_runtime  # noqa: E402
+from degflow.runtime import configure_runtime  # noqa: E402
 
 configure_runtime()
 
@@ -42,7 +42,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import sparse  # noqa: E402
 
-from degflow import kernels  # noqa: E402
+from degflow.kernels import sparse as kernels  # noqa: E402
 
 Case = tuple[Callable[..., object], Callable[[], object] | None, int | None]  # (fn, setup, numba threads)
 

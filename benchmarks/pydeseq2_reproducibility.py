@@ -53,12 +53,12 @@ PAIRS = [
 
 def worker(flavor: str, engine: str, out: str) -> None:
     """Fit airway in this process and pickle (var, results, trend coefficients)."""
-    from degflow._threads import configure_runtime
+    from degflow.runtime import configure_runtime
 
     configure_runtime(blas_threads=1)
     import pandas as pd
 
-    from degflow.deseq import contrast_results, fit_deseq
+    from degflow.de.deseq import contrast_results, fit_deseq
 
     d = ROOT / "resources" / "airway"  # the bundled example (= shared/data/airway)
     counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0)
@@ -74,7 +74,7 @@ def worker(flavor: str, engine: str, out: str) -> None:
 def compare(a: tuple, b: tuple) -> str:
     import numpy as np
 
-    from degflow.qc import classify
+    from degflow.bulk.qc import classify
 
     (va, ra, ta), (vb, rb, tb) = a, b
     parts = []

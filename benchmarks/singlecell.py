@@ -69,7 +69,7 @@ def scanpy_tutorial(path: Path, timings: dict[str, float]) -> dict:
 
 
 def degflow_pipeline(path: Path, timings: dict[str, float], n_threads: int) -> dict:
-    from degflow import single_cell as scm
+    from degflow.singlecell import process as scm
 
     def step(name, fn):
         t = time.perf_counter()
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "resources" / "pbmc3k" / "filtered_min3cells_v3")
     args = parser.parse_args()
 
-    from degflow._threads import configure_runtime
+    from degflow.runtime import configure_runtime
 
     configure_runtime(args.threads)
     warnings.simplefilter("ignore")

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from degflow.config import plan_singlecell, validate_config
 from degflow.errors import DegflowInputError
-from degflow.pseudobulk import plan_pseudobulk
+from degflow.plan.config import plan_singlecell, validate_config
+from degflow.pseudobulk.aggregate import plan_pseudobulk
 from test_bad_input import assert_clean_stop, run_snakemake
 
 PBMC = "resources/pbmc3k/filtered_min3cells_v3"

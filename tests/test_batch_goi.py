@@ -18,11 +18,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from degflow import genes_of_interest as goi
-from degflow import plots, qc
-from degflow.bulk import plan_bulk
-from degflow.config import batch_design_terms, validate_config
+from degflow.bulk import genes_of_interest as goi
+from degflow.bulk import qc
+from degflow.bulk.dataset import plan_bulk
 from degflow.errors import DegflowInputError
+from degflow.pl import bulk as plots
+from degflow.plan.config import batch_design_terms, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 REF = REPO / "tests" / "data" / "airway_remove_batch"
@@ -325,7 +326,7 @@ def test_no_gene_found_is_a_clear_warning_not_a_failure(run):
 def test_genes_of_interest_over_a_numeric_covariate(repo, tmp_path):
     """A design of covariates only (``~ avgLength`` with a ``{name: avgLength}`` contrast): the count plots put the
     covariate on the x axis (a scatter of the normalised counts over its values) instead of stopping at run time."""
-    from degflow.deseq import _r_size_factors
+    from degflow.de.deseq import _r_size_factors
 
     d = repo / "resources" / "airway"
     counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0).iloc[:3000]
@@ -353,7 +354,7 @@ def test_genes_of_interest_over_a_numeric_covariate(repo, tmp_path):
 
 def test_contrast_batch_variables_finds_a_tested_batch():
     """The DEG heatmap keeps the measured values when the contrast tests a batch column, in any contrast form."""
-    from degflow.config import check_design, contrast_batch_variables, results_names
+    from degflow.plan.config import check_design, contrast_batch_variables, results_names
 
     sheet = pd.read_csv(AIRWAY / "samples.tsv", sep="\t", index_col=0)
     design = "~ cell + dex"

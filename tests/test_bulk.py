@@ -1,4 +1,4 @@
-"""degflow.bulk and the kernel wiring of the bulk fit."""
+"""degflow.bulk.dataset and the kernel wiring of the bulk fit."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from degflow.deseq import contrast_results, fit_deseq
-from degflow.kernels import size_factors_ratio
+from degflow.de.deseq import contrast_results, fit_deseq
+from degflow.kernels.sparse import size_factors_ratio
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from degflow.composition import CompositionTest, cell_counts, plan_composition, propeller, transformed_proportions
 from degflow.errors import DegflowInputError
+from degflow.singlecell.composition import (
+    CompositionTest,
+    cell_counts,
+    plan_composition,
+    propeller,
+    transformed_proportions,
+)
 
 DATA = Path(__file__).parent / "data"
 SPECKLE = DATA / "propeller_speckle"
@@ -326,7 +332,7 @@ def test_bad_input_stops_the_cli_in_one_line(tmp_path):
 
 
 def test_figure_one_panel_per_cell_type_with_its_fdr(speckle_counts):
-    from degflow.composition import composition_figure
+    from degflow.singlecell.composition import composition_figure
 
     meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC", strict=True)}, ["A", "B", "C"])
     counts = speckle_counts.join(meta, on="sample")
@@ -342,7 +348,7 @@ def test_figure_one_panel_per_cell_type_with_its_fdr(speckle_counts):
 
 def test_plan_survives_snakemake_params_as_plain_records():
     """The rule passes the replicate table and tests as plain lists; they come back with their factor levels."""
-    from degflow.composition import metadata_frame, metadata_records, tests_from_records, tests_to_records
+    from degflow.singlecell.composition import metadata_frame, metadata_records, tests_from_records, tests_to_records
 
     p = plan()
     back = metadata_frame(json.loads(json.dumps(metadata_records(p.metadata))))

@@ -1,4 +1,4 @@
-"""degflow.config: keys, defaults, types, sample sheet and design checks (library level)."""
+"""degflow.plan.config: keys, defaults, types, sample sheet and design checks (library level)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from degflow.config import (
+from degflow.errors import DegflowInputError
+from degflow.plan.config import (
     check_design,
     check_samples_match,
     design_variables,
     read_sample_sheet,
     validate_config,
 )
-from degflow.errors import DegflowInputError
 
 
 @pytest.fixture

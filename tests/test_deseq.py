@@ -1,4 +1,4 @@
-"""degflow.deseq against DESeq2 (R) reference outputs.
+"""degflow.de.deseq against DESeq2 (R) reference outputs.
 
 R references: DESeq2 1.38.3 on airway and on pydeseq2's synthetic data
 (tests/data/.../deseq2_r), and DESeq2 1.34.0 outputs shipped with pydeseq2's tests.
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from degflow.deseq import contrast_results, fit_deseq
+from degflow.bulk.qc import classify
+from degflow.de.deseq import contrast_results, fit_deseq
 from degflow.errors import DegflowInputError
-from degflow.qc import classify
 
 RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
 
@@ -207,8 +207,8 @@ def test_numba_glm_and_grid_kernels_equal_numpy_port(airway):
     """IRLS with its L-BFGS-B fallback, per-gene normalisation factors, and the dispersion grid."""
     from scipy import stats
 
-    from degflow import _deseq_kernels as K
-    from degflow import deseq as D
+    from degflow.de import deseq as D
+    from degflow.kernels import deseq as K
 
     counts, samples = airway
     sub = counts[counts.sum(axis=1) > 50].iloc[:400].to_numpy(dtype=float)
@@ -472,7 +472,7 @@ def test_bad_inputs_raise_degflow_errors(synthetic):
 
 def test_r_random_streams_are_reproduced():
     """The prior-variance simulation relies on an exact emulation of R's generators."""
-    from degflow import deseq
+    from degflow.de import deseq
 
     kernel = deseq._make_r_sim_kernel()
 
@@ -495,7 +495,7 @@ def test_r_random_streams_are_reproduced():
 
 
 def test_r_loess_and_lowess_ports():
-    from degflow import deseq
+    from degflow.de import deseq
 
     # R 4.2.2: x <- seq(0, 8, length = 200); y <- (x - 0.5)^2/10 + sin(7*x)/20
     #          predict(loess(y ~ x, span = .2), seq(0, 8, length = 1000))[c(1, 100, 500, 1000)]

@@ -1,4 +1,4 @@
-"""degflow.formats on real quantifier outputs (tests/data/count_formats, resources/airway).
+"""degflow.io.counts on real quantifier outputs (tests/data/count_formats, resources/airway).
 
 The files from repositories without a licence (two multi-sample featureCounts tables, four airway HTSeq files)
 are not in the repository: the tests that read them use shared/data/count_formats (``cf_shared``: extended suite).
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from degflow import DegflowInputError
-from degflow.formats import (
+from degflow.io.counts import (
     FORMATS,
     CountTable,
     collapse_replicates,

@@ -1,4 +1,4 @@
-"""degflow.inference.NumbaInference against pydeseq2's DefaultInference.
+"""degflow.de.inference.NumbaInference against pydeseq2's DefaultInference.
 
 Two kinds of checks:
 
@@ -32,9 +32,9 @@ from pydeseq2.dds import DeseqDataSet
 from pydeseq2.default_inference import DefaultInference
 from pydeseq2.ds import DeseqStats
 
-from degflow.deseq import contrast_results, fit_deseq
+from degflow.de.deseq import contrast_results, fit_deseq
+from degflow.de.inference import NumbaInference
 from degflow.errors import DegflowInputError
-from degflow.inference import NumbaInference
 
 DISP_RTOL, DISP_ATOL = 1e-4, 1e-8
 LFC_ATOL = 1e-6

@@ -1,4 +1,4 @@
-"""degflow.kernels against scanpy 1.11, pydeseq2 0.5.4, R DESeq2 and the plain-NumPy ``_ref_*`` twins.
+"""degflow.kernels.sparse against scanpy 1.11, pydeseq2 0.5.4, R DESeq2 and the plain-NumPy ``_ref_*`` twins.
 
 Real data: pbmc3k (10x, 2,700 cells x 13,714 genes) and airway (8 samples x 64,102 genes, with
 DESeq2 1.38.3 size factors), plus pydeseq2's synthetic set with DESeq2 1.34.0 size factors.
@@ -21,9 +21,9 @@ from scanpy.preprocessing._utils import _get_mean_var
 from scipy import sparse
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from degflow import kernels
-from degflow._threads import configure_runtime, resolve_threads, set_threads, threads
 from degflow.errors import DegflowInputError
+from degflow.kernels import sparse as kernels
+from degflow.runtime import configure_runtime, resolve_threads, set_threads, threads
 
 RTOL = {np.float32: 1e-5, np.float64: 1e-6}
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -682,8 +682,8 @@ def test_configure_runtime(tmp_path, monkeypatch):
     before = numba.get_num_threads()
     with threadpool_limits(limits=None):
         try:
-            # numba and degflow.kernels are already imported here: the cache dir is still set, with a warning
-            with pytest.warns(RuntimeWarning, match="after degflow.kernels was imported"):
+            # numba and degflow.kernels.sparse are already imported here: the cache dir is still set, with a warning
+            with pytest.warns(RuntimeWarning, match="after degflow.kernels.sparse was imported"):
                 configure_runtime(1, tmp_path / "numba_cache")
             assert os.environ["NUMBA_CACHE_DIR"] == str((tmp_path / "numba_cache").resolve())
             assert (tmp_path / "numba_cache").is_dir()
@@ -699,7 +699,7 @@ def test_configure_runtime_before_numba_import(tmp_path):
     import sys
 
     code = (
-        "import sys; from degflow._threads import configure_runtime\n"
+        "import sys; from degflow.runtime import configure_runtime\n"
         "assert 'numba' not in sys.modules and 'numpy' not in sys.modules\n"
         f"configure_runtime(1, {str(tmp_path / 'cache')!r})\n"
         "import numba, threadpoolctl\n"

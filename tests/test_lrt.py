@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from degflow.bulk import plan_bulk
-from degflow.config import check_design, results_names, validate_config
-from degflow.deseq import coefficient_names, contrast_results, fit_deseq, lrt_results
+from degflow.bulk.dataset import plan_bulk
+from degflow.de.deseq import coefficient_names, contrast_results, fit_deseq, lrt_results
 from degflow.errors import DegflowInputError
+from degflow.plan.config import check_design, results_names, validate_config
 
 REF = Path(__file__).parent / "data" / "deseq2_lrt_contrasts"
 COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
@@ -265,7 +265,7 @@ def test_workflow_runs_lrt_and_coefficient_contrasts(repo, tmp_path, airway_smal
 
 def test_lrt_group_by_defaults(airway):
     """The pattern figure's x axis: the last design factor the reduced formula drops, else its numeric covariate."""
-    from degflow.bulk import plan_lrt
+    from degflow.bulk.dataset import plan_lrt
 
     _, samples = airway
     design = "~ cell + avgLength + dex"
@@ -282,7 +282,7 @@ def test_lrt_group_by_defaults(airway):
 
 def test_lrt_table_names_genes_by_id_without_names():
     """Without gene names the LRT tables carry gene_name = gene ID, as the Wald tables do (R's LRT table as input)."""
-    from degflow.patterns import lrt_table, significant_genes
+    from degflow.bulk.patterns import lrt_table, significant_genes
 
     r = pd.read_csv(REF / "gse121659_lrt.tsv.gz", sep="\t", index_col=0, dtype={"gene_id": str})
     r.index = r.index.astype(str)

@@ -147,7 +147,7 @@ def test_cell_type_without_markers_in_the_data_is_told(repo, tmp_path):
     import anndata as ad
     import scanpy as sc
 
-    from degflow.sc_io import read_sample
+    from degflow.io.singlecell import read_sample
 
     adata = read_sample(repo / "resources" / "pbmc3k" / "filtered_min3cells_v3", sample="pbmc3k")
     labels = pd.read_csv(repo / "resources" / "pbmc3k" / "seurat_pbmc3k_final_annotations.csv", index_col=0)

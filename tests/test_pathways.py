@@ -1,4 +1,4 @@
-"""degflow.pathways: GMT parsing and its messages, the bundled gene sets, panels, scores, ORA and preranked GSEA."""
+"""degflow.compound.pathways: GMT parsing and its messages, the bundled gene sets, panels, scores, ORA and preranked GSEA."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from degflow import pathways as pw
+from degflow.compound import pathways as pw
 from degflow.errors import DegflowInputError
 
 BUNDLED = ["HALLMARK_TNFA_SIGNALING_VIA_NFKB", "HALLMARK_HYPOXIA", "HALLMARK_TGF_BETA_SIGNALING",
@@ -201,7 +201,7 @@ def test_prerank_gsea_rejects_empty_ranking():
 # a published finding, checked on the real counts: the fibrosis/ECM panel is up in bleomycin skin
 # ------------------------------------------------------------------------------------------
 def test_fibrosis_panel_up_in_bleomycin_gse121659(repo):
-    from degflow import qc
+    from degflow.bulk import qc
 
     src = repo / "resources" / "gse121659"
     counts = pd.read_csv(src / "counts.tsv", sep="\t", index_col=0, dtype={"gene_id": str})

@@ -1,4 +1,4 @@
-"""Figures (degflow.plots) on the real airway data: right content, no label overlaps, reproducible files."""
+"""Figures (degflow.pl.bulk) on the real airway data: right content, no label overlaps, reproducible files."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
-from degflow import DegflowInputError, plots, qc
+from degflow import DegflowInputError
+from degflow.bulk import qc
+from degflow.pl import bulk as plots
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 CAPTIONS = [

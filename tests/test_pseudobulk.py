@@ -20,9 +20,9 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from degflow import pseudobulk
-from degflow.config import plan_singlecell, validate_config
 from degflow.errors import DegflowInputError
+from degflow.plan.config import plan_singlecell, validate_config
+from degflow.pseudobulk import aggregate as pseudobulk
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 pytestmark = pytest.mark.workflow
@@ -41,8 +41,8 @@ SEURAT_TO_KANG = {"Naive CD4 T": "CD4 T cells", "Memory CD4 T": "CD4 T cells", "
 
 
 def pbmc3k_reference(repo: Path, work: Path) -> Path:
-    """PBMC 3k raw counts with the Seurat tutorial's labels, as `python -m degflow.make_reference` writes it."""
-    from degflow.make_reference import main
+    """PBMC 3k raw counts with the Seurat tutorial's labels, as `python -m degflow.singlecell.make_reference` writes it."""
+    from degflow.singlecell.make_reference import main
 
     out = work / "pbmc3k_reference.h5ad"
     if not out.exists():

@@ -1,4 +1,4 @@
-"""Sample QC and figure inputs (degflow.qc) on the real airway data."""
+"""Sample QC and figure inputs (degflow.bulk.qc) on the real airway data."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from degflow import DegflowInputError, qc
+from degflow import DegflowInputError
 
 # airway/SOURCE.md: column sums of counts.tsv, in sample order
+from degflow.bulk import qc
+
 AIRWAY_LIBRARY_SIZES = [20637971, 18809481, 25348649, 15163415, 24448408, 30818215, 19126151, 21164133]
 # the 13 mitochondrially encoded protein-coding genes (Ensembl 75 ids; org.Hs.eg.db calls them COX1, ND1, ...)
 MT_GENES = [
@@ -250,7 +252,7 @@ def test_outliers_sequential_deletion_unmasks_second_outlier():
 
 def test_outliers_few_samples(caplog):
     coords = pd.DataFrame({"PC1": [1.0, 2.0, 30.0], "PC2": [0.0, 1.0, 0.0]}, index=list("abc"))
-    with caplog.at_level(logging.WARNING, logger="degflow.qc"):
+    with caplog.at_level(logging.WARNING, logger="degflow.bulk.qc"):
         f = qc.outlier_flags(coords)
     assert not f["outlier"].any() and f["z"].isna().all()
     assert "only 3 samples" in f.attrs["note"] and "only 3 samples" in caplog.text

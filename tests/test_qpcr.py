@@ -1,4 +1,4 @@
-"""degflow.qpcr: 2^-ddCt arithmetic on a hand-checkable table, bad-input rows, concordance with RNA-seq."""
+"""degflow.compound.qpcr: 2^-ddCt arithmetic on a hand-checkable table, bad-input rows, concordance with RNA-seq."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from degflow import qpcr
+from degflow.compound import qpcr
 from degflow.errors import DegflowInputError
 
 SHEET = pd.DataFrame({"group": ["ctrl", "ctrl", "trt", "trt"]}, index=pd.Index(["c1", "c2", "t1", "t2"], name="sample"))

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from degflow import plots, qc  # noqa: E402
-from degflow.bulk import (  # noqa: E402
+from degflow.bulk import qc  # noqa: E402
+from degflow.bulk.dataset import (  # noqa: E402
     annotate_results,
     build_dataset,
     deg_table,
@@ -32,9 +32,10 @@ from degflow.bulk import (  # noqa: E402
     read_gene_annotation,
     summary_row,
 )
-from degflow.config import validate_config  # noqa: E402
-from degflow.deseq import contrast_results, fit_deseq  # noqa: E402
-from degflow.kernels import size_factors_ratio  # noqa: E402
+from degflow.de.deseq import contrast_results, fit_deseq  # noqa: E402
+from degflow.kernels.sparse import size_factors_ratio  # noqa: E402
+from degflow.pl import bulk as plots  # noqa: E402
+from degflow.plan.config import validate_config  # noqa: E402
 
 NUMERIC = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
 DEX = {"design": "~ cell + dex", "reference_levels": {"dex": "untrt"},
@@ -290,9 +291,9 @@ def run_singlecell(tmp: Path, rows: list[dict], **sc_overrides):
     import anndata as ad
     import scanpy as sc
 
-    from degflow import single_cell as scm
-    from degflow.config import plan_singlecell
-    from degflow.sc_io import qc_overrides, validate_sample_sheet
+    from degflow.io.singlecell import qc_overrides, validate_sample_sheet
+    from degflow.plan.config import plan_singlecell
+    from degflow.singlecell import process as scm
 
     pd.DataFrame(rows).to_csv(tmp / "sc_samples.tsv", sep="\t", index=False)
     cfg = validate_config({"results": str(tmp / "results"),

@@ -1,4 +1,4 @@
-"""degflow.single_cell / degflow.sc_io on real data: PBMC 3k reproduction, every input format, bad input.
+"""degflow.singlecell.process / degflow.io.singlecell on real data: PBMC 3k reproduction, every input format, bad input.
 
 Reference numbers: resources/pbmc3k/SOURCE.md (the scanpy and Seurat PBMC 3k tutorials),
 tests/data/10x_scanpy_testdata/SOURCE.md, tests/data/bd_rhapsody_rustody_targeted/SOURCE.md,
@@ -21,8 +21,8 @@ import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from degflow import DegflowInputError
-from degflow import single_cell as scm
-from degflow.sc_io import qc_overrides, read_sample, read_sample_sheet, read_samples, sniff_sc_format
+from degflow.io.singlecell import qc_overrides, read_sample, read_sample_sheet, read_samples, sniff_sc_format
+from degflow.singlecell import process as scm
 
 #: The scanpy legacy PBMC 3k recipe (scverse/scanpy-tutorials pbmc3k.ipynb at cb3dfa2).
 TUTORIAL = dict(hvg_flavor="seurat", n_top_genes=None, min_mean=0.0125, max_mean=3, min_disp=0.5,
@@ -536,7 +536,7 @@ def test_annotate_with_a_single_cell_type(pbmc_qc, seurat_labels, tmp_path):
     flag every cluster mixed and fail with KeyError '' on the refinement). Clusters: Seurat's PBMC 3k labels."""
     import scanpy as sc
 
-    from degflow.io import write_tsv
+    from degflow.io.tables import write_tsv
     from degflow.report import html_table
 
     a = pbmc_qc[0].copy()
@@ -661,7 +661,7 @@ def test_no_gene_of_interest_found_is_not_fatal(repo, pbmc_qc, seurat_labels, tm
     import matplotlib.pyplot as plt
     import scanpy as sc
 
-    from degflow.io import write_tsv
+    from degflow.io.tables import write_tsv
 
     a = pbmc_qc[0][::10].copy()
     sc.pp.normalize_total(a, target_sum=1e4)
@@ -728,7 +728,7 @@ def test_no_gene_of_interest_found_is_not_fatal(repo, pbmc_qc, seurat_labels, tm
 
 
 def test_pseudobulk_genes_of_interest_table():
-    from degflow.pseudobulk import genes_of_interest_table
+    from degflow.pseudobulk.aggregate import genes_of_interest_table
 
     res = pd.DataFrame({"gene_id": ["ISG15", "CD14"], "gene_name": ["ISG15", "CD14"], "baseMean": [10.0, 5.0],
                         "log2FoldChange": [3.0, -2.0], "lfcSE": [0.1, 0.2], "stat": [30.0, -10.0],
@@ -819,9 +819,9 @@ def test_reference_normalised_as_the_query(repo, pbmc_qc, seurat_labels, tmp_pat
 
 
 def test_make_reference_cli(repo, pbmc_dir, tmp_path):
-    """python -m degflow.make_reference: only labelled cells are kept (as its docstring now says); a missing labels
+    """python -m degflow.singlecell.make_reference: only labelled cells are kept (as its docstring now says); a missing labels
     file, a barcode listed twice or a table without a label column stop in one `degflow:` line, writing nothing."""
-    import degflow.make_reference as mr
+    import degflow.singlecell.make_reference as mr
 
     assert "--barcode-prefix" not in mr.__doc__ and "left out of the reference" in mr.__doc__
     seurat = pd.read_csv(repo / "resources/pbmc3k/seurat_pbmc3k_final_annotations.csv", dtype=str,

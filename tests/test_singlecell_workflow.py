@@ -20,8 +20,8 @@ import pytest
 import yaml
 from sklearn.metrics import adjusted_rand_score
 
-from degflow.config import plan_singlecell, validate_config
 from degflow.errors import DegflowInputError
+from degflow.plan.config import plan_singlecell, validate_config
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 pytestmark = pytest.mark.workflow

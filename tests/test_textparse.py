@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from degflow import formats
-from degflow._textparse import parse_int_matrix
+from degflow.io import counts as formats
+from degflow.io._textparse import parse_int_matrix
 
 
 def test_airway_counts_equal_pandas(repo):

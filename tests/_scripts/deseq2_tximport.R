@@ -1,7 +1,7 @@
 # DESeq2 on tximport-style input (countsFromAbundance = "no"): the reference for degflow's
 # normalization_factors path (tests/test_formats_workflow.py::test_length_offset_matches_deseq2_in_r).
 # Inputs: tests/data/salmon_yeast_tximport/{counts,avg_tx_length,samples}.tsv, written from
-# shared/data/count_formats/salmon/yeast_nfcore_test by degflow.formats.read_counts (tximport's
+# shared/data/count_formats/salmon/yeast_nfcore_test by degflow.io.counts.read_counts (tximport's
 # summarizeToGene: estimated counts rounded half to even, abundance-weighted average lengths).
 # Run from the repository root: Rscript tests/_scripts/deseq2_tximport.R   (R 4.x, DESeq2 1.38.3)
 suppressPackageStartupMessages(library(DESeq2))

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from degflow.errors import DegflowInputError
-from degflow.config import validate_config
+from degflow.plan.config import validate_config
 
 
 def _stop(err):
@@ -34,8 +34,8 @@ if workflow.is_main_process:  # not in cluster/subprocess jobs of a live run
     record_owner(".")
 
 if "bulk" in CFG:
-    from degflow.bulk import plan_bulk
-    from degflow.genes_of_interest import default_group_by
+    from degflow.bulk.dataset import plan_bulk
+    from degflow.bulk.genes_of_interest import default_group_by
 
     try:
         BULK_PLAN, _counts = plan_bulk(CFG["bulk"])

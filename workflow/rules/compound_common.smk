@@ -1,6 +1,6 @@
 # Plain Python for workflow/rules/compound.smk: the compound-study plan (checked before the DAG is built),
 # wildcard constraints and input/param helpers. Included by compound.smk.
-from degflow.rescue import pathway_group_by, plan_compound
+from degflow.compound.rescue import pathway_group_by, plan_compound
 
 COMPOUND_CAT = "05. Compound study"
 

@@ -1,6 +1,6 @@
 # Pseudobulk plan and helpers (plain Python, included by pseudobulk.smk): the design checked against the sample
 # sheet before the DAG is built, and the functions that read the pb_aggregate checkpoint.
-from degflow.pseudobulk import plan_pseudobulk
+from degflow.pseudobulk.aggregate import plan_pseudobulk
 
 PB = SC["pseudobulk"]
 PB_DIR = f"{RESULTS}/pseudobulk"

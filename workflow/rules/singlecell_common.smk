@@ -2,8 +2,8 @@
 # DAG is built, the figure and table lists, input/params functions.
 import re
 
-from degflow.config import plan_singlecell
-from degflow.single_cell import read_genes_of_interest
+from degflow.plan.config import plan_singlecell
+from degflow.singlecell.process import read_genes_of_interest
 
 SC = CFG["singlecell"]
 SC_DIR = f"{RESULTS}/singlecell"
@@ -162,7 +162,7 @@ def sc_marker_yaml(wildcards):
 
 
 def sc_process_params():
-    """Keyword arguments of degflow.single_cell.process from the config."""
+    """Keyword arguments of degflow.singlecell.process.process from the config."""
     hvg, pca, nn = SC["hvg"], SC["pca"], SC["neighbors"]
     return {
         "target_sum": SC["normalize"]["target_sum"],

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from degflow.bulk import annotate_results, deg_table
-from degflow.deseq import contrast_results
-from degflow.io import load_pickle, write_tsv
+from degflow.bulk.dataset import annotate_results, deg_table
+from degflow.de.deseq import contrast_results
+from degflow.io.tables import load_pickle, write_tsv
 
 p, de, th = snakemake.params, snakemake.params.de, snakemake.params.thresholds
 dds = load_pickle(snakemake.input[0])

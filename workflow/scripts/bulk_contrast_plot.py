@@ -2,9 +2,9 @@
 from _common import setup
 
 setup(snakemake)
-from degflow import plots
-from degflow.genes_of_interest import NOT_FOUND, match_genes
-from degflow.io import read_tsv
+from degflow.bulk.genes_of_interest import NOT_FOUND, match_genes
+from degflow.io.tables import read_tsv
+from degflow.pl import bulk as plots
 
 p, th = snakemake.params, snakemake.params.thresholds
 res = read_tsv(snakemake.input[0], dtype={"gene_name": str}).set_index("gene_id")

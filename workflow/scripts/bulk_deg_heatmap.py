@@ -7,9 +7,10 @@ remove what is tested): then the measured values, and the title says which.
 from _common import setup
 
 setup(snakemake)
-from degflow import plots, qc
-from degflow.config import contrast_batch_variables
-from degflow.io import read_bulk_dataset, read_tsv
+from degflow.bulk import qc
+from degflow.io.tables import read_bulk_dataset, read_tsv
+from degflow.pl import bulk as plots
+from degflow.plan.config import contrast_batch_variables
 
 p, th = snakemake.params, snakemake.params.thresholds
 data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)

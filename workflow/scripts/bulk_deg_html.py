@@ -2,7 +2,7 @@
 from _common import setup
 
 setup(snakemake)
-from degflow.io import read_tsv
+from degflow.io.tables import read_tsv
 from degflow.report import html_table
 
 th = snakemake.params.thresholds

@@ -2,8 +2,8 @@
 from _common import setup, warn
 
 setup(snakemake)
-from degflow import genes_of_interest as goi
-from degflow.io import read_bulk_dataset, read_tsv, write_tsv
+from degflow.bulk import genes_of_interest as goi
+from degflow.io.tables import read_bulk_dataset, read_tsv, write_tsv
 from degflow.report import html_table
 
 p = snakemake.params

@@ -4,10 +4,11 @@ from pathlib import Path
 from _common import setup
 
 setup(snakemake)
-from degflow import genes_of_interest as goi
-from degflow import plots, qc
-from degflow.bulk import normalized_counts
-from degflow.io import read_bulk_dataset, read_tsv
+from degflow.bulk import genes_of_interest as goi
+from degflow.bulk import qc
+from degflow.bulk.dataset import normalized_counts
+from degflow.io.tables import read_bulk_dataset, read_tsv
+from degflow.pl import bulk as plots
 
 p = snakemake.params
 data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)

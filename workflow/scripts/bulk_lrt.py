@@ -4,9 +4,9 @@ from _common import setup
 threads = setup(snakemake)
 import pandas as pd
 
-from degflow.deseq import lrt_results
-from degflow.io import load_pickle, write_tsv
-from degflow.patterns import lrt_table, significant_genes
+from degflow.bulk.patterns import lrt_table, significant_genes
+from degflow.de.deseq import lrt_results
+from degflow.io.tables import load_pickle, write_tsv
 from degflow.report import html_table
 
 p, de = snakemake.params, snakemake.params.de

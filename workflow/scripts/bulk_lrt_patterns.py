@@ -2,9 +2,10 @@
 from _common import setup
 
 setup(snakemake)
-from degflow import plots, qc
-from degflow.io import read_bulk_dataset, read_tsv, write_tsv
-from degflow.patterns import lrt_patterns
+from degflow.bulk import qc
+from degflow.bulk.patterns import lrt_patterns
+from degflow.io.tables import read_bulk_dataset, read_tsv, write_tsv
+from degflow.pl import bulk as plots
 from degflow.report import html_table
 
 p, spec = snakemake.params, snakemake.params.spec

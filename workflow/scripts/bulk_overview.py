@@ -2,8 +2,8 @@
 from _common import setup
 
 setup(snakemake)
-from degflow import plots
-from degflow.io import read_tsv
+from degflow.io.tables import read_tsv
+from degflow.pl import bulk as plots
 from degflow.report import html_table
 
 summary = read_tsv(snakemake.input.summary)

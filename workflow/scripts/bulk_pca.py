@@ -2,8 +2,9 @@
 from _common import setup
 
 setup(snakemake)
-from degflow import plots, qc
-from degflow.io import read_bulk_dataset, write_tsv
+from degflow.bulk import qc
+from degflow.io.tables import read_bulk_dataset, write_tsv
+from degflow.pl import bulk as plots
 
 data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)
 coords, ratio = qc.pca(qc.variance_stabilised(counts, sf), n_top=snakemake.params.n_top)

@@ -4,8 +4,8 @@ from _common import setup
 setup(snakemake)
 import pandas as pd
 
-from degflow.bulk import summary_row
-from degflow.io import read_tsv, write_tsv
+from degflow.bulk.dataset import summary_row
+from degflow.io.tables import read_tsv, write_tsv
 
 th = snakemake.params.thresholds
 rows = [summary_row(name, spec, read_tsv(path), lfc=th["lfc"], padj=th["padj"])

@@ -2,8 +2,9 @@
 from _common import setup
 
 setup(snakemake)
-from degflow import compound_plots, plots
-from degflow.io import read_tsv
+from degflow.io.tables import read_tsv
+from degflow.pl import bulk as plots
+from degflow.pl import compound as compound_plots
 
 ora = read_tsv(snakemake.input.ora)
 gsea = read_tsv(snakemake.input.gsea) if "gsea" in snakemake.input.keys() else None

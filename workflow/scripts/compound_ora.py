@@ -4,8 +4,8 @@ from _common import setup
 setup(snakemake)
 import pandas as pd
 
-from degflow import pathways
-from degflow.io import read_tsv, write_tsv
+from degflow.compound import pathways
+from degflow.io.tables import read_tsv, write_tsv
 
 e = snakemake.params.enrichment
 res = read_tsv(snakemake.input.results, dtype={"gene_id": str, "gene_name": str})

@@ -3,8 +3,9 @@ from _common import setup
 
 setup(snakemake)
 
-from degflow import pathways, qc
-from degflow.io import read_bulk_dataset, read_tsv, write_tsv
+from degflow.bulk import qc
+from degflow.compound import pathways
+from degflow.io.tables import read_bulk_dataset, read_tsv, write_tsv
 
 p = snakemake.params
 data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)

@@ -2,8 +2,9 @@
 from _common import setup
 
 setup(snakemake)
-from degflow import compound_plots, plots
-from degflow.io import read_tsv
+from degflow.io.tables import read_tsv
+from degflow.pl import bulk as plots
+from degflow.pl import compound as compound_plots
 
 fig = compound_plots.qpcr_concordance(read_tsv(snakemake.input.pairs), read_tsv(snakemake.input.stats),
                                       title="qRT-PCR vs RNA-seq")

@@ -2,8 +2,9 @@
 from _common import setup
 
 setup(snakemake)
-from degflow import compound_plots, plots
-from degflow.io import read_tsv
+from degflow.io.tables import read_tsv
+from degflow.pl import bulk as plots
+from degflow.pl import compound as compound_plots
 
 p = snakemake.params
 genes = read_tsv(snakemake.input[0], dtype={"gene_id": str, "gene_name": str})

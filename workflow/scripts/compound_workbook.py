@@ -3,7 +3,7 @@ tables are the TSVs), pathway scores, set sizes and panel tables, ORA/GSEA per c
 from _common import setup
 
 setup(snakemake)
-from degflow.io import read_tsv
+from degflow.io.tables import read_tsv
 from degflow.report import write_workbook
 
 i, p = snakemake.input, snakemake.params

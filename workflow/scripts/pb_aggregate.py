@@ -4,8 +4,8 @@ from _common import setup
 setup(snakemake)
 import anndata as ad
 
-from degflow import pseudobulk
-from degflow.io import write_tsv
+from degflow.io.tables import write_tsv
+from degflow.pseudobulk import aggregate as pseudobulk
 from degflow.report import html_table
 
 p, out = snakemake.params, snakemake.output

@@ -4,10 +4,10 @@ from _common import setup
 threads = setup(snakemake)
 import anndata as ad
 
-from degflow import pseudobulk
-from degflow.bulk import annotate_results, deg_table
-from degflow.deseq import contrast_results, fit_deseq
-from degflow.io import write_tsv
+from degflow.bulk.dataset import annotate_results, deg_table
+from degflow.de.deseq import contrast_results, fit_deseq
+from degflow.io.tables import write_tsv
+from degflow.pseudobulk import aggregate as pseudobulk
 
 p, de, th = snakemake.params, snakemake.params.de, snakemake.params.thresholds
 pb = ad.read_h5ad(snakemake.input[0])

@@ -2,9 +2,9 @@
 from _common import setup
 
 setup(snakemake)
-from degflow import plots
-from degflow.bulk import deg_table
-from degflow.io import read_tsv
+from degflow.bulk.dataset import deg_table
+from degflow.io.tables import read_tsv
+from degflow.pl import bulk as plots
 from degflow.report import html_table
 
 p, th = snakemake.params, snakemake.params.thresholds

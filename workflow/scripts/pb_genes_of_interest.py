@@ -2,8 +2,8 @@
 from _common import setup
 
 setup(snakemake)
-from degflow import pseudobulk
-from degflow.io import read_tsv, write_tsv
+from degflow.io.tables import read_tsv, write_tsv
+from degflow.pseudobulk import aggregate as pseudobulk
 from degflow.report import html_table
 
 p = snakemake.params

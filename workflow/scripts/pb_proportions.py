@@ -4,8 +4,9 @@ from _common import setup
 setup(snakemake)
 import anndata as ad
 
-from degflow import plots, pseudobulk
-from degflow.io import write_tsv
+from degflow.io.tables import write_tsv
+from degflow.pl import bulk as plots
+from degflow.pseudobulk import aggregate as pseudobulk
 from degflow.report import html_table
 
 p = snakemake.params

@@ -4,9 +4,10 @@ from _common import setup
 setup(snakemake)
 import pandas as pd
 
-from degflow import plots, pseudobulk
-from degflow.bulk import summary_row
-from degflow.io import read_tsv, write_tsv
+from degflow.bulk.dataset import summary_row
+from degflow.io.tables import read_tsv, write_tsv
+from degflow.pl import bulk as plots
+from degflow.pseudobulk import aggregate as pseudobulk
 from degflow.report import html_table
 
 p, th = snakemake.params, snakemake.params.thresholds

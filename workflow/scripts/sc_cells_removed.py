@@ -4,7 +4,7 @@ from _common import setup
 setup(snakemake)
 import pandas as pd
 
-from degflow.io import read_tsv, write_tsv
+from degflow.io.tables import read_tsv, write_tsv
 from degflow.report import html_table
 
 parts = []

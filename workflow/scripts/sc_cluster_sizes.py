@@ -4,9 +4,9 @@ from _common import setup
 setup(snakemake)
 import anndata as ad
 
-from degflow import single_cell as scm
-from degflow.io import write_tsv
+from degflow.io.tables import write_tsv
 from degflow.report import html_table
+from degflow.singlecell import process as scm
 
 adata = ad.read_h5ad(snakemake.input[0], backed="r")
 sizes = scm.cluster_sizes(adata, keys=snakemake.params.groupings)

@@ -5,9 +5,10 @@ setup(snakemake)
 import anndata as ad
 import pandas as pd
 
-from degflow import composition, plots
-from degflow.io import write_tsv
+from degflow.io.tables import write_tsv
+from degflow.pl import bulk as plots
 from degflow.report import html_table
+from degflow.singlecell import composition
 
 p = snakemake.params
 meta, tests = composition.metadata_frame(p.metadata), composition.tests_from_records(p.tests)

@@ -4,9 +4,9 @@ from _common import setup
 setup(snakemake)
 import anndata as ad
 
-from degflow import plots
-from degflow import single_cell as scm
-from degflow.io import read_tsv
+from degflow.io.tables import read_tsv
+from degflow.pl import bulk as plots
+from degflow.singlecell import process as scm
 
 p = snakemake.params
 adata = ad.read_h5ad(snakemake.input.h5ad)

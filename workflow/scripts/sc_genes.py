@@ -5,9 +5,9 @@ setup(snakemake)
 import pandas as pd
 import scanpy as sc
 
-from degflow import single_cell as scm
-from degflow.io import write_tsv
-from degflow.sc_io import validate_sample_sheet
+from degflow.io.singlecell import validate_sample_sheet
+from degflow.io.tables import write_tsv
+from degflow.singlecell import process as scm
 
 p = snakemake.params
 adata = scm.read_samples(validate_sample_sheet(pd.DataFrame(p.rows), source=p.sheet))  # genes shared by all samples

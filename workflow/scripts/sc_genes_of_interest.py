@@ -7,9 +7,9 @@ import logging
 import anndata as ad
 import pandas as pd
 
-from degflow import plots
-from degflow import single_cell as scm
-from degflow.io import write_tsv
+from degflow.io.tables import write_tsv
+from degflow.pl import bulk as plots
+from degflow.singlecell import process as scm
 
 p = snakemake.params
 adata = ad.read_h5ad(snakemake.input[0])

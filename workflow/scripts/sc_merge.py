@@ -5,8 +5,8 @@ setup(snakemake)
 import anndata as ad
 import pandas as pd
 
-from degflow import single_cell as scm
-from degflow.io import read_tsv
+from degflow.io.tables import read_tsv
+from degflow.singlecell import process as scm
 
 p = snakemake.params
 adata = ad.concat([ad.read_h5ad(f) for f in snakemake.input.cells], join="inner", merge="same", uns_merge="same")

@@ -4,7 +4,7 @@ from _common import setup
 threads = setup(snakemake)
 import anndata as ad
 
-from degflow import single_cell as scm
+from degflow.singlecell import process as scm
 
 adata = ad.read_h5ad(snakemake.input[0])
 scm.process(adata, **snakemake.params.process, n_threads=threads)

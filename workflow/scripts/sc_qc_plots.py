@@ -5,9 +5,9 @@ setup(snakemake)
 import anndata as ad
 import pandas as pd
 
-from degflow import plots
-from degflow import single_cell as scm
-from degflow.io import read_tsv
+from degflow.io.tables import read_tsv
+from degflow.pl import bulk as plots
+from degflow.singlecell import process as scm
 
 p, out = snakemake.params, snakemake.output
 before = pd.concat([read_tsv(f, index_col=0, dtype={"sample": str}) for f in snakemake.input.cells])

@@ -5,9 +5,9 @@ setup(snakemake)
 import anndata as ad
 import pandas as pd
 
-from degflow import single_cell as scm
-from degflow.io import write_tsv
+from degflow.io.tables import write_tsv
 from degflow.report import html_table
+from degflow.singlecell import process as scm
 
 p = snakemake.params
 adata = ad.read_h5ad(snakemake.input.h5ad)

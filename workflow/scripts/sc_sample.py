@@ -4,9 +4,9 @@ from _common import setup
 threads = setup(snakemake)
 import pandas as pd
 
-from degflow import single_cell as scm
-from degflow.io import read_tsv, write_tsv
-from degflow.sc_io import qc_overrides, validate_sample_sheet
+from degflow.io.singlecell import qc_overrides, validate_sample_sheet
+from degflow.io.tables import read_tsv, write_tsv
+from degflow.singlecell import process as scm
 
 p, out, d = snakemake.params, snakemake.output, snakemake.params.doublets
 sheet = validate_sample_sheet(pd.DataFrame([p.row]), source=p.sheet)

@@ -4,8 +4,8 @@ from _common import setup
 setup(snakemake)
 import anndata as ad
 
-from degflow import plots
-from degflow import single_cell as scm
+from degflow.pl import bulk as plots
+from degflow.singlecell import process as scm
 
 adata = ad.read_h5ad(snakemake.input[0])
 for i, (name, color) in enumerate(snakemake.params.panels.items()):  # outputs in panel order, then the PDFs

@@ -1,6 +1,6 @@
 """Reading and writing tables and datasets; the only module that touches paths for outputs.
 
-Count readers live in :mod:`degflow.formats` (one ``read_counts`` dispatching on format).
+Count readers live in :mod:`degflow.io.counts` (one ``read_counts`` dispatching on format).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Figures for bulk RNA-seq QC and differential expression: drawing only.
 
-Every function takes tables computed elsewhere (:mod:`degflow.qc`, the DE step), draws them
+Every function takes tables computed elsewhere (:mod:`degflow.bulk.qc`, the DE step), draws them
 in the house style and returns a :class:`matplotlib.figure.Figure`; :func:`save` writes it
 (byte-reproducible PNG/PDF) and closes it. Nothing here fits a model or filters genes.
 
@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
 
-from degflow import qc
+from degflow.bulk import qc
 from degflow.errors import DegflowInputError
 
 __all__ = [
@@ -359,9 +359,9 @@ def volcano(
     """Volcano plot: log2 fold change against -log10 adjusted p-value.
 
     Genes are coloured by the table's ``regulation`` column (else by the thresholds, see
-    :func:`degflow.qc.classify`); the legend gives the number of up and down genes. Dashed
+    :func:`degflow.bulk.qc.classify`); the legend gives the number of up and down genes. Dashed
     lines mark ``|log2FC| = lfc`` and ``padj = padj``. The ``top_n`` most significant DE
-    genes (:func:`degflow.qc.top_genes`) are labelled by ``label`` (gene id when missing)
+    genes (:func:`degflow.bulk.qc.top_genes`) are labelled by ``label`` (gene id when missing)
     without overlaps.
 
     Genes with NaN ``padj`` (not tested: all-zero, independent filtering, outliers) are not
@@ -573,7 +573,7 @@ def deg_counts_bar(summary: pd.DataFrame, *, title: str | None = None) -> Figure
     Parameters
     ----------
     summary
-        Indexed by contrast with int columns ``up`` and ``down`` (:func:`degflow.qc.deg_counts`),
+        Indexed by contrast with int columns ``up`` and ``down`` (:func:`degflow.bulk.qc.deg_counts`),
         or the workflow's ``summary.tsv`` layout (columns ``contrast``, ``n_up``, ``n_down``).
 
     Returns
@@ -659,8 +659,8 @@ def deg_overlap(
     Parameters
     ----------
     membership
-        bool genes x sets (:func:`degflow.qc.deg_overlap`), or the ``{name: gene ids}`` mapping
-        itself; intersection sizes come from :func:`degflow.qc.overlap_counts`.
+        bool genes x sets (:func:`degflow.bulk.qc.deg_overlap`), or the ``{name: gene ids}`` mapping
+        itself; intersection sizes come from :func:`degflow.bulk.qc.overlap_counts`.
     kind
         ``"auto"``, ``"venn"`` (2-3 sets) or ``"upset"``.
 
@@ -740,7 +740,7 @@ def deg_heatmap(
     """Heatmap of selected genes, z-scored per gene, samples annotated by design variables.
 
     Each row is one gene scaled to mean 0 and standard deviation 1 across samples
-    (:func:`degflow.qc.zscore_rows`), so colours show which samples are high or low *for that
+    (:func:`degflow.bulk.qc.zscore_rows`), so colours show which samples are high or low *for that
     gene*, not absolute expression. Colours saturate at ``+-vmax``. Genes are clustered
     (Euclidean, average linkage, seaborn ``clustermap``); samples too unless
     ``cluster_samples=False`` (then sorted by ``annotate_by``). Row labels are gene names
@@ -835,7 +835,7 @@ def distance_heatmap(
 
     Dark = similar. Replicates of a condition should cluster together; a sample far from
     everything is a candidate outlier. Rows/columns follow the hierarchical clustering of
-    :func:`degflow.qc.sample_distances` (pass its result to reuse its linkage; with a plain
+    :func:`degflow.bulk.qc.sample_distances` (pass its result to reuse its linkage; with a plain
     DataFrame, complete linkage on those distances is used). Distances are printed in the
     cells when there are at most 12 samples.
 
@@ -907,7 +907,7 @@ def pca(
     """PCA of samples: one panel per design variable, samples coloured by its levels.
 
     Axis labels give the percentage of variance each PC explains (of the genes used, see
-    :func:`degflow.qc.pca`). Samples are labelled by name (non-overlapping) when ``label``.
+    :func:`degflow.bulk.qc.pca`). Samples are labelled by name (non-overlapping) when ``label``.
     Numeric variables with more levels than the palette get a continuous colour bar.
 
     Returns
@@ -968,7 +968,7 @@ def pca(
 def qc_bars(sample_qc_table: pd.DataFrame, *, highlight: Sequence[str] = (), title: str | None = None) -> Figure:
     """Per-sample QC bars: library size, detected genes, % counts in top genes, % mito.
 
-    One panel per metric of :func:`degflow.qc.sample_qc` (``pct_mito`` only when computed),
+    One panel per metric of :func:`degflow.bulk.qc.sample_qc` (``pct_mito`` only when computed),
     samples in table order; ``highlight`` samples (e.g. flagged outliers) are drawn in
     vermillion. Dashed lines mark the median of each metric.
 
@@ -1026,7 +1026,7 @@ def gene_counts(
     ``:`` when several, in their category order), samples side by side within a group (fixed offsets, no random
     jitter) and the group's geometric mean as a short black line. A single numeric ``group_by`` column (a
     covariate such as a dose) is drawn as a scatter over its values instead. ``notes`` (e.g. every test's log2FC and padj,
-    :func:`degflow.genes_of_interest.report_lines`) are printed under the axis.
+    :func:`degflow.bulk.genes_of_interest.report_lines`) are printed under the axis.
 
     Parameters
     ----------

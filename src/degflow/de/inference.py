@@ -54,9 +54,9 @@ them every MAP dispersion and log2FC (by up to 7.5e-4). NumbaInference
 against stock pydeseq2 differs by the same amount for the same reason (121 / 7 flags, 2.6e-4 in
 log2FC, 1 of 1,052 DEG calls, at log2FC -0.999999 vs -1.000003);
 ``benchmarks/pydeseq2_reproducibility.py`` prints these numbers. degflow's default ``flavor:
-deseq2`` (DESeq2's own line search, :mod:`degflow._deseq_kernels`) does not have this failure mode.
+deseq2`` (DESeq2's own line search, :mod:`degflow.kernels.deseq`) does not have this failure mode.
 
-Threads. Each call runs on ``n_cpus`` numba threads (:func:`degflow._threads.threads`); every
+Threads. Each call runs on ``n_cpus`` numba threads (:func:`degflow.runtime.threads`); every
 gene's arithmetic is the same whatever the thread count, so results are identical for 1 and N
 threads. Memory: the counts and means are copied once to genes x samples float64 (O(genes x
 samples)); threads share them, nothing is copied per worker. BLAS is not used inside the kernels.
@@ -73,8 +73,8 @@ import pandas as pd
 from numba import prange
 from pydeseq2 import inference as _pd_inference
 
-from degflow._threads import threads as _threads
-from degflow.kernels import _jit
+from degflow.kernels.sparse import _jit
+from degflow.runtime import threads as _threads
 
 __all__ = ["NumbaInference"]
 

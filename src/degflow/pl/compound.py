@@ -1,8 +1,8 @@
 """Figures of the compound study: rescue plot, pathway scores, enrichment dot plot, qPCR concordance.
 
-Drawing only, in the house style of :mod:`degflow.plots` (reused: :func:`degflow.plots.style`,
-its colours and non-overlapping labels; save with :func:`degflow.plots.save`). Panel heatmaps
-use :func:`degflow.plots.deg_heatmap` directly. Every function returns a Figure.
+Drawing only, in the house style of :mod:`degflow.pl.bulk` (reused: :func:`degflow.pl.bulk.style`,
+its colours and non-overlapping labels; save with :func:`degflow.pl.bulk.save`). Panel heatmaps
+use :func:`degflow.pl.bulk.deg_heatmap` directly. Every function returns a Figure.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from degflow import plots
 from degflow.errors import DegflowInputError
-from degflow.plots import PALETTE, style
+from degflow.pl import bulk as plots
+from degflow.pl.bulk import PALETTE, style
 
 __all__ = ["CLASS_COLORS", "enrichment_dotplot", "pathway_scores", "qpcr_concordance", "rescue"]
 
@@ -57,7 +57,7 @@ def rescue(
     Parameters
     ----------
     genes
-        Table of :func:`degflow.rescue.classify_rescue`.
+        Table of :func:`degflow.compound.rescue.classify_rescue`.
     lfc
         Threshold drawn.
     top_n
@@ -138,7 +138,7 @@ def pathway_scores(
     """Per-sample pathway scores, one panel per gene set, samples grouped by a design variable.
 
     Each dot is a sample; the bar is the group mean. Scores are means of per-gene z-scores
-    (:func:`degflow.pathways.panel_scores`): 0 is the average over all samples.
+    (:func:`degflow.compound.pathways.panel_scores`): 0 is the average over all samples.
 
     Parameters
     ----------
@@ -273,7 +273,7 @@ def qpcr_concordance(pairs: pd.DataFrame, stats_table: pd.DataFrame, *, title: s
     """qPCR log2FC (2^-ddCt) against RNA-seq log2FC, one colour per contrast, identity line drawn.
 
     The legend gives Pearson and Spearman correlations per contrast (from
-    :func:`degflow.qpcr.concordance`); genes are labelled.
+    :func:`degflow.compound.qpcr.concordance`); genes are labelled.
 
     Returns
     -------

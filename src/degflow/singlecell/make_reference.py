@@ -2,15 +2,15 @@
 
 Usage (from the repository root)::
 
-    python -m degflow.make_reference COUNTS LABELS OUT.h5ad [--label-column C]
+    python -m degflow.singlecell.make_reference COUNTS LABELS OUT.h5ad [--label-column C]
 
-``COUNTS`` is anything :func:`degflow.sc_io.read_sample` reads (10x mtx directory or .h5, .h5ad with raw counts,
+``COUNTS`` is anything :func:`degflow.io.singlecell.read_sample` reads (10x mtx directory or .h5, .h5ad with raw counts,
 BD Rhapsody); ``LABELS`` a CSV/TSV whose first column is the cell barcode (as the counts write it, no prefix added;
 one row per barcode) and ``--label-column`` the label (default: the second column). Only labelled cells are kept:
 cells of ``COUNTS`` that are not in the table, or whose label is empty, are left out of the reference.
 Example, the PBMC 3k reference with the Seurat tutorial's labels::
 
-    python -m degflow.make_reference resources/pbmc3k/filtered_min3cells_v3 \\
+    python -m degflow.singlecell.make_reference resources/pbmc3k/filtered_min3cells_v3 \\
         resources/pbmc3k/seurat_pbmc3k_final_annotations.csv pbmc3k_reference.h5ad
 """
 
@@ -23,7 +23,7 @@ import anndata as ad
 import pandas as pd
 
 from degflow.errors import DegflowInputError
-from degflow.sc_io import read_sample
+from degflow.io.singlecell import read_sample
 
 __all__ = ["make_reference"]
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
     Bad input stops with one ``degflow:`` line (``SystemExit``), without a traceback.
     """
-    parser = argparse.ArgumentParser(prog="python -m degflow.make_reference", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m degflow.singlecell.make_reference", description=__doc__.splitlines()[0])
     parser.add_argument("counts")
     parser.add_argument("labels")
     parser.add_argument("out")

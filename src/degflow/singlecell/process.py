@@ -3,7 +3,7 @@
 The steps, in workflow order, each one function a thin Snakemake script calls:
 
 =====================  ==============================================================================
-:func:`read_samples`   sample sheet → one AnnData of raw counts (:mod:`degflow.sc_io`)
+:func:`read_samples`   sample sheet → one AnnData of raw counts (:mod:`degflow.io.singlecell`)
 :func:`qc_metrics`     mitochondrial / ribosomal / haemoglobin shares (human and mouse symbols)
 :func:`qc_filter`      fixed and/or MAD thresholds, per-sample overrides → kept cells + removal table
 :func:`doublets`       scrublet per sample (scanpy's implementation), scores in ``obs``, optional removal
@@ -41,9 +41,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from degflow._threads import threads as _thread_limit
 from degflow.errors import DegflowInputError
-from degflow.sc_io import (
+from degflow.io.singlecell import (
     FORMATS,
     QC_OVERRIDE_COLUMNS,
     qc_overrides,
@@ -53,6 +52,7 @@ from degflow.sc_io import (
     sniff_sc_format,
     validate_sample_sheet,
 )
+from degflow.runtime import threads as _thread_limit
 
 __all__ = [
     "FORMATS",
@@ -276,7 +276,7 @@ def qc_filter(
         A number (applies to :data:`DEFAULT_MAD_METRICS`) or ``{metric: n}``.
     overrides
         ``{sample: {"min_genes": …, "max_genes": …, "max_pct_mt": …, "nmads": …}}`` replacing the
-        thresholds above for one sample (:func:`degflow.sc_io.qc_overrides` reads them from the
+        thresholds above for one sample (:func:`degflow.io.singlecell.qc_overrides` reads them from the
         sheet).
     sample_key
         ``obs`` column naming the sample (one group if absent).
@@ -519,13 +519,13 @@ def normalize(adata: ad.AnnData, *, target_sum: float | None = 1e4, n_threads: i
     """Keep raw counts in ``layers["counts"]``; make ``X`` = log1p(counts scaled to ``target_sum`` per cell).
 
     ``target_sum=None`` scales to the median total count (scanpy's default). Computed by the numba
-    kernel :func:`degflow.kernels.normalize_log1p` (equal to scanpy's ``normalize_total`` +
+    kernel :func:`degflow.kernels.sparse.normalize_log1p` (equal to scanpy's ``normalize_total`` +
     ``log1p`` to float rounding, one parallel pass, independent of ``n_threads``).
 
     Writes ``layers["counts"]`` (the raw counts, if not already there), ``X`` (float32 CSR,
     natural log), ``uns["log1p"]`` (``{"base": None}``, as scanpy), ``uns["degflow"]["normalize"]``.
     """
-    from degflow.kernels import normalize_log1p
+    from degflow.kernels.sparse import normalize_log1p
 
     if "counts" not in adata.layers:
         adata.layers["counts"] = adata.X.copy()
@@ -537,7 +537,7 @@ def normalize(adata: ad.AnnData, *, target_sum: float | None = 1e4, n_threads: i
         adata.X = normalize_log1p(counts, target_sum=target_sum, n_threads=n_threads)
     adata.uns["log1p"] = {"base": None}
     _record(adata, "normalize", {"target_sum": target_sum, "log": "natural log1p",
-                                 "implementation": "degflow.kernels.normalize_log1p"})
+                                 "implementation": "degflow.kernels.sparse.normalize_log1p"})
 
 
 def highly_variable(
@@ -1303,15 +1303,15 @@ def cluster_sizes(adata: ad.AnnData, *, keys: Sequence[str] | None = None, sampl
 
 def read_genes_of_interest(spec: str | Path | Sequence[str] | None) -> list[str]:
     """``singlecell.genes_of_interest``: a list of gene symbols, or a UTF-8 text file with one per line (``#``
-    comments; read by :func:`degflow.genes_of_interest.read_gene_list`, as the bulk genes of interest).
+    comments; read by :func:`degflow.bulk.genes_of_interest.read_gene_list`, as the bulk genes of interest).
 
     Raises
     ------
     DegflowInputError
         A file that does not exist, is not UTF-8 text (a spreadsheet ...) or names no gene; an empty list entry.
     """
-    from degflow.formats import check_text_file
-    from degflow.genes_of_interest import read_gene_list
+    from degflow.bulk.genes_of_interest import read_gene_list
+    from degflow.io.counts import check_text_file
 
     key = "singlecell.genes_of_interest"
     if spec is None or (not isinstance(spec, Path) and len(spec) == 0):
@@ -1368,7 +1368,7 @@ def genes_of_interest_figures(adata: ad.AnnData, genes: Sequence[str], *, groupb
         if key is not None and key not in adata.obs.columns:
             raise DegflowInputError(f"genes of interest: obs column {key!r} not found")
     if not genes:
-        from degflow.plots import message_figure
+        from degflow.pl.bulk import message_figure
 
         text = "None of the genes of interest was found in the data:\nsee genes_of_interest/genes.tsv"
         return {name: message_figure(text, title=f"Genes of interest ({title})")

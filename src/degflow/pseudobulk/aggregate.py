@@ -3,8 +3,8 @@
 Cell-level tests treat cells as replicates and inflate significance; the field's recommendation
 (Squair et al. 2021, Crowell et al. 2020) is to sum the counts of each cell type in each sample and
 test the sums with a bulk method, the samples being the replicates. degflow does this with its one
-DE engine (:func:`degflow.deseq.fit_deseq` / :func:`degflow.deseq.contrast_results`, R-faithful
-DESeq2) and writes the bulk tables (:func:`degflow.bulk.annotate_results`).
+DE engine (:func:`degflow.de.deseq.fit_deseq` / :func:`degflow.de.deseq.contrast_results`, R-faithful
+DESeq2) and writes the bulk tables (:func:`degflow.bulk.dataset.annotate_results`).
 
 The steps, each one function a thin Snakemake script calls:
 
@@ -151,7 +151,7 @@ def replicate_design(table: pd.DataFrame, *, sample_key: str, design: str, key: 
     """
     import difflib
 
-    from degflow.config import design_variables
+    from degflow.plan.config import design_variables
 
     variables = design_variables(design, section=key)
     for v in variables:
@@ -180,7 +180,7 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
     pb_cfg
         ``CFG["singlecell"]["pseudobulk"]`` (defaults filled in).
     sheet
-        The validated single-cell sample sheet (:class:`degflow.config.SingleCellPlan` ``.sheet``).
+        The validated single-cell sample sheet (:class:`degflow.plan.config.SingleCellPlan` ``.sheet``).
     clusterings
         The ``leiden_<resolution>`` columns the run makes.
     annotated
@@ -204,7 +204,7 @@ def plan_pseudobulk(pb_cfg: Mapping, sheet: pd.DataFrame, *, clusterings: Sequen
     """
     from formulaic import model_matrix
 
-    from degflow.config import check_design
+    from degflow.plan.config import check_design
 
     key = "singlecell.pseudobulk"
     groupby, sample_key = pb_cfg["groupby"], pb_cfg["sample_key"]
@@ -393,7 +393,7 @@ def testable(
     """
     from formulaic import model_matrix
 
-    from degflow.config import design_variables
+    from degflow.plan.config import design_variables
 
     if not 2 <= min_replicates:
         raise DegflowInputError(f"min_replicates must be >= 2, got {min_replicates}")
@@ -450,7 +450,7 @@ def design_data(
     min_count: int = 10,
     min_samples: int = 2,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """One cell type's counts and design table for :func:`degflow.deseq.fit_deseq`.
+    """One cell type's counts and design table for :func:`degflow.de.deseq.fit_deseq`.
 
     Only ``passed`` pseudo-samples are used; genes need >= ``min_count`` summed counts in >=
     ``min_samples`` of them (``min_count = 0`` keeps every gene; DESeq2 skips all-zero genes).
@@ -461,7 +461,7 @@ def design_data(
     when unique, else ``var_names``), the design variables per pseudo-sample (strings), and gene id →
     symbol (``var_names``).
     """
-    from degflow.config import design_variables
+    from degflow.plan.config import design_variables
 
     if cell_type not in set(pb.obs[groupby].astype(str)):
         raise DegflowInputError(f"pseudobulk: cell type {cell_type!r} has no pseudo-sample")
@@ -483,7 +483,7 @@ def design_data(
 
 def size_factors(counts: pd.DataFrame, *, kind: Literal["poscounts", "ratio"] = "poscounts",
                  n_threads: int | None = None) -> np.ndarray | None:
-    """Size factors for :func:`degflow.deseq.fit_deseq`: DESeq2 ``poscounts`` (numba kernel), or None for ``ratio``.
+    """Size factors for :func:`degflow.de.deseq.fit_deseq`: DESeq2 ``poscounts`` (numba kernel), or None for ``ratio``.
 
     ``poscounts`` (each gene's geometric mean over its positive counts) suits sparse pseudobulk,
     where many genes have a zero in some pseudo-sample and median-of-ratios would use few genes.
@@ -493,7 +493,7 @@ def size_factors(counts: pd.DataFrame, *, kind: Literal["poscounts", "ratio"] = 
         return None
     if kind != "poscounts":
         raise DegflowInputError(f"size_factors must be poscounts or ratio, not {kind!r}")
-    from degflow.kernels import size_factors_poscounts
+    from degflow.kernels.sparse import size_factors_poscounts
 
     return size_factors_poscounts(counts.to_numpy().T, flavor="deseq2", n_threads=n_threads)
 
@@ -540,7 +540,7 @@ def proportions(adata_or_obs: ad.AnnData | pd.DataFrame, *, groupby: str = "cell
 def _type_colors(n: int) -> list:
     import matplotlib as mpl
 
-    from degflow.plots import PALETTE
+    from degflow.pl.bulk import PALETTE
 
     if n <= len(PALETTE):
         return list(PALETTE[:n])
@@ -556,7 +556,7 @@ def proportions_figure(props: pd.DataFrame, *, groupby: str = "cell_type", sampl
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from degflow.plots import style
+    from degflow.pl.bulk import style
 
     p = props.copy()
     order = list(dict.fromkeys(p[sample_key]))
@@ -598,7 +598,7 @@ def deg_count_heatmap(summary: pd.DataFrame, *, skipped: Sequence[str] = (), tit
     import matplotlib as mpl
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from degflow.plots import style
+    from degflow.pl.bulk import style
 
     need = {"cell_type", "contrast", "n_up", "n_down"}
     if not need <= set(summary.columns):

@@ -151,8 +151,8 @@ def plan_composition(comp_cfg: Mapping, sheet: pd.DataFrame, *, pseudobulk: Mapp
     """
     from formulaic import model_matrix
 
-    from degflow.config import check_design
-    from degflow.pseudobulk import check_groupby, replicate_design
+    from degflow.plan.config import check_design
+    from degflow.pseudobulk.aggregate import check_groupby, replicate_design
 
     pb = dict(pseudobulk or {})
     groupby = comp_cfg.get("groupby") or pb.get("groupby") or "cell_type"
@@ -416,7 +416,7 @@ def composition_figure(counts: pd.DataFrame, results: pd.DataFrame, *, test: Com
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from degflow.plots import PALETTE, style
+    from degflow.pl.bulk import PALETTE, style
 
     levels = list(test.levels[::-1]) if test.kind == "t" else list(test.levels)
     c = counts.copy()

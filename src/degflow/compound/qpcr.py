@@ -1,6 +1,6 @@
 """qRT-PCR: 2^-ddCt fold changes from a Ct table, and their concordance with RNA-seq.
 
-Compute only (the scatter is :func:`degflow.compound_plots.qpcr_concordance`). The method is
+Compute only (the scatter is :func:`degflow.pl.compound.qpcr_concordance`). The method is
 Livak & Schmittgen (2001, Methods 25:402-408):
 
 1. Technical replicates (several rows for one sample and gene) are averaged: ``Ct(s, g)``.

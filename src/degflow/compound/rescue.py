@@ -1,7 +1,7 @@
 """Treatment rescue: does a compound move the disease genes back toward control?
 
-Compute only (the figure is :func:`degflow.compound_plots.rescue`). Inputs are two DE results
-tables of :func:`degflow.bulk.annotate_results` (columns ``gene_id, gene_name, log2FoldChange,
+Compute only (the figure is :func:`degflow.pl.compound.rescue`). Inputs are two DE results
+tables of :func:`degflow.bulk.dataset.annotate_results` (columns ``gene_id, gene_name, log2FoldChange,
 padj``): the **disease** contrast (model vs control) and one **treatment** contrast (treated
 model vs model). Nothing here reads files or config.
 
@@ -669,7 +669,7 @@ def plan_compound(bulk_cfg: Mapping, *, bundled_dir: str | Path) -> CompoundPlan
     Parameters
     ----------
     bulk_cfg
-        The ``bulk`` section after :func:`degflow.config.validate_config`.
+        The ``bulk`` section after :func:`degflow.plan.config.validate_config`.
     bundled_dir
         Folder of the bundled GMT files (``resources/genesets``).
 
@@ -685,7 +685,7 @@ def plan_compound(bulk_cfg: Mapping, *, bundled_dir: str | Path) -> CompoundPlan
         ``d + t`` would not be treated vs control); ``enrichment`` without gene sets; a
         missing or malformed GMT; a panel that is in no gene-set file.
     """
-    from degflow.pathways import bundled_gene_set_files, read_gene_sets
+    from degflow.compound.pathways import bundled_gene_set_files, read_gene_sets
 
     contrasts = {k: list(v) for k, v in bulk_cfg["contrasts"].items() if not isinstance(v, Mapping)}
     plan = CompoundPlan()

@@ -28,9 +28,9 @@ size factors log integer counts < 2**16 by looking up a table made by ``np.log``
 order statistics, as ``np.median``.
 
 Threads. ``n_threads=None`` uses numba's current setting (``numba.get_num_threads()``, which
-:func:`set_threads` and :func:`degflow._threads.configure_runtime` change). numba caches the
+:func:`set_threads` and :func:`degflow.runtime.configure_runtime` change). numba caches the
 compiled kernels on disk (``cache=True``); on a read-only install set ``NUMBA_CACHE_DIR`` to a
-writable folder *before numba is imported* (:func:`degflow._threads.configure_runtime` does it).
+writable folder *before numba is imported* (:func:`degflow.runtime.configure_runtime` does it).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic, overload
 from scipy import sparse
 
-from degflow._threads import set_threads, threads
 from degflow.errors import DegflowInputError
+from degflow.runtime import set_threads, threads
 
 __all__ = [
     "mean_var",

@@ -62,8 +62,8 @@ contrasts over ``resultsNames`` (:func:`coefficient_names`) are.
 
 ``engine`` chooses how the per-gene loops run.  ``"numba"`` (default): with ``flavor="deseq2"`` the
 port's C++ loops (``fitDisp``, ``fitDispGrid``, ``fitBeta`` and the ``optim`` objective) are numba
-kernels (:mod:`degflow._deseq_kernels`: ``prange`` over genes on ``n_cpus`` threads); with
-``flavor="pydeseq2"`` every pydeseq2 step runs on :class:`degflow.inference.NumbaInference`.
+kernels (:mod:`degflow.kernels.deseq`: ``prange`` over genes on ``n_cpus`` threads); with
+``flavor="pydeseq2"`` every pydeseq2 step runs on :class:`degflow.de.inference.NumbaInference`.
 ``"pydeseq2"``: the same port with its loops vectorised in NumPy over fixed blocks of genes (in
 ``n_cpus`` Python threads), and pydeseq2's ``DefaultInference``.  Either way each gene's arithmetic
 does not depend on ``n_cpus``, so neither do the results; the two engines agree within the
@@ -89,9 +89,9 @@ from scipy import stats
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, polygamma
 
-from degflow import _deseq_kernels as _kernels
-from degflow._threads import threads as _threads
 from degflow.errors import DegflowInputError
+from degflow.kernels import deseq as _kernels
+from degflow.runtime import threads as _threads
 
 log = logging.getLogger("degflow")
 
@@ -485,7 +485,7 @@ def _optim_rows(
 
     As R's ``optim`` here, scipy's L-BFGS-B uses finite-difference gradients: ~(p + 1) objective
     calls per step. With ``engine="numba"`` the objective is compiled
-    (:func:`degflow._deseq_kernels.optim_objective`, ~100x faster than the NumPy one).
+    (:func:`degflow.kernels.deseq.optim_objective`, ~100x faster than the NumPy one).
     """
     log2e = 1.0 / math.log(2)
     lam = LAMBDA_LOG2
@@ -1573,7 +1573,7 @@ def _quiet() -> Any:
 def _inference(engine: str, n_cpus: int) -> Any:
     """pydeseq2 ``Inference`` object of an engine: numba kernels or pydeseq2's ``DefaultInference``."""
     if engine == "numba":
-        from degflow.inference import NumbaInference  # noqa: PLC0415
+        from degflow.de.inference import NumbaInference  # noqa: PLC0415
 
         return NumbaInference(n_cpus=n_cpus)
     from pydeseq2.default_inference import DefaultInference  # noqa: PLC0415
@@ -1637,7 +1637,7 @@ def fit_deseq(
         The per-gene computation backend; the answers are the same within the tolerances of
         ``tests/test_deseq.py`` and ``tests/test_inference.py``.  ``"numba"`` (default): compiled
         kernels, parallel over genes on ``n_cpus`` threads -- the DESeq2 port's line search, grid and
-        IRLS (``"deseq2"`` flavor), or :class:`degflow.inference.NumbaInference` in place of
+        IRLS (``"deseq2"`` flavor), or :class:`degflow.de.inference.NumbaInference` in place of
         pydeseq2's ``DefaultInference`` in every step including the Wald tests (``"pydeseq2"``
         flavor); both use it for the apeGLM shrinkage of :func:`contrast_results`.
         ``"pydeseq2"``: the port's loops vectorised in NumPy, and ``DefaultInference`` (scipy per
@@ -1652,7 +1652,7 @@ def fit_deseq(
         normalised counts and ``baseMean`` use ``counts / NF``, and every step (gene-wise,
         MAP dispersions, Wald test, Cook's distances, outlier replacement) uses them as
         DESeq2 does.  Build them from tximport lengths with
-        :func:`degflow.bulk.length_normalization_factors`.  ``"deseq2"`` flavor only; not
+        :func:`degflow.bulk.dataset.length_normalization_factors`.  ``"deseq2"`` flavor only; not
         with ``size_factors``.  ``obs["size_factors"]`` then holds each sample's geometric
         mean of its factors (a summary; DESeq2 has no size factors then) and
         ``layers["normalization_factors"]`` the factors.
@@ -2261,9 +2261,9 @@ def coefficient_names(dds: Any) -> tuple[list[str], np.ndarray]:
     names, order
         The names in R's order, and ``order[k]``: the column of ``dds.obsm["design_matrix"]``
         (and of ``varm["LFC"]``) holding coefficient ``names[k]``.  See
-        :func:`degflow.config.design_columns` for the naming rules.
+        :func:`degflow.plan.config.design_columns` for the naming rules.
     """
-    from degflow.config import design_columns  # noqa: PLC0415
+    from degflow.plan.config import design_columns  # noqa: PLC0415
 
     info = dds.uns["degflow"]
     names, columns, order = design_columns(info["design"], dds.obs[info["variables"]])
@@ -2277,7 +2277,7 @@ def _coefficient_results(
     lfc_null: float, alt_hypothesis: AltHypothesis | None, shrink: bool, n_cpus: int,
 ) -> pd.DataFrame:
     """``results(name=)`` / ``results(contrast=numeric or list)`` (see :func:`contrast_results`)."""
-    from degflow.config import contrast_vector  # noqa: PLC0415
+    from degflow.plan.config import contrast_vector  # noqa: PLC0415
 
     names, order = coefficient_names(dds)
     c_r = contrast_vector(spec, names, key="contrast")
@@ -2375,7 +2375,7 @@ def lrt_results(
     """
     from formulaic import model_matrix  # noqa: PLC0415
 
-    from degflow.config import check_lrt  # noqa: PLC0415
+    from degflow.plan.config import check_lrt  # noqa: PLC0415
 
     info = dds.uns.get("degflow", {})
     if info.get("flavor") != "deseq2":

@@ -1,7 +1,7 @@
-"""Numba kernels of the R-faithful DESeq2 port (:mod:`degflow.deseq`, ``flavor="deseq2"``).
+"""Numba kernels of the R-faithful DESeq2 port (:mod:`degflow.de.deseq`, ``flavor="deseq2"``).
 
 DESeq2 runs its per-gene loops in C++ (``fitDisp``, ``fitDispGrid``, ``fitBeta``); degflow's
-port in :mod:`degflow.deseq` has a NumPy version of each (vectorised over genes, the readable
+port in :mod:`degflow.de.deseq` has a NumPy version of each (vectorised over genes, the readable
 reference) and these compiled versions, selected by ``engine="numba"`` (the default):
 
 =========================  =====================================================================
@@ -20,7 +20,7 @@ no fastmath, scratch arrays allocated once per chunk); the p x p algebra (p = nu
 coefficients, <= ~10 in real designs) is an LU factorisation with partial pivoting written out,
 as LAPACK's ``getrf`` does it for ``numpy.linalg.det``/``solve``/``inv``. Sums over samples follow
 NumPy's pairwise order and ``lgamma``/``digamma`` are scipy's algorithms
-(:mod:`degflow.inference`), so a gene's arithmetic is the NumPy version's up to the last bits of
+(:mod:`degflow.de.inference`), so a gene's arithmetic is the NumPy version's up to the last bits of
 the p x p algebra and of ``exp``/``log``; ``tests/test_deseq.py`` asserts the agreement with the
 NumPy version and with R. Every gene's arithmetic is independent of the others and of the
 thread count, so results are identical for 1 and N threads.
@@ -33,8 +33,8 @@ import math
 import numpy as np
 from numba import prange
 
-from degflow.inference import _digamma, _lgamma, _lu, _lu_inv, _lu_solve, _pairwise_sum, _xtwx
-from degflow.kernels import _jit
+from degflow.de.inference import _digamma, _lgamma, _lu, _lu_inv, _lu_solve, _pairwise_sum, _xtwx
+from degflow.kernels.sparse import _jit
 
 __all__ = ["fit_beta", "fit_disp", "fit_disp_grid", "optim_objective"]
 
@@ -221,7 +221,7 @@ def _betaln(a, b):  # pragma: no cover - compiled
 
 @_jit(parallel=False, inline="always")
 def _log_dnbinom_mu(y, size, mu):  # pragma: no cover - compiled
-    """log NB(y; size, mu), as :func:`degflow.deseq._log_dnbinom_mu` (accurate for large ``size``)."""
+    """log NB(y; size, mu), as :func:`degflow.de.deseq._log_dnbinom_mu` (accurate for large ``size``)."""
     v = -size * math.log1p(mu / size)
     if y > 0:
         v = (-_betaln(size, y + 1.0) - math.log(y + size)) + v + y * (math.log(mu) - math.log(size + mu))
@@ -262,7 +262,7 @@ def _optim_objective_kernel(pv, y, X, sf, size, sd):  # pragma: no cover - compi
 def optim_objective(pv: np.ndarray, y: np.ndarray, X: np.ndarray, sf: np.ndarray, size: float, sd: float) -> float:
     """Negative log posterior of ``fitNbinomGLMsOptim`` (log2-scale coefficients ``pv``, normal prior sd ``sd``).
 
-    ``1e300`` where it is not finite, as the NumPy objective of :func:`degflow.deseq._optim_rows`.
+    ``1e300`` where it is not finite, as the NumPy objective of :func:`degflow.de.deseq._optim_rows`.
     """
     return _optim_objective_kernel(pv, y, X, sf, size, sd)
 
@@ -366,7 +366,7 @@ def _fit_beta_kernel(Y, X, SF, alpha, beta0, lam, tol, maxit, minmu, large,
 
 
 # ---------------------------------------------------------------------------------------------
-# Python entry points (called by degflow.deseq)
+# Python entry points (called by degflow.de.deseq)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -387,7 +387,7 @@ def fit_disp(
     tol: float,
     maxit: int,
 ) -> dict[str, np.ndarray]:
-    """Compiled ``fitDisp`` for every row of ``Y``; the keys of :func:`degflow.deseq._fit_disp_block`.
+    """Compiled ``fitDisp`` for every row of ``Y``; the keys of :func:`degflow.de.deseq._fit_disp_block`.
 
     Parameters
     ----------
@@ -455,7 +455,7 @@ def fit_beta(
     minmu: float,
     large: float,
 ) -> dict[str, np.ndarray]:
-    """Compiled ``fitBeta`` for every row of ``Y``; the keys of :func:`degflow.deseq._fit_beta_block`.
+    """Compiled ``fitBeta`` for every row of ``Y``; the keys of :func:`degflow.de.deseq._fit_beta_block`.
 
     Parameters
     ----------

@@ -3,7 +3,7 @@
 ``bulk.genes_of_interest`` is a list, or a file with one gene per line; each entry is a gene ID or a gene name.
 :func:`read_gene_list` reads it (before the DAG is built), :func:`match_genes` finds each entry among the
 analysed genes, :func:`results_table` gathers their results from any number of per-test tables (Wald
-contrasts, LRT) into one wide table. Names not found are listed, never fatal. Figures: :mod:`degflow.plots`
+contrasts, LRT) into one wide table. Names not found are listed, never fatal. Figures: :mod:`degflow.pl.bulk`
 (``gene_counts``, ``deg_heatmap``, the ``highlight`` of ``volcano`` and ``ma``).
 
 Public functions
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from degflow.errors import DegflowInputError
-from degflow.formats import check_text_file
+from degflow.io.counts import check_text_file
 
 __all__ = ["default_group_by", "match_genes", "read_gene_list", "report_lines", "results_table", "safe_name"]
 
@@ -202,7 +202,7 @@ def default_group_by(contrasts: Mapping[str, object], factors: Sequence[str], ba
     The factor of the first contrast given as ``[factor, test, reference]`` that is not a batch; else the last
     design factor that is not a batch (the tested factor goes last by convention); else the last numeric covariate
     (a design of covariates only, e.g. ``~ dose``: the plot is then a scatter over its values, as
-    :func:`degflow.bulk.plan_lrt` does for the LRT pattern figure); else the last factor. Empty only without any
+    :func:`degflow.bulk.dataset.plan_lrt` does for the LRT pattern figure); else the last factor. Empty only without any
     design variable.
     """
     batch = set(batch)

@@ -76,7 +76,7 @@ _FC_ANNOTATION = ["Geneid", "Chr", "Start", "End", "Strand", "Length"]
 _SALMON_HEADER = ["Name", "Length", "EffectiveLength", "TPM", "NumReads"]
 _KALLISTO_HEADER = ["target_id", "length", "eff_length", "est_counts", "tpm"]
 _NA_STRINGS = frozenset({"", "NA", "NaN", "nan", "N/A", "NULL", "null", "None", "#N/A"})
-_NUMBA_READ_BYTES = 16_000_000  # matrices larger than this (on disk) are read by degflow._textparse
+_NUMBA_READ_BYTES = 16_000_000  # matrices larger than this (on disk) are read by degflow.io._textparse
 _GENE_NAME_COLUMNS = ("gene_name", "symbol", "gene_symbol", "name", "external_gene_name", "genesymbol")
 _BIOTYPE_COLUMNS = ("gene_biotype", "gene_type", "biotype")
 _BAM_SUFFIXES = (".bam", "Aligned.sortedByCoord.out", "Aligned.toTranscriptome.out", "Aligned.out",
@@ -239,10 +239,10 @@ def _read_int_body(path: Path, *, sep: str, skiprows: int, header: Sequence[str]
     is allowed only where a gene-name column can be (``name_column``, or the first data column
     when its header is a usual gene-name header). Text columns are returned as ``str``. Plain
     integer matrices larger than 16 MB on disk go through a numba reader first (several times
-    faster than pandas; see :mod:`degflow._textparse`).
+    faster than pandas; see :mod:`degflow.io._textparse`).
     """
     if name_column is None and path.stat().st_size > _NUMBA_READ_BYTES:
-        from degflow._textparse import parse_int_matrix  # numba: imported (and compiled) only when it pays
+        from degflow.io._textparse import parse_int_matrix  # numba: imported (and compiled) only when it pays
 
         with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as fh:
             data = fh.read()

@@ -618,8 +618,8 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DegflowInputError(f"{path}: single-cell sample sheet not found; check singlecell.samples in the config")
-    from degflow.config import read_sheet_table
-    from degflow.formats import check_text_file
+    from degflow.io.counts import check_text_file
+    from degflow.plan.config import read_sheet_table
 
     check_text_file(path, what="single-cell sample sheet", key="singlecell.samples")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
@@ -634,7 +634,7 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
 def qc_overrides(sheet: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Per-sample QC thresholds from the sheet's :data:`QC_OVERRIDE_COLUMNS` (empty cells left out).
 
-    Returns ``{sample: {"max_pct_mt": 10.0, ...}}`` for :func:`degflow.single_cell.qc_filter`.
+    Returns ``{sample: {"max_pct_mt": 10.0, ...}}`` for :func:`degflow.singlecell.process.qc_filter`.
     """
     sheet = validate_sample_sheet(sheet, source=sheet.attrs.get("source", "sample sheet"))
     out: dict[str, dict[str, float]] = {}

@@ -1,6 +1,6 @@
 """Bulk RNA-seq: from a validated config to the count dataset, DEG tables and the summary.
 
-The DE fit itself lives in :mod:`degflow.deseq`; count readers in :mod:`degflow.formats`.
+The DE fit itself lives in :mod:`degflow.de.deseq`; count readers in :mod:`degflow.io.counts`.
 Nothing here reads the Snakemake config: every function takes keyword arguments.
 """
 
@@ -17,16 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from degflow.config import (
-    BulkPlan,
-    batch_design_terms,
-    check_design,
-    check_samples_match,
-    read_sample_sheet,
-    read_sheet_table,
-)
+from degflow.bulk.genes_of_interest import read_gene_list
 from degflow.errors import DegflowInputError
-from degflow.formats import (
+from degflow.io.counts import (
     CountTable,
     check_text_file,
     collapse_replicates,
@@ -34,7 +27,14 @@ from degflow.formats import (
     read_annotation,
     read_counts,
 )
-from degflow.genes_of_interest import read_gene_list
+from degflow.plan.config import (
+    BulkPlan,
+    batch_design_terms,
+    check_design,
+    check_samples_match,
+    read_sample_sheet,
+    read_sheet_table,
+)
 
 if TYPE_CHECKING:  # anndata is slow to import; the Snakefile imports this module at parse time
     import anndata as ad
@@ -50,12 +50,12 @@ UNIT_COLUMN = "unit"
 
 @dataclass
 class BulkCountPlan(BulkPlan):
-    """A :class:`~degflow.config.BulkPlan` plus what the counts are.
+    """A :class:`~degflow.plan.config.BulkPlan` plus what the counts are.
 
     Attributes
     ----------
     count_format
-        The format read (after ``auto`` detection), one of :data:`degflow.formats.FORMATS`.
+        The format read (after ``auto`` detection), one of :data:`degflow.io.counts.FORMATS`.
     count_files
         Every file the counts were read from (quantifier files inside salmon/kallisto folders,
         featureCounts' ``.summary``), for the workflow to declare as inputs.
@@ -88,7 +88,7 @@ def read_bulk_sheet(path: str | Path, *, single_file: bool = False) -> tuple[pd.
     Returns
     -------
     sheet, units
-        Without a ``unit`` column: :func:`degflow.config.read_sample_sheet` and ``None``. With
+        Without a ``unit`` column: :func:`degflow.plan.config.read_sample_sheet` and ``None``. With
         one: one row per sample (``unit`` and ``counts_path`` removed; numeric columns converted
         as ``read_sample_sheet`` does), and the units (index: the count column, or
         ``"<sample>/<unit>"`` for per-unit files; columns ``sample``, ``unit`` [, ``counts_path``]).
@@ -188,7 +188,7 @@ def load_counts(counts_cfg: Mapping, sheet: pd.DataFrame | None = None,
     """Read the counts as configured (``bulk.counts``), dispatching on the format.
 
     With ``units`` (technical replicates, see :func:`read_bulk_sheet`) the units are read, then
-    summed per sample by :func:`degflow.formats.collapse_replicates`.
+    summed per sample by :func:`degflow.io.counts.collapse_replicates`.
     """
     paths = count_inputs(counts_cfg, sheet, units)
     fmt = counts_cfg.get("format", "auto")
@@ -246,7 +246,7 @@ def plan_bulk(bulk_cfg: Mapping) -> tuple[BulkCountPlan, CountTable]:
     Parameters
     ----------
     bulk_cfg
-        The ``bulk`` section of a config that passed :func:`degflow.config.validate_config`.
+        The ``bulk`` section of a config that passed :func:`degflow.plan.config.validate_config`.
 
     Returns
     -------
@@ -331,7 +331,7 @@ def plan_lrt(bulk_cfg: Mapping, meta: pd.DataFrame, factors: list[str]) -> dict[
         nothing, a ``group_by`` that is not a variable of the design, or (without ``group_by``) a
         reduced formula that drops no variable.
     """
-    from degflow.config import check_lrt, design_variables
+    from degflow.plan.config import check_lrt, design_variables
 
     out: dict[str, dict] = {}
     design = bulk_cfg["design"]
@@ -400,7 +400,7 @@ def build_dataset(
     Parameters
     ----------
     table
-        Counts as read by :func:`degflow.formats.read_counts`.
+        Counts as read by :func:`degflow.io.counts.read_counts`.
     plan
         From :func:`plan_bulk`.
     design, reference_levels
@@ -408,7 +408,7 @@ def build_dataset(
     annotation
         Optional gene annotation (index gene_id, column ``gene_name`` [, ``gene_biotype``]), from
         :func:`read_gene_annotation`; fills names the counts lack. IDs are matched by
-        :func:`degflow.formats.match_annotation` (Ensembl versions ignored when that is safe).
+        :func:`degflow.io.counts.match_annotation` (Ensembl versions ignored when that is safe).
     min_count, min_samples
         Keep genes with ``>= min_count`` reads in ``>= min_samples`` samples (0 keeps all).
 
@@ -500,9 +500,9 @@ def length_normalization_factors(counts: np.ndarray | pd.DataFrame, avg_tx_lengt
     -------
     numpy.ndarray
         Genes x samples normalisation factors (each gene's geometric mean is 1), for
-        :func:`degflow.deseq.fit_deseq` ``normalization_factors=``.
+        :func:`degflow.de.deseq.fit_deseq` ``normalization_factors=``.
     """
-    from degflow.deseq import _r_size_factors  # noqa: PLC0415 - the same median-of-ratios as the fit
+    from degflow.de.deseq import _r_size_factors  # noqa: PLC0415 - the same median-of-ratios as the fit
 
     Y = np.asarray(counts, dtype=float)
     L = np.asarray(avg_tx_length, dtype=float)

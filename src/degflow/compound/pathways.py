@@ -1,6 +1,6 @@
 """Gene sets: GMT files, pathway panels, per-sample pathway scores, ORA and preranked GSEA (all offline).
 
-Compute only: figures are in :mod:`degflow.compound_plots`. Gene sets are named by gene
+Compute only: figures are in :mod:`degflow.pl.compound`. Gene sets are named by gene
 *symbols* (as in MSigDB and most GMT files); DE tables are keyed by ``gene_id`` and carry the
 symbol in ``gene_name``, so genes are matched on ``gene_name`` exactly (case-sensitive:
 mouse ``Il6`` is not human ``IL6``; pick the GMT of your species). Nothing here downloads
@@ -232,7 +232,7 @@ def panel_scores(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-sample pathway score: the mean z-score of the set's genes.
 
-    Each gene is z-scored across samples (:func:`degflow.qc.zscore_rows`) on the log scale
+    Each gene is z-scored across samples (:func:`degflow.bulk.qc.zscore_rows`) on the log scale
     (pass variance-stabilised or log2 normalised counts), then the score of a sample is the
     mean over the set's genes that vary across samples. A positive score means the set's
     genes are, on average, above their own mean in that sample. Scores are comparable between
@@ -255,7 +255,7 @@ def panel_scores(
         ``scores``: samples x sets (float). ``sizes``: one row per set with ``set_size``
         (symbols in the set), ``n_found`` (gene ids in the data), ``n_used`` (varying genes).
     """
-    from degflow import qc
+    from degflow.bulk import qc
 
     if not isinstance(expression, pd.DataFrame):
         raise DegflowInputError("expression must be a genes x samples DataFrame")

@@ -29,7 +29,7 @@ from degflow.errors import DegflowInputError
 
 log = logging.getLogger("degflow")
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "workflow" / "schemas"
 
 
 def load_schema(name: str, schema_dir: Path | None = None) -> dict:
@@ -233,7 +233,7 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
                                 "inside it")
     if not path.is_file():
         raise DegflowInputError(f"sample sheet '{path}' does not exist: check bulk.samples in the config")
-    from degflow.formats import check_text_file
+    from degflow.io.counts import check_text_file
 
     check_text_file(path, what="sample sheet", key="bulk.samples")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
@@ -317,7 +317,7 @@ def batch_design_terms(design: str, batch: Sequence[str], *, section: str = "bul
 
     Checks ``{section}.batch``: every batch column must be a variable of the design, and none may be part of an
     interaction with another variable (its effect would then differ by condition: there is no one batch effect
-    to remove). Used before the DAG is built and by :func:`degflow.qc.batch_corrected`.
+    to remove). Used before the DAG is built and by :func:`degflow.bulk.qc.batch_corrected`.
 
     Raises
     ------
@@ -868,8 +868,8 @@ def plan_singlecell(sc_cfg: Mapping) -> SingleCellPlan:
         ``leiden_resolutions``, an HVG flavour that needs ``n_top_genes`` without it, a ``batch_key`` or
         ``pca.regress_out`` column that will not exist, Harmony without harmonypy.
     """
-    from degflow.sc_io import _READER_COLUMNS, QC_OVERRIDE_COLUMNS, read_sample_sheet
-    from degflow.single_cell import leiden_key, load_markers
+    from degflow.io.singlecell import _READER_COLUMNS, QC_OVERRIDE_COLUMNS, read_sample_sheet
+    from degflow.singlecell.process import leiden_key, load_markers
 
     source = sc_cfg["samples"]
     sheet = read_sample_sheet(source)

@@ -1,0 +1,1 @@
+"""Compound studies: rescue classes, pathway panels, enrichment (ORA/GSEA), qRT-PCR."""

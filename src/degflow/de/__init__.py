@@ -1,0 +1,1 @@
+"""The DESeq2 engine shared by bulk and pseudobulk: public API, NumPy reference port, compiled inference."""

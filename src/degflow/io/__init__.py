@@ -1,0 +1,1 @@
+"""Reading and writing: count formats, single-cell readers, sample sheets, tables."""

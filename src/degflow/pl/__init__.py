@@ -1,0 +1,1 @@
+"""Figures (drawing only): bulk, compound, single-cell and pseudobulk plots share one style."""

@@ -1,0 +1,1 @@
+"""Pseudobulk: per-cell-type sums of counts and their design."""

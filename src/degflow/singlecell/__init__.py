@@ -1,0 +1,1 @@
+"""Single cell: QC, doublets, normalisation, clustering, UMAP, markers, annotation, composition."""
