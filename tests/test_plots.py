@@ -181,6 +181,16 @@ def test_deg_heatmap_names_and_zscores(airway, vst, res):
         plots.deg_heatmap(vst, ["ENSG_NOPE"], samples, annotate_by=["dex"])
 
 
+def test_deg_heatmap_of_a_contrast_without_degs_says_so(airway, vst, res):
+    # the bundled salmon example has a contrast with no DEG: the rule must draw, not fail
+    _, samples, _ = airway
+    none = qc.top_genes(res.assign(padj=1.0), 50).index
+    assert len(none) == 0
+    fig = plots.deg_heatmap(vst, none, samples, annotate_by=["dex"], title="empty")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("No gene passes the DEG thresholds" in t for t in texts)
+
+
 def test_qc_bars_values(airway):
     counts, _, _ = airway
     q = qc.sample_qc(counts)

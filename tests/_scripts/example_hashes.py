@@ -36,8 +36,8 @@ EXAMPLES: dict[str, str | None] = {
 }
 
 
-def run_example(name: str, configfile: str | None, *, workdir: Path, cores: int) -> dict[str, str]:
-    """Run one example in ``workdir`` (a clone) and return ``{relative path: sha256}`` of its TSVs."""
+def run_example(name: str, configfile: str | None, *, workdir: Path, cores: int) -> dict[str, str] | None:
+    """Run one example in ``workdir`` (a clone); ``{relative path: sha256}`` of its TSVs, None if it failed."""
     results = workdir / f"hash_results_{name}"
     cmd = [str(REPO / ".venv" / "bin" / "snakemake"), "--cores", str(cores), "--quiet"]
     if configfile:
@@ -49,7 +49,8 @@ def run_example(name: str, configfile: str | None, *, workdir: Path, cores: int)
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, cwd=workdir, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
-        sys.exit(f"example_hashes: {name} failed (rc {proc.returncode}); see {log}")
+        print(f"example_hashes: {name} failed (rc {proc.returncode}); see {log}", flush=True)
+        return None
     return {
         str(p.relative_to(results)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(results.rglob("*.tsv"))
@@ -80,22 +81,26 @@ def main() -> None:
     if not (tmp / "shared").exists():
         (tmp / "shared").symlink_to(shared_dir.resolve())
     rows: list[tuple[str, str, str]] = []
+    failed = []
     for name in names:
         print(f"example_hashes: running {name} ...", flush=True)
-        for path, digest in run_example(name, EXAMPLES[name], workdir=clone, cores=args.cores).items():
-            rows.append((name, path, digest))
-    print(f"example_hashes: {len(rows)} tables in {len(names)} examples ({tmp})")
+        tables = run_example(name, EXAMPLES[name], workdir=clone, cores=args.cores)
+        if tables is None:
+            failed.append(name)
+            continue
+        rows += [(name, path, digest) for path, digest in tables.items()]
+    print(f"example_hashes: {len(rows)} tables in {len(names) - len(failed)} examples ({tmp})")
 
     if args.record:
         with open(args.record, "w") as fh:
             fh.write("example\tpath\tsha256\n")
             fh.writelines(f"{e}\t{p}\t{h}\n" for e, p, h in rows)
         print(f"example_hashes: wrote {args.record}")
-        return
+        sys.exit(1 if failed else 0)
     want = {}
     for line in args.check.read_text().splitlines()[1:]:
         e, p, h = line.split("\t")
-        if e in names:
+        if e in names and e not in failed:
             want[(e, p)] = h
     got = {(e, p): h for e, p, h in rows}
     bad = [f"missing  {e}/{p}" for (e, p) in sorted(want.keys() - got.keys())]
@@ -105,7 +110,9 @@ def main() -> None:
         print(line)
     print(f"example_hashes: {len(want) - len(bad)} of {len(want)} tables identical" if bad else
           f"example_hashes: all {len(want)} tables identical")
-    sys.exit(1 if bad else 0)
+    if failed:
+        print(f"example_hashes: failed to run: {', '.join(failed)}")
+    sys.exit(1 if bad or failed else 0)
 
 
 if __name__ == "__main__":

@@ -764,8 +764,8 @@ def deg_heatmap(
     import seaborn as sns  # imported here: seaborn import is slow and only these two plots use it
 
     genes = [str(g) for g in genes]
-    if not genes:
-        raise DegflowInputError("genes is empty: nothing to draw (no DE gene at these thresholds?)")
+    if not genes:  # a contrast without DEGs is an answer, not an error: say so in the figure
+        return message_figure("No gene passes the DEG thresholds in this contrast: no heatmap to draw.", title=title)
     qc._check_matrix(matrix, "matrix")
     missing = [g for g in genes if g not in matrix.index]
     if missing:
