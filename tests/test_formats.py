@@ -1,4 +1,4 @@
-"""degflow.io.counts on real quantifier outputs (tests/data/count_formats, resources/airway).
+"""degflow.io.counts (and the readers it calls) on real quantifier outputs (tests/data/count_formats, resources/airway).
 
 The files from repositories without a licence (two multi-sample featureCounts tables, four airway HTSeq files)
 are not in the repository: the tests that read them use shared/data/count_formats (``cf_shared``: extended suite).
@@ -19,17 +19,11 @@ import pandas as pd
 import pytest
 
 from degflow import DegflowInputError
-from degflow.io.counts import (
-    FORMATS,
-    CountTable,
-    collapse_replicates,
-    match_annotation,
-    read_annotation,
-    read_counts,
-    read_tx2gene,
-    sniff_format,
-    strandedness_table,
-)
+from degflow.io.annotation import match_annotation, read_annotation
+from degflow.io.counts import FORMATS, read_counts, sniff_format
+from degflow.io.counttable import CountTable, collapse_replicates
+from degflow.io.genecounts import strandedness_table
+from degflow.io.quantifiers import read_tx2gene
 
 pytximport = pytest.importorskip("pytximport")
 

@@ -535,7 +535,7 @@ def test_size_factors_layouts_and_dtypes_read_in_place(which, dtype, order):
     base = nb_counts()
     assert (base == 0).any() and base.max() >= 2**16  # zeros and counts past the log table
     counts = np.array(base, dtype=dtype, order=order)
-    assert np.shares_memory(kernels._check_counts(counts), counts)  # no copy, no transpose
+    assert np.shares_memory(kernels._as_count_array(counts), counts)  # no copy, no transpose
     expected = ref(base, **kw)
     assert_allclose(fn(counts, **kw), expected, rtol=1e-12)
     # every layout and dtype gives the same bits (the logs come from one table / np.log)
@@ -554,7 +554,7 @@ def test_size_factors_ratio_matches_pydeseq2_on_wide_counts():
 @pytest.mark.parametrize("mode", ["ratio", "deseq2", "pydeseq2"])
 def test_size_factors_windows_hold_the_median(mode):
     """On representative counts every sample's median is found inside its sampled window."""
-    res = kernels._median_log_ratios(kernels._check_counts(nb_counts(seed=1)), mode, 2)
+    res = kernels._median_log_ratios(kernels._as_count_array(nb_counts(seed=1)), mode, 2)
     assert res["n_exact"] == 0
     assert np.all(res["n_used"] > 0)
 
@@ -583,7 +583,7 @@ def test_size_factors_fallback_is_exact(monkeypatch, which, fault, order):
     counts = np.asarray(nb_counts(seed=2), order=order)
     expected = fn(counts, **kw)
     monkeypatch.setattr(kernels, "_sf_windows", fault(kernels._sf_windows))
-    res = kernels._median_log_ratios(kernels._check_counts(counts), mode, 2)
+    res = kernels._median_log_ratios(kernels._as_count_array(counts), mode, 2)
     assert res["n_exact"] == counts.shape[0]  # every sample redone over all its genes
     assert_array_equal(fn(counts, **kw), expected)
     assert_allclose(expected, ref(counts, **kw), rtol=1e-12)
@@ -593,7 +593,7 @@ def test_size_factors_sample_with_few_positive_counts():
     """A sample with too few sampled ratios for a window keeps all its ratios; the others use windows."""
     counts = nb_counts(seed=4)
     counts[0, 600:] = 0
-    res = kernels._median_log_ratios(kernels._check_counts(counts), "deseq2", 2)
+    res = kernels._median_log_ratios(kernels._as_count_array(counts), "deseq2", 2)
     assert res["n_exact"] == 0
     assert_allclose(kernels.size_factors_poscounts(counts), kernels._ref_size_factors_poscounts(counts), rtol=1e-12)
 

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from degflow.io import counts as formats
+from degflow import DegflowInputError
+from degflow.io import genecounts
 from degflow.io._textparse import parse_int_matrix
+from degflow.io.counts import read_counts
 
 
 def test_airway_counts_equal_pandas(repo):
@@ -52,9 +54,9 @@ def test_large_matrix_read_through_numba_equals_small_path(tmp_path, monkeypatch
     with gzip.open(path, "wt") as fh:
         fh.write("# a comment line\n")
         frame.to_csv(fh, sep="\t")
-    slow = formats.read_counts(path).counts
-    monkeypatch.setattr(formats, "_NUMBA_READ_BYTES", 0)
-    fast = formats.read_counts(path).counts
+    slow = read_counts(path).counts
+    monkeypatch.setattr(genecounts, "_NUMBA_READ_BYTES", 0)
+    fast = read_counts(path).counts
     pd.testing.assert_frame_equal(fast, slow)
     pd.testing.assert_frame_equal(fast, frame)
 
@@ -63,6 +65,6 @@ def test_bad_counts_still_named_with_the_numba_reader(tmp_path, monkeypatch):
     """The numba reader gives up on a negative count; the message still names the gene and the sample."""
     path = tmp_path / "counts.tsv"
     path.write_text("gene_id\tA\tB\ng1\t1\t2\ng2\t3\t-4\n")
-    monkeypatch.setattr(formats, "_NUMBA_READ_BYTES", 0)
-    with pytest.raises(formats.DegflowInputError, match=r"negative count -4 for gene 'g2', sample 'B'"):
-        formats.read_counts(path)
+    monkeypatch.setattr(genecounts, "_NUMBA_READ_BYTES", 0)
+    with pytest.raises(DegflowInputError, match=r"negative count -4 for gene 'g2', sample 'B'"):
+        read_counts(path)

@@ -5,7 +5,7 @@ setup(snakemake)
 import pandas as pd
 
 from degflow.bulk.dataset import build_dataset, plan_bulk, read_gene_annotation
-from degflow.io.counts import strandedness_table
+from degflow.io.genecounts import strandedness_table
 from degflow.io.tables import write_tsv
 
 p = snakemake.params

@@ -19,14 +19,10 @@ import pandas as pd
 
 from degflow.bulk.genes_of_interest import read_gene_list
 from degflow.errors import DegflowInputError
-from degflow.io.counts import (
-    CountTable,
-    check_text_file,
-    collapse_replicates,
-    match_annotation,
-    read_annotation,
-    read_counts,
-)
+from degflow.io.annotation import match_annotation, read_annotation
+from degflow.io.counts import read_counts
+from degflow.io.counttable import CountTable, collapse_replicates
+from degflow.io.text import check_text_file
 from degflow.plan.config import (
     BulkPlan,
     batch_design_terms,
@@ -188,7 +184,7 @@ def load_counts(counts_cfg: Mapping, sheet: pd.DataFrame | None = None,
     """Read the counts as configured (``bulk.counts``), dispatching on the format.
 
     With ``units`` (technical replicates, see :func:`read_bulk_sheet`) the units are read, then
-    summed per sample by :func:`degflow.io.counts.collapse_replicates`.
+    summed per sample by :func:`degflow.io.counttable.collapse_replicates`.
     """
     paths = count_inputs(counts_cfg, sheet, units)
     fmt = counts_cfg.get("format", "auto")
@@ -408,7 +404,7 @@ def build_dataset(
     annotation
         Optional gene annotation (index gene_id, column ``gene_name`` [, ``gene_biotype``]), from
         :func:`read_gene_annotation`; fills names the counts lack. IDs are matched by
-        :func:`degflow.io.counts.match_annotation` (Ensembl versions ignored when that is safe).
+        :func:`degflow.io.annotation.match_annotation` (Ensembl versions ignored when that is safe).
     min_count, min_samples
         Keep genes with ``>= min_count`` reads in ``>= min_samples`` samples (0 keeps all).
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from degflow.errors import DegflowInputError
-from degflow.io.counts import check_text_file
+from degflow.io.text import check_text_file
 
 __all__ = ["default_group_by", "match_genes", "read_gene_list", "report_lines", "results_table", "safe_name"]
 

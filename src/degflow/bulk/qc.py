@@ -42,6 +42,7 @@ import pandas as pd
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import pdist, squareform
 
+from degflow.checks import check_count_frame, check_matrix, check_results, check_thresholds
 from degflow.errors import DegflowInputError
 
 __all__ = [
@@ -65,70 +66,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _REGULATION_LEVELS = ("up", "down", "ns")
-
-
-# --------------------------------------------------------------------------------------
-# validation helpers
-# --------------------------------------------------------------------------------------
-def _check_counts(counts: object, name: str = "counts") -> pd.DataFrame:
-    """Check a genes x samples count table: a numeric DataFrame, no NaN, no negatives."""
-    if not isinstance(counts, pd.DataFrame):
-        raise DegflowInputError(
-            f"{name} must be a pandas DataFrame (genes x samples), got {type(counts).__name__}"
-        )
-    if counts.shape[0] == 0 or counts.shape[1] == 0:
-        raise DegflowInputError(f"{name} is empty ({counts.shape[0]} genes x {counts.shape[1]} samples)")
-    non_numeric = [c for c in counts.columns if not pd.api.types.is_numeric_dtype(counts[c])]
-    if non_numeric:
-        raise DegflowInputError(
-            f"{name} has non-numeric sample column(s) {non_numeric[:3]}; pass genes x samples counts only"
-        )
-    if counts.columns.has_duplicates:
-        dup = counts.columns[counts.columns.duplicated()].unique().tolist()
-        raise DegflowInputError(f"{name} has duplicated sample name(s) {dup[:3]}; sample names must be unique")
-    values = counts.to_numpy(dtype=float)
-    if np.isnan(values).any():
-        col = counts.columns[np.isnan(values).any(axis=0)][0]
-        raise DegflowInputError(f"{name} has missing values (first in sample {col!r}); counts must be complete")
-    if (values < 0).any():
-        col = counts.columns[(values < 0).any(axis=0)][0]
-        raise DegflowInputError(f"{name} has negative values (first in sample {col!r}); counts must be >= 0")
-    return counts
-
-
-def _check_matrix(matrix: object, name: str) -> pd.DataFrame:
-    """Check a genes x samples float matrix (VST, log counts): numeric DataFrame, finite."""
-    if not isinstance(matrix, pd.DataFrame):
-        raise DegflowInputError(
-            f"{name} must be a pandas DataFrame (genes x samples), got {type(matrix).__name__}"
-        )
-    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
-        raise DegflowInputError(f"{name} is empty ({matrix.shape[0]} genes x {matrix.shape[1]} samples)")
-    try:
-        values = matrix.to_numpy(dtype=float)
-    except (TypeError, ValueError):
-        raise DegflowInputError(f"{name} must hold numbers only (genes x samples)") from None
-    if not np.isfinite(values).all():
-        raise DegflowInputError(f"{name} has NaN or infinite values; pass a complete transformed matrix")
-    return matrix
-
-
-def _check_results(res: object, name: str = "res", columns: Sequence[str] = ("log2FoldChange", "padj")) -> pd.DataFrame:
-    if not isinstance(res, pd.DataFrame):
-        raise DegflowInputError(f"{name} must be a DE results DataFrame, got {type(res).__name__}")
-    missing = [c for c in columns if c not in res.columns]
-    if missing:
-        raise DegflowInputError(
-            f"{name} lacks column(s) {missing}; expected a DE results table with {list(columns)}"
-        )
-    return res
-
-
-def _check_thresholds(lfc: float, padj: float) -> None:
-    if not (np.isfinite(lfc) and lfc >= 0):
-        raise DegflowInputError(f"lfc threshold must be a finite number >= 0, got {lfc!r}")
-    if not (0 < padj <= 1):
-        raise DegflowInputError(f"padj threshold must be in (0, 1], got {padj!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -189,7 +126,7 @@ def sample_qc(
 
         ``attrs["degflow"]`` records the parameters.
     """
-    counts = _check_counts(counts)
+    counts = check_count_frame(counts)
     if not isinstance(top_n, (int, np.integer)) or top_n < 1:
         raise DegflowInputError(f"top_n must be a positive integer, got {top_n!r}")
     if isinstance(mito_prefixes, str):
@@ -275,7 +212,7 @@ def median_of_ratios(counts: pd.DataFrame) -> pd.Series:
     """
     from degflow.kernels.sparse import size_factors_ratio  # the one implementation (numba)
 
-    counts = _check_counts(counts)
+    counts = check_count_frame(counts)
     sf = size_factors_ratio(counts.to_numpy().T)
     return pd.Series(sf, index=pd.Index(counts.columns, name="sample"), name="size_factor")
 
@@ -476,7 +413,7 @@ def variance_stabilised(
         holds ``method``, and for the VST the trend coefficients ``a0``, ``a1`` and the number
         of genes used to fit them.
     """
-    counts = _check_counts(counts)
+    counts = check_count_frame(counts)
     if method not in ("vst", "log2"):
         raise DegflowInputError(f"method must be 'vst' or 'log2', got {method!r}")
     if size_factors is None:
@@ -543,7 +480,7 @@ def pca(
         Fraction (0-1) of the total variance of the selected genes explained by each PC, as
         ``plotPCA``'s ``percentVar / 100``.
     """
-    matrix = _check_matrix(matrix, "matrix")
+    matrix = check_matrix(matrix, "matrix")
     n_samples = matrix.shape[1]
     if n_samples < 2:
         raise DegflowInputError(f"PCA needs at least 2 samples, got {n_samples}")
@@ -614,7 +551,7 @@ def remove_batch_effect(
         A sample with no batch/covariate value, a non-numeric covariate, or a batch that cannot be told apart
         from the design (``[design, batch]`` not of full column rank; limma would silently leave part of it).
     """
-    matrix = _check_matrix(matrix, "matrix")
+    matrix = check_matrix(matrix, "matrix")
     samples = [str(s) for s in matrix.columns]
     n = len(samples)
     parts: list[np.ndarray] = []
@@ -715,7 +652,7 @@ def batch_corrected(
 
     batch = [batch] if isinstance(batch, str) else [str(b) for b in batch]
     kept = batch_design_terms(design, batch)
-    matrix = _check_matrix(matrix, "matrix")
+    matrix = check_matrix(matrix, "matrix")
     samples = [str(s) for s in matrix.columns]
     if not isinstance(sample_sheet, pd.DataFrame):
         raise DegflowInputError(f"sample_sheet must be a DataFrame indexed by sample, got {type(sample_sheet).__name__}")
@@ -772,7 +709,7 @@ def sample_distances(
     SampleDistances
         ``distances`` (DataFrame, float64), ``linkage`` (ndarray) and ``order`` (list[str]).
     """
-    matrix = _check_matrix(matrix, "matrix")
+    matrix = check_matrix(matrix, "matrix")
     if method not in ("complete", "average", "single", "ward"):
         raise DegflowInputError(f"method must be complete, average, single or ward, got {method!r}")
     if matrix.shape[1] < 2:
@@ -920,8 +857,8 @@ def classify(
     pandas.Series
         Categorical with categories ``["up", "down", "ns"]``, named ``regulation``.
     """
-    res = _check_results(res, columns=(lfc_col, "padj"))
-    _check_thresholds(lfc, padj)
+    res = check_results(res, columns=(lfc_col, "padj"))
+    check_thresholds(lfc, padj)
     x = res[lfc_col].to_numpy(dtype=float)
     p = res["padj"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
@@ -965,7 +902,7 @@ def deg_counts(
         raise DegflowInputError("results is empty: pass {contrast name: DE results table}")
     rows = {}
     for name, res in results.items():
-        _check_results(res, name=f"results[{name!r}]")
+        check_results(res, name=f"results[{name!r}]")
         reg = _regulation(res, lfc, padj)
         rows[name] = {
             "up": int((reg == "up").sum()),
@@ -1054,7 +991,7 @@ def top_genes(
         The selected rows of ``res`` (all columns), at most ``n``; a ``regulation`` column is
         added when ``res`` lacks one.
     """
-    res = _check_results(res, columns=(lfc_col, "padj"))
+    res = check_results(res, columns=(lfc_col, "padj"))
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise DegflowInputError(f"n must be a non-negative integer, got {n!r}")
     if direction not in ("both", "up", "down"):
@@ -1083,7 +1020,7 @@ def zscore_rows(matrix: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         float64, same shape, index and columns as ``matrix``.
     """
-    matrix = _check_matrix(matrix, "matrix")
+    matrix = check_matrix(matrix, "matrix")
     v = matrix.to_numpy(dtype=float)
     mean = v.mean(axis=1, keepdims=True)
     sd = v.std(axis=1, ddof=1, keepdims=True) if v.shape[1] > 1 else np.zeros((v.shape[0], 1))

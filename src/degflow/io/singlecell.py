@@ -23,7 +23,6 @@ the file (and sheet row) and what to do.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 import time
@@ -38,7 +37,9 @@ import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 
+from degflow.checks import check_sparse_counts
 from degflow.errors import DegflowInputError
+from degflow.io.text import open_text
 
 __all__ = [
     "FORMATS",
@@ -78,38 +79,12 @@ _SYMBOL_COLUMNS = ("gene_symbols", "feature_name", "gene_name", "gene_symbol", "
 # ----------------------------------------------------------------------------------------------
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
 def _find(directory: Path, names: Sequence[str]) -> Path | None:
     for name in names:
         for candidate in (directory / name, directory / f"{name}.gz"):
             if candidate.is_file():
                 return candidate
     return None
-
-
-def _check_counts(X: sp.csr_matrix, path: Path | str, obs_names: pd.Index, var_names: pd.Index, *,
-                  what: str = "the matrix", hint: str = "degflow needs raw UMI counts") -> None:
-    """Raise unless every stored value is a finite non-negative integer."""
-    data = X.data
-    bad = ~np.isfinite(data) | (data < 0) | (data != np.round(data))
-    if not bad.any():
-        return
-    k = int(np.argmax(bad))
-    row = int(np.searchsorted(X.indptr, k, side="right") - 1)
-    col = int(X.indices[k])
-    value = float(data[k])
-    kind = "negative" if value < 0 else "non-integer"
-    raise DegflowInputError(
-        f"{path}: {what} holds {kind} values (e.g. {value:.6g} for cell {obs_names[row]!r}, gene "
-        f"{var_names[col]!r}; {int(bad.sum())} such entries), so it is not raw counts; {hint}"
-    )
 
 
 def _as_csr(X) -> sp.csr_matrix:
@@ -201,7 +176,7 @@ def _read_10x_mtx(path: Path) -> tuple[ad.AnnData, dict[str, pd.DataFrame]]:
         raise DegflowInputError(f"{directory}: 10x directory lacks {' and '.join(missing)} (plain or .gz); "
                                 "point to the folder Cell Ranger/STARsolo wrote (e.g. filtered_feature_bc_matrix)")
     try:
-        with _open_text(matrix) as fh:
+        with open_text(matrix, errors="strict") as fh:
             M = scipy.io.mmread(fh)
     except (ValueError, OSError, EOFError) as e:
         raise DegflowInputError(f"{matrix}: not a readable MatrixMarket file ({e}); re-export the matrix") from None
@@ -298,7 +273,7 @@ def _read_h5ad(path: Path) -> tuple[ad.AnnData, dict[str, pd.DataFrame]]:
     X = _as_csr(X)
     hint = ("degflow needs raw counts: store them in X or layers['counts']"
             + (" (adata.layers['counts'] = adata.raw.X if .raw holds counts)" if src.raw is not None else ""))
-    _check_counts(X, path, src.obs_names, src.var_names, what=f"{where} (normalised data?)", hint=hint)
+    check_sparse_counts(X, path, src.obs_names, src.var_names, what=f"{where} (normalised data?)", hint=hint)
     var = src.var.copy()
     if "gene_ids" not in var.columns:
         var["gene_ids"] = var.index.astype(str)
@@ -326,7 +301,7 @@ def _read_h5ad(path: Path) -> tuple[ad.AnnData, dict[str, pd.DataFrame]]:
 def _bd_header(path: Path) -> tuple[int, list[str] | None]:
     """Number of leading ``#`` lines and the header fields after them (None for an empty file)."""
     n = 0
-    with _open_text(path) as fh:
+    with open_text(path, errors="strict") as fh:
         for line in fh:
             if line.startswith("#"):
                 n += 1
@@ -521,7 +496,7 @@ def read_sample(
         raise DegflowInputError(f"{path}: empty matrix ({adata.n_obs} cells x {adata.n_vars} genes, "
                                 f"{adata.X.nnz} non-zero counts); is this the filtered matrix of the right sample?")
     if format != "h5ad":
-        _check_counts(adata.X, path, adata.obs_names, adata.var_names)
+        check_sparse_counts(adata.X, path, adata.obs_names, adata.var_names)
     dup = adata.obs_names[adata.obs_names.duplicated()]
     if len(dup):
         raise DegflowInputError(f"{path}: barcode {dup[0]!r} occurs more than once ({len(dup)} duplicates); "
@@ -618,7 +593,7 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DegflowInputError(f"{path}: single-cell sample sheet not found; check singlecell.samples in the config")
-    from degflow.io.counts import check_text_file
+    from degflow.io.text import check_text_file
     from degflow.plan.config import read_sheet_table
 
     check_text_file(path, what="single-cell sample sheet", key="singlecell.samples")

@@ -1222,7 +1222,11 @@ def _sf_exact(counts, table, logmeans, usable, samples):
 _COUNT_DTYPES = tuple(np.dtype(t) for t in (np.int32, np.int64, np.float32, np.float64))
 
 
-def _check_counts(counts: Any, name: str = "counts") -> np.ndarray:
+# Not degflow.checks.check_count_frame (a user's genes x samples DataFrame, checked value by value): this converts a
+# dense samples x genes array to a dtype and layout the kernels compile for, and raises TypeError/ValueError for a
+# caller's mistake; negative/NaN values are counted by the kernels in the pass that does the work
+# (_raise_bad_counts), so the data are read once.
+def _as_count_array(counts: Any, name: str = "counts") -> np.ndarray:
     if sparse.issparse(counts):
         raise TypeError(f"{name} must be a dense samples x genes array; pass {name}.toarray()")
     arr = np.asarray(counts)
@@ -1340,7 +1344,7 @@ def size_factors_ratio(counts: Any, *, n_threads: int | None = None) -> np.ndarr
         counts hold negative/NaN/infinite values.
     """
     start = time.perf_counter()
-    arr = _check_counts(counts)
+    arr = _as_count_array(counts)
     with threads(n_threads) as n:
         res = _median_log_ratios(arr, "ratio", n)
     _raise_bad_counts(arr, res["n_bad"], "counts")
@@ -1398,7 +1402,7 @@ def size_factors_poscounts(
     if flavor not in ("deseq2", "pydeseq2"):
         raise ValueError(f"flavor must be 'deseq2' or 'pydeseq2', got {flavor!r}")
     start = time.perf_counter()
-    arr = _check_counts(counts)
+    arr = _as_count_array(counts)
     with threads(n_threads) as n:
         res = _median_log_ratios(arr, flavor, n)
     _raise_bad_counts(arr, res["n_bad"], "counts")

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
 
+from degflow import checks
 from degflow.bulk import qc
 from degflow.errors import DegflowInputError
 
@@ -397,8 +398,8 @@ def volcano(
     -------
     matplotlib.figure.Figure
     """
-    res = qc._check_results(res, columns=(lfc_col, "padj"))
-    qc._check_thresholds(lfc, padj)
+    res = checks.check_results(res, columns=(lfc_col, "padj"))
+    checks.check_thresholds(lfc, padj)
     reg = qc._regulation(res, lfc, padj, lfc_col).to_numpy(dtype=object)
     x = res[lfc_col].to_numpy(dtype=float)
     p = res["padj"].to_numpy(dtype=float)
@@ -503,8 +504,8 @@ def ma(
     -------
     matplotlib.figure.Figure
     """
-    res = qc._check_results(res, columns=(lfc_col, "padj", "baseMean"))
-    qc._check_thresholds(lfc, padj)
+    res = checks.check_results(res, columns=(lfc_col, "padj", "baseMean"))
+    checks.check_thresholds(lfc, padj)
     reg = qc._regulation(res, lfc, padj, lfc_col).to_numpy(dtype=object)
     bm = res["baseMean"].to_numpy(dtype=float)
     yv = res[lfc_col].to_numpy(dtype=float)
@@ -766,7 +767,7 @@ def deg_heatmap(
     genes = [str(g) for g in genes]
     if not genes:  # a contrast without DEGs is an answer, not an error: say so in the figure
         return message_figure("No gene passes the DEG thresholds in this contrast: no heatmap to draw.", title=title)
-    qc._check_matrix(matrix, "matrix")
+    checks.check_matrix(matrix, "matrix")
     missing = [g for g in genes if g not in matrix.index]
     if missing:
         raise DegflowInputError(f"{len(missing)} of the genes are not in matrix (e.g. {missing[:3]})")

@@ -233,7 +233,7 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
                                 "inside it")
     if not path.is_file():
         raise DegflowInputError(f"sample sheet '{path}' does not exist: check bulk.samples in the config")
-    from degflow.io.counts import check_text_file
+    from degflow.io.text import check_text_file
 
     check_text_file(path, what="sample sheet", key="bulk.samples")
     sep = "," if path.suffix.lower() == ".csv" else "\t"

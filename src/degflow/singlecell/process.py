@@ -1311,7 +1311,7 @@ def read_genes_of_interest(spec: str | Path | Sequence[str] | None) -> list[str]
         A file that does not exist, is not UTF-8 text (a spreadsheet ...) or names no gene; an empty list entry.
     """
     from degflow.bulk.genes_of_interest import read_gene_list
-    from degflow.io.counts import check_text_file
+    from degflow.io.text import check_text_file
 
     key = "singlecell.genes_of_interest"
     if spec is None or (not isinstance(spec, Path) and len(spec) == 0):
