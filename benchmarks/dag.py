@@ -83,8 +83,8 @@ def make_experiment(folder: Path, samples: int, contrasts: int, genes: int, seed
 def time_validation(config_path: Path) -> tuple[tuple[float, float], tuple[float, float]]:
     """degflow's parse-time validation in this process, (wall, CPU) seconds: first call (as in a snakemake
     run, lazy imports included), second call."""
-    from degflow.bulk.dataset import plan_bulk
-    from degflow.plan.config import validate_config
+    from degflow.plan.bulk import plan_bulk
+    from degflow.plan.schema import validate_config
 
     raw = yaml.safe_load(config_path.read_text())
     times = []

@@ -1,4 +1,4 @@
-"""degflow.plan.config: keys, defaults, types, sample sheet and design checks (library level)."""
+"""degflow.plan.schema, degflow.plan.design and degflow.io.sheets: keys, defaults, types, sample sheet and design checks (library level)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import pytest
 import yaml
 
 from degflow.errors import DegflowInputError
-from degflow.plan.config import (
-    check_design,
-    check_samples_match,
-    design_variables,
-    read_sample_sheet,
-    validate_config,
-)
+from degflow.io.sheets import read_sample_sheet
+from degflow.plan.bulk import check_samples_match
+from degflow.plan.design import check_design, design_variables
+from degflow.plan.schema import validate_config
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ import scipy.sparse as sp
 import yaml
 
 from degflow.errors import DegflowInputError
-from degflow.plan.config import plan_singlecell, validate_config
+from degflow.plan.schema import validate_config
+from degflow.plan.singlecell import plan_singlecell
 from degflow.pseudobulk import aggregate as pseudobulk
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

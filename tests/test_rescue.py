@@ -372,8 +372,8 @@ def test_plan_compound_bad(repo, extra, match):
 def test_pathway_group_by_without_a_factor_contrast():
     """The pathway figures' grouping: group_by, else the first [factor, test, reference] contrast's factor, else the
     design's last factor (every contrast a name/vector/list one: was a StopIteration traceback at parse time)."""
-    from degflow.compound.rescue import pathway_group_by
     from degflow.errors import DegflowInputError
+    from degflow.plan.compound import pathway_group_by
 
     named = {"dex": {"name": "dex_trt_vs_untrt"}, "v": {"vector": [0, 0, 0, 0, 1]}}
     assert pathway_group_by({"contrasts": named}, ["cell", "dex"]) is None  # no bulk.pathways: nothing to group
