@@ -8,6 +8,7 @@ import pytest
 
 from degflow.compound import rescue
 from degflow.errors import DegflowInputError
+from degflow.plan.compound import plan_compound
 
 #                 gene   d     padj_d   t      padj_t    expected class       score
 CASES = [
@@ -332,7 +333,7 @@ def _bulk(**extra):
 
 
 def test_plan_compound_good(repo):
-    plan = rescue.plan_compound(
+    plan = plan_compound(
         _bulk(rescue={"disease": "model_vs_control", "treatments": ["ehp_vs_model", "aja_vs_model"]},
               pathways={"bundled": "mouse", "gmt": [], "panels": ["HALLMARK_APOPTOSIS"]}, enrichment={},
               qpcr={"ct_table": "x.tsv", "reference_genes": ["Actb"], "contrasts": []}),
@@ -366,7 +367,7 @@ def test_plan_compound_good(repo):
 )
 def test_plan_compound_bad(repo, extra, match):
     with pytest.raises(DegflowInputError, match=match):
-        rescue.plan_compound(_bulk(**extra), bundled_dir=repo / "resources" / "genesets")
+        plan_compound(_bulk(**extra), bundled_dir=repo / "resources" / "genesets")
 
 
 def test_pathway_group_by_without_a_factor_contrast():
