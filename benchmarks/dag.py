@@ -90,7 +90,7 @@ def time_validation(config_path: Path) -> tuple[tuple[float, float], tuple[float
     times = []
     for _ in range(2):
         t, c = time.perf_counter(), time.process_time()
-        cfg = validate_config(raw, REPO / "workflow" / "schemas")
+        cfg = validate_config(raw, schema_dir=REPO / "workflow" / "schemas")
         plan, _ = plan_bulk(cfg["bulk"])
         times.append((time.perf_counter() - t, time.process_time() - c))
         assert len(plan.samples) > 0

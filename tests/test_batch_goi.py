@@ -156,7 +156,7 @@ def _bulk_cfg(tmp: Path, **overrides) -> dict:
     ({"genes_of_interest": "missing_genes.txt"}, "config key 'bulk.genes_of_interest': file 'missing_genes.txt'"),
 ], ids=["batch-not-in-design", "batch-in-interaction", "gene-file-missing"])
 def test_bad_batch_or_gene_list_is_refused_before_the_dag(tmp_path, overrides, message):
-    cfg = validate_config(_bulk_cfg(tmp_path, **overrides), REPO / "workflow" / "schemas")
+    cfg = validate_config(_bulk_cfg(tmp_path, **overrides), schema_dir=REPO / "workflow" / "schemas")
     with pytest.raises(DegflowInputError) as err:
         plan_bulk(cfg["bulk"])
     assert message in str(err.value) and "\n" not in str(err.value)
