@@ -83,14 +83,14 @@ def make_experiment(folder: Path, samples: int, contrasts: int, genes: int, seed
 def time_validation(config_path: Path) -> tuple[tuple[float, float], tuple[float, float]]:
     """degflow's parse-time validation in this process, (wall, CPU) seconds: first call (as in a snakemake
     run, lazy imports included), second call."""
-    from degflow.bulk.dataset import plan_bulk
-    from degflow.plan.config import validate_config
+    from degflow.plan.bulk import plan_bulk
+    from degflow.plan.schema import validate_config
 
     raw = yaml.safe_load(config_path.read_text())
     times = []
     for _ in range(2):
         t, c = time.perf_counter(), time.process_time()
-        cfg = validate_config(raw, REPO / "workflow" / "schemas")
+        cfg = validate_config(raw, schema_dir=REPO / "workflow" / "schemas")
         plan, _ = plan_bulk(cfg["bulk"])
         times.append((time.perf_counter() - t, time.process_time() - c))
         assert len(plan.samples) > 0

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from degflow.bulk.dataset import plan_bulk
 from degflow.errors import DegflowInputError
-from degflow.plan.config import validate_config
+from degflow.plan.bulk import plan_bulk
+from degflow.plan.schema import validate_config
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 

@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from degflow.errors import DegflowInputError
-from degflow.plan.config import plan_singlecell, validate_config
-from degflow.pseudobulk.aggregate import plan_pseudobulk
+from degflow.plan.pseudobulk import plan_pseudobulk
+from degflow.plan.schema import validate_config
+from degflow.plan.singlecell import plan_singlecell
 from test_bad_input import assert_clean_stop, run_snakemake
 
 PBMC = "resources/pbmc3k/filtered_min3cells_v3"

@@ -20,10 +20,11 @@ import yaml
 
 from degflow.bulk import genes_of_interest as goi
 from degflow.bulk import qc
-from degflow.bulk.dataset import plan_bulk
 from degflow.errors import DegflowInputError
 from degflow.pl import bulk as plots
-from degflow.plan.config import batch_design_terms, validate_config
+from degflow.plan.bulk import plan_bulk
+from degflow.plan.design import batch_design_terms
+from degflow.plan.schema import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 REF = REPO / "tests" / "data" / "airway_remove_batch"
@@ -155,7 +156,7 @@ def _bulk_cfg(tmp: Path, **overrides) -> dict:
     ({"genes_of_interest": "missing_genes.txt"}, "config key 'bulk.genes_of_interest': file 'missing_genes.txt'"),
 ], ids=["batch-not-in-design", "batch-in-interaction", "gene-file-missing"])
 def test_bad_batch_or_gene_list_is_refused_before_the_dag(tmp_path, overrides, message):
-    cfg = validate_config(_bulk_cfg(tmp_path, **overrides), REPO / "workflow" / "schemas")
+    cfg = validate_config(_bulk_cfg(tmp_path, **overrides), schema_dir=REPO / "workflow" / "schemas")
     with pytest.raises(DegflowInputError) as err:
         plan_bulk(cfg["bulk"])
     assert message in str(err.value) and "\n" not in str(err.value)
@@ -354,7 +355,7 @@ def test_genes_of_interest_over_a_numeric_covariate(repo, tmp_path):
 
 def test_contrast_batch_variables_finds_a_tested_batch():
     """The DEG heatmap keeps the measured values when the contrast tests a batch column, in any contrast form."""
-    from degflow.plan.config import check_design, contrast_batch_variables, results_names
+    from degflow.plan.design import check_design, contrast_batch_variables, results_names
 
     sheet = pd.read_csv(AIRWAY / "samples.tsv", sep="\t", index_col=0)
     design = "~ cell + dex"

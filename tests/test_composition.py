@@ -24,13 +24,8 @@ import pytest
 import yaml
 
 from degflow.errors import DegflowInputError
-from degflow.singlecell.composition import (
-    CompositionTest,
-    cell_counts,
-    plan_composition,
-    propeller,
-    transformed_proportions,
-)
+from degflow.plan.composition import CompositionTest, plan_composition
+from degflow.singlecell.composition import cell_counts, propeller, transformed_proportions
 
 DATA = Path(__file__).parent / "data"
 SPECKLE = DATA / "propeller_speckle"
@@ -348,7 +343,7 @@ def test_figure_one_panel_per_cell_type_with_its_fdr(speckle_counts):
 
 def test_plan_survives_snakemake_params_as_plain_records():
     """The rule passes the replicate table and tests as plain lists; they come back with their factor levels."""
-    from degflow.singlecell.composition import metadata_frame, metadata_records, tests_from_records, tests_to_records
+    from degflow.plan.composition import metadata_frame, metadata_records, tests_from_records, tests_to_records
 
     p = plan()
     back = metadata_frame(json.loads(json.dumps(metadata_records(p.metadata))))

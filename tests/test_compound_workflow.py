@@ -91,9 +91,9 @@ def run(repo, tmp_path_factory):
 
 
 def test_example_config_is_valid(repo, monkeypatch):
-    from degflow.bulk.dataset import plan_bulk
-    from degflow.compound.rescue import plan_compound
-    from degflow.plan.config import validate_config
+    from degflow.plan.bulk import plan_bulk
+    from degflow.plan.compound import plan_compound
+    from degflow.plan.schema import validate_config
 
     monkeypatch.chdir(repo)  # the example's paths are relative to the repository root
     cfg = validate_config(_example(repo))

@@ -1,4 +1,4 @@
-"""degflow.plan.config: keys, defaults, types, sample sheet and design checks (library level)."""
+"""degflow.plan.schema / design, degflow.io.sheets: keys, defaults, types, sample sheet and design checks (library level)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import pytest
 import yaml
 
 from degflow.errors import DegflowInputError
-from degflow.plan.config import (
-    check_design,
-    check_samples_match,
-    design_variables,
-    read_sample_sheet,
-    validate_config,
-)
+from degflow.io.sheets import read_sample_sheet
+from degflow.plan.bulk import check_samples_match
+from degflow.plan.design import check_design, design_variables
+from degflow.plan.schema import validate_config
 
 
 @pytest.fixture
@@ -21,7 +18,7 @@ def example_config(repo):
     return yaml.safe_load((repo / "config" / "config.yaml").read_text())
 
 
-def test_bundled_config_is_valid_and_defaults_filled(example_config):
+def test_bundled_config_is_valid_and_defaults_filled(example_config, repo):
     cfg = validate_config(example_config)
     assert cfg["bulk"]["counts"] == {"path": "resources/airway/counts.tsv", "format": "matrix",
                                      "strandedness": "auto", "tx2gene": None, "counts_from_abundance": "no",
@@ -32,6 +29,14 @@ def test_bundled_config_is_valid_and_defaults_filled(example_config):
     assert filled["bulk"]["thresholds"] == {"lfc": 1.0, "padj": 0.05}
     assert filled["bulk"]["de"]["flavor"] == "deseq2" and filled["bulk"]["de"]["alpha"] == 0.05
     assert filled["bulk"]["filter"] == {"min_count": 0, "min_samples": 0}
+    # the de block is defined once (workflow/schemas/defs.schema.yaml); pseudobulk overrides one default only
+    kang = yaml.safe_load((repo / "config" / "examples" / "kang2018.yaml").read_text())
+    del kang["singlecell"]["pseudobulk"]["de"]  # every pseudobulk de key from the schema
+    pb_de = validate_config(kang)["singlecell"]["pseudobulk"]["de"]
+    assert list(pb_de) == list(filled["bulk"]["de"]) and pb_de["size_factors"] == "poscounts"
+    assert filled["bulk"]["de"]["size_factors"] == "ratio"
+    assert {k: v for k, v in pb_de.items() if k != "size_factors"} == {
+        k: v for k, v in filled["bulk"]["de"].items() if k != "size_factors"}
 
 
 @pytest.mark.parametrize(

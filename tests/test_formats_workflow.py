@@ -25,12 +25,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from degflow.bulk.dataset import build_dataset, length_normalization_factors, plan_bulk, read_gene_annotation
+from degflow.bulk.dataset import build_dataset, length_normalization_factors, read_gene_annotation
 from degflow.de.deseq import contrast_results, fit_deseq
 from degflow.errors import DegflowInputError
 from degflow.io.counts import read_counts
 from degflow.io.genecounts import strandedness_table
-from degflow.plan.config import validate_config
+from degflow.plan.bulk import plan_bulk
+from degflow.plan.schema import validate_config
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]

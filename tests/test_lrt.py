@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from degflow.bulk.dataset import plan_bulk
 from degflow.de.deseq import coefficient_names, contrast_results, fit_deseq, lrt_results
 from degflow.errors import DegflowInputError
-from degflow.plan.config import check_design, results_names, validate_config
+from degflow.plan.bulk import plan_bulk
+from degflow.plan.design import check_design, results_names
+from degflow.plan.schema import validate_config
 
 REF = Path(__file__).parent / "data" / "deseq2_lrt_contrasts"
 COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
@@ -265,7 +266,7 @@ def test_workflow_runs_lrt_and_coefficient_contrasts(repo, tmp_path, airway_smal
 
 def test_lrt_group_by_defaults(airway):
     """The pattern figure's x axis: the last design factor the reduced formula drops, else its numeric covariate."""
-    from degflow.bulk.dataset import plan_lrt
+    from degflow.plan.bulk import plan_lrt
 
     _, samples = airway
     design = "~ cell + avgLength + dex"

@@ -16,12 +16,7 @@ import degflow
 #: workflow/scripts and the tests. Each is to become keyword-only (issue 19); a new function must not join them.
 POSITIONAL_OPTIONS = {
     "degflow.runtime.configure_runtime": ["n_threads", "cache_dir"],
-    "degflow.bulk.dataset.count_inputs": ["units"],
-    "degflow.bulk.dataset.load_counts": ["sheet", "units"],
     "degflow.pl.compound.enrichment_dotplot": ["gsea_table"],
-    "degflow.plan.config.load_schema": ["schema_dir"],
-    "degflow.plan.config.resolve_refs": ["schema_dir"],
-    "degflow.plan.config.validate_config": ["schema_dir"],
     "degflow.de.deseq.fit_deseq": ["design", "reference_levels"],
     "degflow.bulk.genes_of_interest.default_group_by": ["batch"],
     "degflow.bulk.genes_of_interest.match_genes": ["gene_names"],

@@ -21,7 +21,9 @@ import scipy.sparse as sp
 import yaml
 
 from degflow.errors import DegflowInputError
-from degflow.plan.config import plan_singlecell, validate_config
+from degflow.plan.pseudobulk import plan_pseudobulk
+from degflow.plan.schema import validate_config
+from degflow.plan.singlecell import plan_singlecell
 from degflow.pseudobulk import aggregate as pseudobulk
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -286,7 +288,7 @@ def kang_plan(repo, shared, tmp, *, donors=DONORS, sheet_edit=None, sc_edit=None
         sc_edit(cfg["singlecell"])
     cfg = validate_config(cfg)
     plan = plan_singlecell(cfg["singlecell"])
-    return pseudobulk.plan_pseudobulk(cfg["singlecell"]["pseudobulk"], plan.sheet, clusterings=plan.clusterings,
+    return plan_pseudobulk(cfg["singlecell"]["pseudobulk"], plan.sheet, clusterings=plan.clusterings,
                                       annotated=bool(plan.annotation_key), source="samples.tsv",
                                       reference=plan.reference)
 

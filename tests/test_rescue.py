@@ -8,6 +8,7 @@ import pytest
 
 from degflow.compound import rescue
 from degflow.errors import DegflowInputError
+from degflow.plan.compound import plan_compound
 
 #                 gene   d     padj_d   t      padj_t    expected class       score
 CASES = [
@@ -332,7 +333,7 @@ def _bulk(**extra):
 
 
 def test_plan_compound_good(repo):
-    plan = rescue.plan_compound(
+    plan = plan_compound(
         _bulk(rescue={"disease": "model_vs_control", "treatments": ["ehp_vs_model", "aja_vs_model"]},
               pathways={"bundled": "mouse", "gmt": [], "panels": ["HALLMARK_APOPTOSIS"]}, enrichment={},
               qpcr={"ct_table": "x.tsv", "reference_genes": ["Actb"], "contrasts": []}),
@@ -366,14 +367,14 @@ def test_plan_compound_good(repo):
 )
 def test_plan_compound_bad(repo, extra, match):
     with pytest.raises(DegflowInputError, match=match):
-        rescue.plan_compound(_bulk(**extra), bundled_dir=repo / "resources" / "genesets")
+        plan_compound(_bulk(**extra), bundled_dir=repo / "resources" / "genesets")
 
 
 def test_pathway_group_by_without_a_factor_contrast():
     """The pathway figures' grouping: group_by, else the first [factor, test, reference] contrast's factor, else the
     design's last factor (every contrast a name/vector/list one: was a StopIteration traceback at parse time)."""
-    from degflow.compound.rescue import pathway_group_by
     from degflow.errors import DegflowInputError
+    from degflow.plan.compound import pathway_group_by
 
     named = {"dex": {"name": "dex_trt_vs_untrt"}, "v": {"vector": [0, 0, 0, 0, 1]}}
     assert pathway_group_by({"contrasts": named}, ["cell", "dex"]) is None  # no bulk.pathways: nothing to group

@@ -28,14 +28,14 @@ from degflow.bulk.dataset import (  # noqa: E402
     annotate_results,
     build_dataset,
     deg_table,
-    plan_bulk,
     read_gene_annotation,
     summary_row,
 )
 from degflow.de.deseq import contrast_results, fit_deseq  # noqa: E402
 from degflow.kernels.sparse import size_factors_ratio  # noqa: E402
 from degflow.pl import bulk as plots  # noqa: E402
-from degflow.plan.config import validate_config  # noqa: E402
+from degflow.plan.bulk import plan_bulk  # noqa: E402
+from degflow.plan.schema import validate_config  # noqa: E402
 
 NUMERIC = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
 DEX = {"design": "~ cell + dex", "reference_levels": {"dex": "untrt"},
@@ -292,7 +292,7 @@ def run_singlecell(tmp: Path, rows: list[dict], **sc_overrides):
     import scanpy as sc
 
     from degflow.io.singlecell import qc_overrides, validate_sample_sheet
-    from degflow.plan.config import plan_singlecell
+    from degflow.plan.singlecell import plan_singlecell
     from degflow.singlecell import process as scm
 
     pd.DataFrame(rows).to_csv(tmp / "sc_samples.tsv", sep="\t", index=False)

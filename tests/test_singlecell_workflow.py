@@ -21,7 +21,8 @@ import yaml
 from sklearn.metrics import adjusted_rand_score
 
 from degflow.errors import DegflowInputError
-from degflow.plan.config import plan_singlecell, validate_config
+from degflow.plan.schema import validate_config
+from degflow.plan.singlecell import plan_singlecell
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 pytestmark = pytest.mark.workflow

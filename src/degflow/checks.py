@@ -26,7 +26,7 @@ Results and thresholds, shared by :mod:`degflow.bulk.qc` and :mod:`degflow.pl.bu
 #   values in the same pass as the work (_raise_bad_counts), so no second pass over the data is made here.
 # - degflow.compound.rescue._check_results also needs a unique gene_id column (results.tsv), with its own words.
 # - degflow.de.deseq._check_inputs checks counts against the sample table and returns int64 counts.
-# - degflow.plan.config.MISSING_VALUES are a sample sheet's spellings of "missing" (lower-case na, n/a); the
+# - degflow.io.sheets.MISSING_VALUES are a sample sheet's spellings of "missing" (lower-case na, n/a); the
 #   count tables' NA_STRINGS below also hold "" and "None" (pandas' and Python's writers).
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-# Plain Python shared by the rules: config validation (before the DAG), paths and small helpers.
-import math
+# Shared by the rules: the config checked before the DAG (degflow.plan), the globals the rules read, input functions.
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from degflow.errors import DegflowInputError
-from degflow.plan.config import validate_config
+from degflow.plan.common import scaled_resource
+from degflow.plan.schema import validate_config
 
 
 def _stop(err):
@@ -15,7 +15,7 @@ def _stop(err):
 
 
 try:
-    CFG = validate_config(config, Path(workflow.basedir) / "workflow" / "schemas")
+    CFG = validate_config(config, schema_dir=Path(workflow.basedir) / "workflow" / "schemas")
 except DegflowInputError as err:
     _stop(err)
 
@@ -34,19 +34,16 @@ if workflow.is_main_process:  # not in cluster/subprocess jobs of a live run
     record_owner(".")
 
 if "bulk" in CFG:
-    from degflow.bulk.dataset import plan_bulk
     from degflow.bulk.genes_of_interest import default_group_by
+    from degflow.plan.bulk import annotation_note, plan_bulk, side_inputs
 
     try:
         BULK_PLAN, _counts = plan_bulk(CFG["bulk"])
     except DegflowInputError as err:
         _stop(err)
-    if _counts.gene_names is not None and CFG["bulk"].get("annotation"):
-        print(
-            f"degflow note: the counts have their own gene-name column and bulk.annotation is set: names come "
-            f"from {CFG['bulk']['annotation']}, the counts' names fill only the genes it lacks",
-            file=sys.stderr,
-        )
+    _note = annotation_note(CFG["bulk"], counts_have_names=_counts.gene_names is not None)
+    if _note:
+        print(_note, file=sys.stderr)
     #: Size of the analysed count matrix in millions of cells (genes x samples): what bulk memory and time grow with.
     BULK_MCELLS = _counts.counts.shape[0] * len(BULK_PLAN.samples) / 1e6
     del _counts
@@ -59,19 +56,8 @@ if "bulk" in CFG:
 
 
 def scaled(base, per_unit=0.0, units=0.0):
-    """A ``resources:`` value (``mem_mb`` in MB or ``runtime`` in minutes) for a cluster request.
-
-    ``ceil((base + per_unit * units) * attempt)``: it grows with the data (``units``: millions of
-    count-matrix cells for bulk rules, GB of raw input for single-cell rules, both known when the
-    workflow is parsed; or a function of the job's wildcards, e.g. one sample's input) and with the retry attempt (the SLURM profile retries once), so a job killed
-    for memory or walltime is resubmitted with twice the request.
-    """
-
-    def resource(wildcards, attempt):
-        amount = units(wildcards) if callable(units) else units
-        return int(math.ceil((base + per_unit * amount) * attempt))
-
-    return resource
+    """A ``resources:`` value growing with the data and the retry attempt (degflow.plan.common.scaled_resource)."""
+    return scaled_resource(base, per_unit=per_unit, units=units)
 
 
 # Rules that only write a small file run on the submitting machine, not as cluster jobs.
@@ -91,12 +77,7 @@ def get_lrt(wildcards):
 
 def bulk_optional_inputs(wildcards):
     """Annotation / tx2gene files when configured."""
-    extra = {}
-    if CFG["bulk"].get("annotation"):
-        extra["annotation"] = CFG["bulk"]["annotation"]
-    if CFG["bulk"]["counts"].get("tx2gene"):
-        extra["tx2gene"] = CFG["bulk"]["counts"]["tx2gene"]
-    return extra
+    return side_inputs(CFG["bulk"])
 
 
 #: Final targets of `rule all`; each rule file extends it with its own outputs.

@@ -1,7 +1,7 @@
 # Differential cell-type composition (propeller): cells per replicate x cell type from results/singlecell/adata.h5ad,
 # a moderated t per contrast and a moderated F per factor with >= 3 levels (limma eBayes, robust), BH FDR, and a
 # figure per test. The plan (defaults from the pseudobulk section, replicates per level) is checked before the DAG.
-from degflow.singlecell.composition import metadata_records, plan_composition, tests_to_records
+from degflow.plan.composition import metadata_records, plan_composition, tests_to_records
 
 COMP_DIR = f"{SC_DIR}/composition"
 COMP_CAT = "10. Cell-type composition"

@@ -326,7 +326,7 @@ if COMPOUND.qpcr_contrasts:
             "../scripts/compound_qpcr_plot.py"
 
 
-if compound_outputs():
+if COMPOUND_OUTPUTS:
 
     rule compound_workbook:
         input:

@@ -1,6 +1,13 @@
-# Plain Python for workflow/rules/compound.smk: the compound-study plan (checked before the DAG is built),
-# wildcard constraints and input/param helpers. Included by compound.smk.
-from degflow.compound.rescue import pathway_group_by, plan_compound
+# Compound study (included by compound.smk): the plan checked before the DAG is built (degflow.plan.compound),
+# wildcard constraints, the globals the rules read and input functions.
+from degflow.plan.compound import (
+    arm_sizes,
+    compound_targets,
+    pathway_group_by,
+    plan_compound,
+    treatment_arms,
+    workbook_tables,
+)
 
 COMPOUND_CAT = "05. Compound study"
 
@@ -38,50 +45,18 @@ def rescue_inputs(wildcards):
 
 def rescue_arms(wildcards):
     """The factor and the control / model / treated levels of a treatment (checked by plan_compound)."""
-    factor, treated, model = BULK_PLAN.contrasts[wildcards.treatment]
-    control = BULK_PLAN.contrasts[COMPOUND.disease][2]
-    return {"factor": factor, "control": str(control), "model": str(model), "treated": str(treated)}
+    return treatment_arms(BULK_PLAN.contrasts, treatment=wildcards.treatment, disease=COMPOUND.disease)
 
 
 def rescue_group_sizes(wildcards):
     """Samples in the model (reference) and treated groups of a treatment contrast."""
-    factor, treated, model = BULK_PLAN.contrasts[wildcards.treatment]
-    levels = BULK_PLAN.sheet[factor].astype(str)
-    return {"n_reference": int((levels == str(model)).sum()), "n_treated": int((levels == str(treated)).sum())}
+    return arm_sizes(BULK_PLAN.sheet, BULK_PLAN.contrasts[wildcards.treatment])
 
 
-def compound_outputs():
-    """Every final output of the compound-study rules (for rule all)."""
-    out = []
-    if COMPOUND.treatments:
-        out.append(f"{RESULTS}/bulk/rescue/summary.tsv")
-        for t in COMPOUND.treatments:
-            out += [
-                f"{RESULTS}/bulk/rescue/{t}/genes.tsv",
-                f"{RESULTS}/bulk/rescue/{t}/summary.tsv",
-                f"{RESULTS}/bulk/rescue/{t}/rescue.png",
-            ]
-    if PANELS:
-        out += [f"{RESULTS}/bulk/pathways/scores.tsv", f"{RESULTS}/bulk/pathways/scores.png"]
-        for p in PANELS.values():
-            out += [f"{RESULTS}/bulk/pathways/{p}/genes.tsv", f"{RESULTS}/bulk/pathways/{p}/heatmap.png"]
-    if BULK.get("enrichment") is not None:
-        for c in CONTRASTS:
-            out += [f"{RESULTS}/bulk/enrichment/{c}/ora.tsv", f"{RESULTS}/bulk/enrichment/{c}/dotplot.png"]
-            if BULK["enrichment"]["gsea"]:
-                out.append(f"{RESULTS}/bulk/enrichment/{c}/gsea.tsv")
-    if COMPOUND.qpcr_contrasts:
-        out += [
-            f"{RESULTS}/bulk/qpcr/fold_changes.tsv",
-            f"{RESULTS}/bulk/qpcr/concordance.tsv",
-            f"{RESULTS}/bulk/qpcr/concordance.png",
-        ]
-    if out:
-        out.append(f"{RESULTS}/bulk/compound_tables.xlsx")
-    return out
-
-
-FINAL_OUTPUTS += compound_outputs()
+#: Every final output of the compound-study rules (for rule all); the tables of compound_tables.xlsx.
+COMPOUND_OUTPUTS = compound_targets(RESULTS, plan=COMPOUND, bulk_cfg=BULK, contrasts=CONTRASTS)
+COMPOUND_WORKBOOK = workbook_tables(RESULTS, plan=COMPOUND, bulk_cfg=BULK, contrasts=CONTRASTS)
+FINAL_OUTPUTS += COMPOUND_OUTPUTS
 
 
 def enrichment_gsea_input(wildcards):
@@ -93,20 +68,4 @@ def enrichment_gsea_input(wildcards):
 
 def workbook_inputs(wildcards):
     """Tables gathered into compound_tables.xlsx."""
-    out = {}
-    if COMPOUND.treatments:
-        out["rescue_summary"] = f"{RESULTS}/bulk/rescue/summary.tsv"
-        out["rescue_genes"] = expand(f"{RESULTS}/bulk/rescue/{{t}}/genes.tsv", t=COMPOUND.treatments)
-    if PANELS:
-        out["scores"] = f"{RESULTS}/bulk/pathways/scores.tsv"
-        out["set_sizes"] = f"{RESULTS}/bulk/pathways/gene_sets.tsv"
-        out["panel_genes"] = expand(f"{RESULTS}/bulk/pathways/{{p}}/genes.tsv", p=PANELS.values())
-    if BULK.get("enrichment") is not None:
-        out["ora"] = expand(f"{RESULTS}/bulk/enrichment/{{c}}/ora.tsv", c=CONTRASTS)
-        if BULK["enrichment"]["gsea"]:
-            out["gsea"] = expand(f"{RESULTS}/bulk/enrichment/{{c}}/gsea.tsv", c=CONTRASTS)
-    if COMPOUND.qpcr_contrasts:
-        out["qpcr"] = f"{RESULTS}/bulk/qpcr/fold_changes.tsv"
-        out["qpcr_pairs"] = f"{RESULTS}/bulk/qpcr/concordance.tsv"
-        out["qpcr_stats"] = f"{RESULTS}/bulk/qpcr/concordance_stats.tsv"
-    return out
+    return COMPOUND_WORKBOOK

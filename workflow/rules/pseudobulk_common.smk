@@ -1,6 +1,6 @@
-# Pseudobulk plan and helpers (plain Python, included by pseudobulk.smk): the design checked against the sample
-# sheet before the DAG is built, and the functions that read the pb_aggregate checkpoint.
-from degflow.pseudobulk.aggregate import plan_pseudobulk
+# Pseudobulk (included by pseudobulk.smk): the design checked against the sample sheet before the DAG is built
+# (degflow.plan.pseudobulk), and the input functions that read the pb_aggregate checkpoint.
+from degflow.plan.pseudobulk import plan_pseudobulk, pseudobulk_targets, tested_cell_types
 
 PB = SC["pseudobulk"]
 PB_DIR = f"{RESULTS}/pseudobulk"
@@ -26,28 +26,12 @@ wildcard_constraints:
     pb_contrast="|".join(re.escape(c) for c in PB_CONTRASTS),
 
 
-FINAL_OUTPUTS += [
-    f"{PB_DIR}/pseudobulk.h5ad",
-    f"{PB_DIR}/cell_types.tsv",
-    f"{PB_DIR}/skipped.tsv",
-    f"{PB_DIR}/summary.tsv",
-    f"{PB_DIR}/summary.html",
-    f"{PB_DIR}/deg_counts.png",
-    f"{PB_DIR}/proportions.tsv",
-    f"{PB_DIR}/proportions.html",
-    f"{PB_DIR}/proportions.png",
-]
-if SC_GOI:
-    FINAL_OUTPUTS += [f"{PB_DIR}/genes_of_interest.tsv", f"{PB_DIR}/genes_of_interest.html"]
+FINAL_OUTPUTS += pseudobulk_targets(PB_DIR, genes_of_interest=bool(SC_GOI))
 
 
 def pb_tested():
     """{folder: cell type} of the cell types with enough replicates (read after the pb_aggregate checkpoint)."""
-    import csv
-
-    with open(checkpoints.pb_aggregate.get().output.cell_types) as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    return {r["folder"]: r["cell_type"] for r in rows if r["tested"] == "True"}
+    return tested_cell_types(checkpoints.pb_aggregate.get().output.cell_types)
 
 
 def pb_cell_type(wildcards):

@@ -13,7 +13,7 @@ rule sc_genes:
     output:
         f"{SC_DIR}/qc/genes.tsv",
     params:
-        rows=sc_reader_rows(),
+        rows=SC_READER_ROWS,
         sheet=SC["samples"],
         min_cells=SC["qc"]["min_cells"],
     log:
@@ -129,7 +129,7 @@ rule sc_qc_plots:
         pdfs=expand(f"{SC_DIR}/qc/{{kind}}_{{stage}}.pdf", kind=["violin", "scatter"], stage=["before", "after"]),
     params:
         samples=SC_PLAN.samples,
-        thresholds=sc_qc_thresholds(),
+        thresholds=SC_QC_THRESHOLDS,
     log:
         f"{RESULTS}/logs/singlecell/qc_plots.log",
     threads: 1
@@ -150,7 +150,7 @@ rule sc_process:
     output:
         SC_PROCESSED,
     params:
-        process=sc_process_params(),
+        process=SC_PROCESS_PARAMS,
     log:
         f"{RESULTS}/logs/singlecell/process.log",
     threads: 2

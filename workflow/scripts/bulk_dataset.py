@@ -4,9 +4,10 @@ from _common import setup
 setup(snakemake)
 import pandas as pd
 
-from degflow.bulk.dataset import build_dataset, plan_bulk, read_gene_annotation
+from degflow.bulk.dataset import build_dataset, read_gene_annotation
 from degflow.io.genecounts import strandedness_table
 from degflow.io.tables import write_tsv
+from degflow.plan.bulk import plan_bulk
 
 p = snakemake.params
 bulk = {"counts": p.counts, "samples": snakemake.input.samples, "design": p.design,

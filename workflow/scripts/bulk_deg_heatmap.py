@@ -10,7 +10,7 @@ setup(snakemake)
 from degflow.bulk import qc
 from degflow.io.tables import read_bulk_dataset, read_tsv
 from degflow.pl import bulk as plots
-from degflow.plan.config import contrast_batch_variables
+from degflow.plan.design import contrast_batch_variables
 
 p, th = snakemake.params, snakemake.params.thresholds
 data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)

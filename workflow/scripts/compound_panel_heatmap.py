@@ -2,9 +2,9 @@
 from _common import setup
 
 setup(snakemake)
+from degflow.io.sheets import read_sample_sheet
 from degflow.io.tables import read_tsv
 from degflow.pl import bulk as plots
-from degflow.plan.config import read_sample_sheet
 
 expr = read_tsv(snakemake.input.expression, dtype={"gene_id": str}).set_index("gene_id")
 genes = read_tsv(snakemake.input.genes, dtype={"gene_id": str, "gene_name": str}).set_index("gene_id")

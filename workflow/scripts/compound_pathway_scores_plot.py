@@ -2,10 +2,10 @@
 from _common import setup
 
 setup(snakemake)
+from degflow.io.sheets import read_sample_sheet
 from degflow.io.tables import read_tsv
 from degflow.pl import bulk as plots
 from degflow.pl import compound as compound_plots
-from degflow.plan.config import read_sample_sheet
 
 scores = read_tsv(snakemake.input.scores).set_index("sample")
 sheet = read_sample_sheet(snakemake.input.samples)

@@ -3,8 +3,8 @@ from _common import setup
 
 setup(snakemake)
 from degflow.compound import qpcr
+from degflow.io.sheets import read_sample_sheet
 from degflow.io.tables import read_tsv, write_tsv
-from degflow.plan.config import read_sample_sheet
 
 p = snakemake.params
 sheet = read_sample_sheet(snakemake.input.samples)

@@ -6,8 +6,8 @@ setup(snakemake)
 import pandas as pd
 
 from degflow.compound import rescue
+from degflow.io.sheets import read_sample_sheet
 from degflow.io.tables import read_bulk_dataset, read_tsv, write_tsv
-from degflow.plan.config import read_sample_sheet
 
 p, rc, th, arms = snakemake.params, snakemake.params.rescue, snakemake.params.thresholds, snakemake.params.arms
 dtype = {"gene_id": str, "gene_name": str}

@@ -7,11 +7,12 @@ import pandas as pd
 
 from degflow.io.tables import write_tsv
 from degflow.pl import bulk as plots
+from degflow.plan.composition import metadata_frame, tests_from_records
 from degflow.report import html_table
 from degflow.singlecell import composition
 
 p = snakemake.params
-meta, tests = composition.metadata_frame(p.metadata), composition.tests_from_records(p.tests)
+meta, tests = metadata_frame(p.metadata), tests_from_records(p.tests)
 obs = ad.read_h5ad(snakemake.input[0], backed="r").obs
 counts = composition.cell_counts(obs, groupby=p.groupby, sample_key=p.sample_key, metadata=meta)
 write_tsv(counts, snakemake.output.counts)

@@ -202,7 +202,7 @@ def default_group_by(contrasts: Mapping[str, object], factors: Sequence[str], ba
     The factor of the first contrast given as ``[factor, test, reference]`` that is not a batch; else the last
     design factor that is not a batch (the tested factor goes last by convention); else the last numeric covariate
     (a design of covariates only, e.g. ``~ dose``: the plot is then a scatter over its values, as
-    :func:`degflow.bulk.dataset.plan_lrt` does for the LRT pattern figure); else the last factor. Empty only without any
+    :func:`degflow.plan.bulk.plan_lrt` does for the LRT pattern figure); else the last factor. Empty only without any
     design variable.
     """
     batch = set(batch)

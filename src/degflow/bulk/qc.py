@@ -648,7 +648,7 @@ def batch_corrected(
     """
     from formulaic import model_matrix
 
-    from degflow.plan.config import batch_design_terms
+    from degflow.plan.design import batch_design_terms
 
     batch = [batch] if isinstance(batch, str) else [str(b) for b in batch]
     kept = batch_design_terms(design, batch)

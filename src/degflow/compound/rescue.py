@@ -82,13 +82,9 @@ give, to compare with ``r_shared_reference``.
 
 from __future__ import annotations
 
-import difflib
 import logging
-import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -98,13 +94,10 @@ from degflow.errors import DegflowInputError
 
 __all__ = [
     "CLASSES",
-    "CompoundPlan",
     "classify_rescue",
     "global_reversal",
     "label_permutation_reversal",
     "log_normalised",
-    "pathway_group_by",
-    "plan_compound",
     "rescue_summary",
     "shared_reference_correlation",
 ]
@@ -603,157 +596,3 @@ def rescue_summary(
     if label_permutation_all_arms is not None:
         row.update({f"{k}_all_arms": label_permutation_all_arms[k] for k in keys})
     return row
-
-
-# --------------------------------------------------------------------------------------
-# config checks for the compound study (run by workflow/rules/compound.smk before the DAG)
-# --------------------------------------------------------------------------------------
-@dataclass
-class CompoundPlan:
-    """What the compound-study rules will run, derived from a validated ``bulk`` config section.
-
-    Attributes
-    ----------
-    treatments
-        Treatment contrast names of ``bulk.rescue`` (empty without rescue).
-    disease
-        The disease contrast name (``None`` without rescue).
-    gene_set_files
-        Bundled + user GMT files (empty without ``bulk.pathways``).
-    panels
-        Gene-set name -> file-safe panel name.
-    qpcr_contrasts
-        Contrasts compared with qPCR (empty without ``bulk.qpcr``).
-    """
-
-    treatments: list[str] = field(default_factory=list)
-    disease: str | None = None
-    gene_set_files: list[str] = field(default_factory=list)
-    panels: dict[str, str] = field(default_factory=dict)
-    qpcr_contrasts: list[str] = field(default_factory=list)
-
-
-def pathway_group_by(bulk_cfg: Mapping, factors: Sequence[str]) -> str | None:
-    """The sample-sheet column grouping samples in the pathway score plot and panel heatmaps.
-
-    ``bulk.pathways.group_by`` when set; else the factor of the first ``[factor, test, reference]`` contrast; else
-    (every contrast a name / vector / list contrast) the last design factor. ``None`` without ``bulk.pathways``.
-
-    Raises
-    ------
-    DegflowInputError
-        No group_by, no ``[factor, test, reference]`` contrast and no factor in the design (numeric covariates only).
-    """
-    pw = bulk_cfg.get("pathways")
-    if not pw:
-        return None
-    if pw.get("group_by"):
-        return str(pw["group_by"])
-    first = next((v for v in bulk_cfg["contrasts"].values() if not isinstance(v, Mapping)), None)
-    if first is not None:
-        return str(first[0])
-    if factors:
-        return str(factors[-1])
-    raise DegflowInputError("config key 'bulk.pathways.group_by' is needed: every contrast is a name/vector/list "
-                            "contrast and the design has no factor; name the sample-sheet column that groups the "
-                            "samples in the pathway figures")
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "set"
-
-
-def plan_compound(bulk_cfg: Mapping, *, bundled_dir: str | Path) -> CompoundPlan:
-    """Check the ``rescue`` / ``pathways`` / ``enrichment`` / ``qpcr`` sections against the contrasts.
-
-    Parameters
-    ----------
-    bulk_cfg
-        The ``bulk`` section after :func:`degflow.plan.config.validate_config`.
-    bundled_dir
-        Folder of the bundled GMT files (``resources/genesets``).
-
-    Returns
-    -------
-    CompoundPlan
-
-    Raises
-    ------
-    DegflowInputError
-        A contrast named in ``rescue``/``qpcr`` that is not in ``bulk.contrasts``; a treatment
-        contrast whose reference level is not the disease contrast's test level (then
-        ``d + t`` would not be treated vs control); ``enrichment`` without gene sets; a
-        missing or malformed GMT; a panel that is in no gene-set file.
-    """
-    from degflow.compound.pathways import bundled_gene_set_files, read_gene_sets
-
-    contrasts = {k: list(v) for k, v in bulk_cfg["contrasts"].items() if not isinstance(v, Mapping)}
-    plan = CompoundPlan()
-    for section, names in (("rescue.disease", [(bulk_cfg.get("rescue") or {}).get("disease")]),
-                           ("rescue.treatments", (bulk_cfg.get("rescue") or {}).get("treatments") or []),
-                           ("qpcr.contrasts", (bulk_cfg.get("qpcr") or {}).get("contrasts") or [])):
-        for c in names:
-            if c in bulk_cfg["contrasts"] and c not in contrasts:
-                raise DegflowInputError(f"config key 'bulk.{section}': contrast '{c}' is a name/vector/list contrast; "
-                                        "this section needs the [factor, test level, reference level] form")
-    rc = bulk_cfg.get("rescue")
-    if rc:
-        dis = rc["disease"]
-        if dis not in contrasts:
-            raise DegflowInputError(
-                f"config key 'bulk.rescue.disease': '{dis}' is not a contrast; choose one of {list(contrasts)}"
-            )
-        seen = set()
-        for t in rc["treatments"]:
-            if t not in contrasts:
-                raise DegflowInputError(
-                    f"config key 'bulk.rescue.treatments': '{t}' is not a contrast; choose among {list(contrasts)}"
-                )
-            if t == dis or t in seen:
-                raise DegflowInputError(
-                    f"config key 'bulk.rescue.treatments': '{t}' is listed twice or is the disease contrast"
-                )
-            seen.add(t)
-            df, dt, _ = contrasts[dis]
-            tf, _, tr = contrasts[t]
-            if tf != df or tr != dt:
-                raise DegflowInputError(
-                    f"config key 'bulk.rescue.treatments': contrast '{t}' is {contrasts[t]}, but a treatment contrast "
-                    f"must compare against the disease model, i.e. [{df}, <treated level>, {dt}]"
-                )
-        plan.disease, plan.treatments = dis, list(rc["treatments"])
-    pw = bulk_cfg.get("pathways")
-    if pw:
-        files = []
-        if pw.get("bundled"):
-            files += [str(f) for f in bundled_gene_set_files(pw["bundled"], bundled_dir)]
-        files += [str(p) for p in pw.get("gmt", [])]
-        if not files:
-            raise DegflowInputError(
-                "config key 'bulk.pathways': no gene sets; set 'bundled: mouse' (or human) and/or list GMT files in 'gmt'"
-            )
-        sets = read_gene_sets(files, label="config key 'bulk.pathways' gene-set file")
-        names = list(pw.get("panels") or sets)
-        for n in names:
-            if n not in sets:
-                near = difflib.get_close_matches(n, list(sets), n=1)
-                hint = f"did you mean '{near[0]}'?" if near else f"the files define {len(sets)} sets"
-                raise DegflowInputError(f"config key 'bulk.pathways.panels': gene set '{n}' is in no gene-set file; {hint}")
-        safe = {n: _safe(n) for n in names}
-        if len(set(safe.values())) != len(safe):
-            raise DegflowInputError("config key 'bulk.pathways.panels': two gene-set names give the same file name")
-        plan.gene_set_files, plan.panels = files, safe
-    if bulk_cfg.get("enrichment") is not None and not plan.gene_set_files:
-        raise DegflowInputError(
-            "config key 'bulk.enrichment' needs gene sets: add a 'bulk.pathways' section (bundled: mouse|human, or gmt)"
-        )
-    qc = bulk_cfg.get("qpcr")
-    if qc:
-        qcs = list(qc.get("contrasts") or contrasts)
-        for c in qcs:
-            if c not in contrasts:
-                raise DegflowInputError(
-                    f"config key 'bulk.qpcr.contrasts': '{c}' is not a contrast; choose among {list(contrasts)}"
-                )
-        plan.qpcr_contrasts = qcs
-    return plan

@@ -2261,9 +2261,9 @@ def coefficient_names(dds: Any) -> tuple[list[str], np.ndarray]:
     names, order
         The names in R's order, and ``order[k]``: the column of ``dds.obsm["design_matrix"]``
         (and of ``varm["LFC"]``) holding coefficient ``names[k]``.  See
-        :func:`degflow.plan.config.design_columns` for the naming rules.
+        :func:`degflow.plan.design.design_columns` for the naming rules.
     """
-    from degflow.plan.config import design_columns  # noqa: PLC0415
+    from degflow.plan.design import design_columns  # noqa: PLC0415
 
     info = dds.uns["degflow"]
     names, columns, order = design_columns(info["design"], dds.obs[info["variables"]])
@@ -2277,7 +2277,7 @@ def _coefficient_results(
     lfc_null: float, alt_hypothesis: AltHypothesis | None, shrink: bool, n_cpus: int,
 ) -> pd.DataFrame:
     """``results(name=)`` / ``results(contrast=numeric or list)`` (see :func:`contrast_results`)."""
-    from degflow.plan.config import contrast_vector  # noqa: PLC0415
+    from degflow.plan.design import contrast_vector  # noqa: PLC0415
 
     names, order = coefficient_names(dds)
     c_r = contrast_vector(spec, names, key="contrast")
@@ -2375,7 +2375,7 @@ def lrt_results(
     """
     from formulaic import model_matrix  # noqa: PLC0415
 
-    from degflow.plan.config import check_lrt  # noqa: PLC0415
+    from degflow.plan.design import check_lrt  # noqa: PLC0415
 
     info = dds.uns.get("degflow", {})
     if info.get("flavor") != "deseq2":

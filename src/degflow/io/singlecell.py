@@ -39,11 +39,13 @@ import scipy.sparse as sp
 
 from degflow.checks import check_sparse_counts
 from degflow.errors import DegflowInputError
+from degflow.io.sheets import read_sheet, repeated_rows
 from degflow.io.text import open_text
 
 __all__ = [
     "FORMATS",
     "QC_OVERRIDE_COLUMNS",
+    "READER_COLUMNS",
     "qc_overrides",
     "read_sample",
     "read_sample_sheet",
@@ -59,7 +61,7 @@ FORMATS: tuple[str, ...] = ("10x_mtx", "10x_h5", "h5ad", "bd_rhapsody")
 #: Sample-sheet columns that override QC thresholds for one sample (empty = use the config value).
 QC_OVERRIDE_COLUMNS: tuple[str, ...] = ("min_genes", "max_genes", "max_pct_mt", "nmads")
 #: Sample-sheet columns read by the loader (not copied to ``obs``).
-_READER_COLUMNS: tuple[str, ...] = ("path", "format", "bd_counts", "bd_sample_tags", "genome")
+READER_COLUMNS: tuple[str, ...] = ("path", "format", "bd_counts", "bd_sample_tags", "genome")
 #: 10x feature types kept apart from the genes, and the ``obsm`` key each goes to.
 _FEATURE_TYPE_KEYS: dict[str, str] = {
     "Antibody Capture": "protein",
@@ -566,10 +568,9 @@ def validate_sample_sheet(sheet: pd.DataFrame, *, source: str | Path = "sample s
                                     "(it prefixes barcodes and names output files): no spaces, '/' or other signs")
         if df["path"].iat[i] == "":
             raise DegflowInputError(f"{source}, row {i + 2} (sample {name!r}): the path is empty")
-    dup = df["sample"][df["sample"].duplicated()]
-    if len(dup):
-        rows = [int(r) + 2 for r in np.flatnonzero(df["sample"] == dup.iloc[0])]
-        raise DegflowInputError(f"{source}: sample name {dup.iloc[0]!r} appears more than once (rows {rows}); "
+    again = repeated_rows(df["sample"])
+    if again is not None:
+        raise DegflowInputError(f"{source}: sample name {again[0]!r} appears more than once (rows {again[1]}); "
                                 "sample names must be unique")
     if "format" not in df.columns:
         df["format"] = "auto"
@@ -589,20 +590,12 @@ def validate_sample_sheet(sheet: pd.DataFrame, *, source: str | Path = "sample s
 
 
 def read_sample_sheet(path: str | Path) -> pd.DataFrame:
-    """Read and validate a single-cell sample sheet (TSV, or CSV by extension); see :func:`validate_sample_sheet`."""
+    """Read (:func:`degflow.io.sheets.read_sheet`, ``#`` lines skipped) and check a single-cell sample sheet; see
+    :func:`validate_sample_sheet`."""
     path = Path(path)
-    if not path.is_file():
-        raise DegflowInputError(f"{path}: single-cell sample sheet not found; check singlecell.samples in the config")
-    from degflow.io.text import check_text_file
-    from degflow.plan.config import read_sheet_table
-
-    check_text_file(path, what="single-cell sample sheet", key="singlecell.samples")
-    sep = "," if path.suffix.lower() == ".csv" else "\t"
-    try:
-        sheet = read_sheet_table(path, sep=sep, what="single-cell sample sheet", comment="#")
-    except pd.errors.EmptyDataError:
-        raise DegflowInputError(f"{path}: the sample sheet is empty; it needs a header and one row per sample"
-                                ) from None
+    sheet = read_sheet(path, what="single-cell sample sheet", key="singlecell.samples", comment="#",
+                       not_found=f"{path}: single-cell sample sheet not found; check singlecell.samples in the config",
+                       empty=f"{path}: the sample sheet is empty; it needs a header and one row per sample")
     return validate_sample_sheet(sheet, source=path)
 
 
@@ -670,7 +663,7 @@ def read_samples(
     source = sheet.attrs.get("source", "sample sheet")
     sheet = validate_sample_sheet(sheet, source=source)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    meta_cols = [c for c in sheet.columns if c not in _READER_COLUMNS and c not in QC_OVERRIDE_COLUMNS]
+    meta_cols = [c for c in sheet.columns if c not in READER_COLUMNS and c not in QC_OVERRIDE_COLUMNS]
     parts = []
     for row, (sample, rec) in enumerate(sheet.iterrows(), start=2):
         path = Path(rec["path"])

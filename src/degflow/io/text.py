@@ -77,7 +77,7 @@ def check_text_file(path: str | Path, *, what: str, key: str) -> None:
     if kind is None and b"\x00" in head:
         kind = "a binary file"
     # Text in another encoding than UTF-8 (Latin-1, Windows-1252) is not binary: every byte decodes as Latin-1, so
-    # no check here could flag it; the table readers stop on it with the file and line (config.read_sheet_table).
+    # no check here could flag it; the table readers stop on it with the file and line (io.sheets.read_sheet).
     if kind is not None:
         raise DegflowInputError(f"{what} '{path}' is not a text table (it looks like {kind}); {key} takes a "
                                 "tab- or comma-separated text file: export spreadsheets as TSV or CSV")
