@@ -3,7 +3,7 @@
 import re
 
 from degflow.plan.config import plan_singlecell
-from degflow.singlecell.process import read_genes_of_interest
+from degflow.singlecell.genes import read_genes_of_interest
 
 SC = CFG["singlecell"]
 SC_DIR = f"{RESULTS}/singlecell"

@@ -255,11 +255,11 @@ def panel_scores(
         ``scores``: samples x sets (float). ``sizes``: one row per set with ``set_size``
         (symbols in the set), ``n_found`` (gene ids in the data), ``n_used`` (varying genes).
     """
-    from degflow.bulk import qc
+    from degflow.bulk.degs import zscore_rows
 
     if not isinstance(expression, pd.DataFrame):
         raise DegflowInputError("expression must be a genes x samples DataFrame")
-    z = qc.zscore_rows(expression)
+    z = zscore_rows(expression)
     varying = expression.to_numpy(dtype=float).std(axis=1) > 0
     z = z.loc[varying]
     names = _names(gene_names).reindex(z.index.astype(str)).fillna("")
