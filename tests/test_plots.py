@@ -1,4 +1,4 @@
-"""Figures (degflow.pl.bulk) on the real airway data: right content, no label overlaps, reproducible files."""
+"""Figures (degflow.pl.de, degflow.pl.bulk) on the real airway data: right content, no label overlaps, reproducible files."""
 
 from __future__ import annotations
 

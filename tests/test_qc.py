@@ -1,4 +1,4 @@
-"""Sample QC and figure inputs (degflow.bulk.qc) on the real airway data."""
+"""Sample QC and figure inputs (degflow.bulk.qc, degflow.bulk.vst, degflow.bulk.degs) on the real airway data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""degflow.singlecell.process / degflow.io.singlecell on real data: PBMC 3k reproduction, every input format, bad input.
+"""degflow.singlecell (qc, process, annotate, genes), degflow.pl.singlecell and degflow.io.singlecell on real data:
+PBMC 3k reproduction, every input format, bad input.
 
 Reference numbers: resources/pbmc3k/SOURCE.md (the scanpy and Seurat PBMC 3k tutorials),
 tests/data/10x_scanpy_testdata/SOURCE.md, tests/data/bd_rhapsody_rustody_targeted/SOURCE.md,

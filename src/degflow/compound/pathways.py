@@ -232,7 +232,7 @@ def panel_scores(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-sample pathway score: the mean z-score of the set's genes.
 
-    Each gene is z-scored across samples (:func:`degflow.bulk.qc.zscore_rows`) on the log scale
+    Each gene is z-scored across samples (:func:`degflow.bulk.degs.zscore_rows`) on the log scale
     (pass variance-stabilised or log2 normalised counts), then the score of a sample is the
     mean over the set's genes that vary across samples. A positive score means the set's
     genes are, on average, above their own mean in that sample. Scores are comparable between

@@ -79,7 +79,7 @@ def deg_heatmap(
     """Heatmap of selected genes, z-scored per gene, samples annotated by design variables.
 
     Each row is one gene scaled to mean 0 and standard deviation 1 across samples
-    (:func:`degflow.bulk.qc.zscore_rows`), so colours show which samples are high or low *for that
+    (:func:`degflow.bulk.degs.zscore_rows`), so colours show which samples are high or low *for that
     gene*, not absolute expression. Colours saturate at ``+-vmax``. Genes are clustered
     (Euclidean, average linkage, seaborn ``clustermap``); samples too unless
     ``cluster_samples=False`` (then sorted by ``annotate_by``). Row labels are gene names

@@ -85,9 +85,9 @@ def volcano(
     """Volcano plot: log2 fold change against -log10 adjusted p-value.
 
     Genes are coloured by the table's ``regulation`` column (else by the thresholds, see
-    :func:`degflow.bulk.qc.classify`); the legend gives the number of up and down genes. Dashed
+    :func:`degflow.bulk.degs.classify`); the legend gives the number of up and down genes. Dashed
     lines mark ``|log2FC| = lfc`` and ``padj = padj``. The ``top_n`` most significant DE
-    genes (:func:`degflow.bulk.qc.top_genes`) are labelled by ``label`` (gene id when missing)
+    genes (:func:`degflow.bulk.degs.top_genes`) are labelled by ``label`` (gene id when missing)
     without overlaps.
 
     Genes with NaN ``padj`` (not tested: all-zero, independent filtering, outliers) are not
@@ -299,7 +299,7 @@ def deg_counts_bar(summary: pd.DataFrame, *, title: str | None = None) -> Figure
     Parameters
     ----------
     summary
-        Indexed by contrast with int columns ``up`` and ``down`` (:func:`degflow.bulk.qc.deg_counts`),
+        Indexed by contrast with int columns ``up`` and ``down`` (:func:`degflow.bulk.degs.deg_counts`),
         or the workflow's ``summary.tsv`` layout (columns ``contrast``, ``n_up``, ``n_down``).
 
     Returns
@@ -385,8 +385,8 @@ def deg_overlap(
     Parameters
     ----------
     membership
-        bool genes x sets (:func:`degflow.bulk.qc.deg_overlap`), or the ``{name: gene ids}`` mapping
-        itself; intersection sizes come from :func:`degflow.bulk.qc.overlap_counts`.
+        bool genes x sets (:func:`degflow.bulk.degs.deg_overlap`), or the ``{name: gene ids}`` mapping
+        itself; intersection sizes come from :func:`degflow.bulk.degs.overlap_counts`.
     kind
         ``"auto"``, ``"venn"`` (2-3 sets) or ``"upset"``.
 

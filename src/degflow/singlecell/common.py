@@ -74,7 +74,7 @@ def thread_cap(n_threads: int | None) -> Iterator[None]:
     Parameters
     ----------
     n_threads
-        Threads (``None``: as configured, :func:`degflow.runtime.threads`).
+        numba/BLAS threads (``None``: numba's current setting; see :func:`degflow.runtime.threads`).
     """
     import scanpy as sc
 
