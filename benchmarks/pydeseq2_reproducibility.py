@@ -74,7 +74,7 @@ def worker(flavor: str, engine: str, out: str) -> None:
 def compare(a: tuple, b: tuple) -> str:
     import numpy as np
 
-    from degflow.bulk.qc import classify
+    from degflow.bulk.degs import classify
 
     (va, ra, ta), (vb, rb, tb) = a, b
     parts = []

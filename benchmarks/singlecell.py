@@ -69,7 +69,10 @@ def scanpy_tutorial(path: Path, timings: dict[str, float]) -> dict:
 
 
 def degflow_pipeline(path: Path, timings: dict[str, float], n_threads: int) -> dict:
-    from degflow.singlecell import process as scm
+    from degflow.io.singlecell import read_sample
+    from degflow.singlecell.annotate import markers
+    from degflow.singlecell.process import highly_variable, leiden, neighbors, normalize, pca, umap
+    from degflow.singlecell.qc import qc_filter
 
     def step(name, fn):
         t = time.perf_counter()
@@ -77,16 +80,16 @@ def degflow_pipeline(path: Path, timings: dict[str, float], n_threads: int) -> d
         timings[name] = time.perf_counter() - t
         return out
 
-    a = step("read", lambda: scm.read_sample(path))
-    a, _ = step("qc", lambda: scm.qc_filter(a, min_genes=200, max_genes=2500, max_pct_mt=5, min_cells=3))
-    step("normalize", lambda: scm.normalize(a, target_sum=1e4, n_threads=n_threads))
-    step("hvg", lambda: scm.highly_variable(a, flavor="seurat", n_top_genes=None, batch_key=None))
-    step("pca", lambda: scm.pca(a, n_comps=50, regress_out=["total_counts", "pct_counts_mt"], scale_max=10,
-                                n_threads=n_threads))
-    step("neighbors", lambda: scm.neighbors(a, n_neighbors=10, n_pcs=40))
-    step("leiden", lambda: scm.leiden(a, resolutions=(0.5, 1.0)))
-    step("umap", lambda: scm.umap(a, n_threads=n_threads))
-    step("markers", lambda: scm.markers(a, "leiden_1.0"))
+    a = step("read", lambda: read_sample(path))
+    a, _ = step("qc", lambda: qc_filter(a, min_genes=200, max_genes=2500, max_pct_mt=5, min_cells=3))
+    step("normalize", lambda: normalize(a, target_sum=1e4, n_threads=n_threads))
+    step("hvg", lambda: highly_variable(a, flavor="seurat", n_top_genes=None, batch_key=None))
+    step("pca", lambda: pca(a, n_comps=50, regress_out=["total_counts", "pct_counts_mt"], scale_max=10,
+                            n_threads=n_threads))
+    step("neighbors", lambda: neighbors(a, n_neighbors=10, n_pcs=40))
+    step("leiden", lambda: leiden(a, resolutions=(0.5, 1.0)))
+    step("umap", lambda: umap(a, n_threads=n_threads))
+    step("markers", lambda: markers(a, "leiden_1.0"))
     return {"cells": a.n_obs, "hvg": int(a.var.highly_variable.sum()), "clusters": a.obs["leiden_1.0"].nunique(),
             "labels": a.obs["leiden_1.0"]}
 

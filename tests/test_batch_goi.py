@@ -20,8 +20,12 @@ import yaml
 
 from degflow.bulk import genes_of_interest as goi
 from degflow.bulk import qc
+from degflow.bulk.batch import batch_corrected, remove_batch_effect
+from degflow.bulk.vst import variance_stabilised
 from degflow.errors import DegflowInputError
 from degflow.pl import bulk as plots
+from degflow.pl.base import LABEL_GID, save
+from degflow.pl.de import ma, volcano
 from degflow.plan.bulk import plan_bulk
 from degflow.plan.design import batch_design_terms
 from degflow.plan.schema import validate_config
@@ -51,7 +55,7 @@ def test_remove_batch_effect_matches_limma_on_r_vst():
     """R's VST in, limma's corrected values out: the port alone, to rounding."""
     vst = pd.read_csv(REF / "vst_top500.tsv", sep="\t", index_col=0)
     expected = pd.read_csv(REF / "corrected_top500.tsv", sep="\t", index_col=0)
-    ours = qc.batch_corrected(vst, _sheet(), design="~ cell + dex", batch=["cell"])
+    ours = batch_corrected(vst, _sheet(), design="~ cell + dex", batch=["cell"])
     assert ours.attrs["degflow"]["design_kept"] == "~ dex"
     np.testing.assert_allclose(ours.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
     # these are plotPCA's 500 genes: its coordinates follow from them alone
@@ -66,10 +70,10 @@ def test_remove_batch_effect_matches_limma_on_r_vst():
 def test_batch_corrected_pca_from_counts_matches_r():
     """Counts -> VST (blind) -> removeBatchEffect -> top-500 PCA, all in degflow, against vst/plotPCA in R."""
     counts = pd.read_csv(AIRWAY / "counts.tsv", sep="\t", index_col=0)
-    vst = qc.variance_stabilised(counts)
+    vst = variance_stabilised(counts)
     r_vst = pd.read_csv(REF / "vst_top500.tsv", sep="\t", index_col=0)
     assert np.abs(vst.loc[r_vst.index] - r_vst).to_numpy().max() < 1e-9  # R's own gene-wise dispersions and trend
-    corrected = qc.batch_corrected(vst, _sheet(), design="~ cell + dex", batch=["cell"])
+    corrected = batch_corrected(vst, _sheet(), design="~ cell + dex", batch=["cell"])
     coords, ratio = qc.pca(corrected, n_top=500)
     r = pd.read_csv(REF / "pca.tsv", sep="\t", index_col=0)
     for pc in ("PC1", "PC2"):
@@ -87,15 +91,15 @@ def test_batch_corrected_pca_from_counts_matches_r():
 def test_remove_batch_effect_keeps_gene_means_and_refuses_confounding():
     vst = pd.read_csv(REF / "vst_top500.tsv", sep="\t", index_col=0)
     sheet = _sheet()
-    only_batch = qc.remove_batch_effect(vst, batch=sheet["cell"])  # intercept kept: batch means made equal
+    only_batch = remove_batch_effect(vst, batch=sheet["cell"])  # intercept kept: batch means made equal
     np.testing.assert_allclose(only_batch.mean(axis=1), vst.mean(axis=1), atol=1e-12)
     by_cell = only_batch.T.groupby(sheet["cell"]).mean().T
     np.testing.assert_allclose(by_cell.sub(by_cell.mean(axis=1), axis=0).to_numpy(), 0, atol=1e-12)
     with pytest.raises(DegflowInputError, match="cannot be told apart"):
-        qc.remove_batch_effect(vst, batch=sheet["dex"].astype(str), design=np.column_stack(
+        remove_batch_effect(vst, batch=sheet["dex"].astype(str), design=np.column_stack(
             [np.ones(8), (sheet["dex"] == "trt").to_numpy(dtype=float)]))
     with pytest.raises(DegflowInputError, match="one level"):
-        qc.remove_batch_effect(vst, batch=pd.Series("a", index=vst.columns))
+        remove_batch_effect(vst, batch=pd.Series("a", index=vst.columns))
 
 
 def test_batch_must_be_a_main_effect_of_the_design():
@@ -210,7 +214,7 @@ def test_batch_corrected_qc_outputs(run):
     # the table is the library's corrected PCA of the run's own counts and size factors
     counts = pd.read_csv(base / "counts.tsv", sep="\t", index_col=0)
     sf = pd.read_csv(res / "counts" / "size_factors.tsv", sep="\t", index_col=0)["size_factor"]
-    corrected = qc.batch_corrected(qc.variance_stabilised(counts, sf), _sheet(), design="~ cell + dex", batch=["cell"])
+    corrected = batch_corrected(variance_stabilised(counts, sf), _sheet(), design="~ cell + dex", batch=["cell"])
     coords, _ = qc.pca(corrected, n_top=500)
     for pc in ("PC1", "PC2"):
         assert _same_up_to_sign(table.set_index("sample")[pc], coords[pc]) < 1e-8
@@ -268,12 +272,12 @@ def test_genes_of_interest_figures(run):
     assert (d / "heatmap.png").stat().st_size > 20_000 and (d / "heatmap.pdf").read_bytes()[:5] == b"%PDF-"
     # the volcano and MA plots of the run's table label every gene of interest (ringed), besides the top genes
     full = pd.read_csv(res / "de" / "dex_vs_untrt" / "results.tsv", sep="\t", index_col=0)
-    for fig in (plots.volcano(full, highlight=list(table["gene_id"]), top_n=5), plots.ma(full, highlight=list(table["gene_id"]))):
-        labels = {t.get_text() for t in fig.findobj(lambda a: a.get_gid() == plots.LABEL_GID)}
+    for fig in (volcano(full, highlight=list(table["gene_id"]), top_n=5), ma(full, highlight=list(table["gene_id"]))):
+        labels = {t.get_text() for t in fig.findobj(lambda a: a.get_gid() == LABEL_GID)}
         assert set(table["gene_name"]) <= labels
         legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         assert "genes of interest (8)" in legend
-        plots.save(fig, res / "_check.png")
+        save(fig, res / "_check.png")
     # the counts plot: samples by dex (reference first), every contrast's log2FC and padj under it
     row = table.set_index("gene_name").loc["DUSP1"]
     lines = goi.report_lines(row, ["dex_vs_untrt", "N061011_vs_N61311"])
@@ -286,7 +290,7 @@ def test_genes_of_interest_figures(run):
     dots = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
     np.testing.assert_allclose(np.sort(dots), np.sort(norm.loc[row["gene_id"]].to_numpy() + 0.5))
     assert "\n".join(lines) in [t.get_text() for t in ax.texts]
-    plots.save(fig, res / "_check.png")
+    save(fig, res / "_check.png")
 
 
 def test_results_table_takes_any_test_table_such_as_an_lrt(run):
@@ -350,7 +354,7 @@ def test_genes_of_interest_over_a_numeric_covariate(repo, tmp_path):
     expect = pd.DataFrame({"x": plan.sheet["avgLength"], "y": norm.loc[gene] + 0.5}).sort_values("x", kind="stable")
     np.testing.assert_allclose(dots[order], expect.to_numpy(dtype=float))
     assert ax.get_xlabel() == "avgLength" and ax.get_yscale() == "log"
-    plots.save(fig, tmp_path / "counts.png")
+    save(fig, tmp_path / "counts.png")
 
 
 def test_contrast_batch_variables_finds_a_tested_batch():

@@ -327,7 +327,7 @@ def test_bad_input_stops_the_cli_in_one_line(tmp_path):
 
 
 def test_figure_one_panel_per_cell_type_with_its_fdr(speckle_counts):
-    from degflow.singlecell.composition import composition_figure
+    from degflow.pl.singlecell import composition_figure
 
     meta = _meta({f"s{i}": g for i, g in zip(range(1, 7), "AABBCC", strict=True)}, ["A", "B", "C"])
     counts = speckle_counts.join(meta, on="sample")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from degflow.bulk.qc import classify
+from degflow.bulk.degs import classify
 from degflow.de.deseq import contrast_results, fit_deseq
 from degflow.errors import DegflowInputError
 

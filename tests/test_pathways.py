@@ -201,7 +201,7 @@ def test_prerank_gsea_rejects_empty_ranking():
 # a published finding, checked on the real counts: the fibrosis/ECM panel is up in bleomycin skin
 # ------------------------------------------------------------------------------------------
 def test_fibrosis_panel_up_in_bleomycin_gse121659(repo):
-    from degflow.bulk import qc
+    from degflow.bulk.vst import median_of_ratios
 
     src = repo / "resources" / "gse121659"
     counts = pd.read_csv(src / "counts.tsv", sep="\t", index_col=0, dtype={"gene_id": str})
@@ -209,7 +209,7 @@ def test_fibrosis_panel_up_in_bleomycin_gse121659(repo):
     genes = pd.read_csv(src / "genes.tsv", sep="\t", dtype=str).set_index("gene_id")["symbol"]
     sheet = pd.read_csv(repo / "config" / "examples" / "gse121659_samples.tsv", sep="\t").set_index("sample")
     counts = counts.loc[counts.sum(axis=1) >= 10]
-    sf = qc.median_of_ratios(counts)
+    sf = median_of_ratios(counts)
     logn = np.log2(counts / sf + 1)
     sets = pw.read_gmt(repo / "resources" / "genesets" / "hallmark_v7.0_selected.mouse.gmt")
     scores, _ = pw.panel_scores(logn, sets, genes.reindex(logn.index))

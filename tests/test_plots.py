@@ -1,4 +1,4 @@
-"""Figures (degflow.pl.bulk) on the real airway data: right content, no label overlaps, reproducible files."""
+"""Figures (degflow.pl.de, degflow.pl.bulk) on the real airway data: right content, no label overlaps, reproducible files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
 from degflow import DegflowInputError
-from degflow.bulk import qc
+from degflow.bulk import degs, qc
+from degflow.bulk.vst import variance_stabilised
+from degflow.pl import base as pl_base
 from degflow.pl import bulk as plots
+from degflow.pl import de as pl_de
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 CAPTIONS = [
@@ -34,18 +37,18 @@ def res(core_data, airway):
 
 @pytest.fixture(scope="module")
 def vst(airway):
-    return qc.variance_stabilised(airway[0])
+    return variance_stabilised(airway[0])
 
 
 def _labels(fig: Figure) -> list:
-    return [t for ax in fig.axes for t in ax.texts if t.get_gid() == plots.LABEL_GID]
+    return [t for ax in fig.axes for t in ax.texts if t.get_gid() == pl_base.LABEL_GID]
 
 
 def _assert_no_overlap(fig: Figure) -> None:
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
     for ax in fig.axes:
-        labs = [t for t in ax.texts if t.get_gid() == plots.LABEL_GID]
+        labs = [t for t in ax.texts if t.get_gid() == pl_base.LABEL_GID]
         boxes = [mtext.Text.get_window_extent(t, r) for t in labs]  # the text only, not its leader line
         axbox = ax.get_window_extent(r)
         for b in boxes:
@@ -60,7 +63,7 @@ def _legend_texts(fig: Figure) -> list[str]:
 
 # ---------------------------------------------------------------- volcano / MA
 def test_volcano_counts_labels_and_thresholds(res):
-    fig = plots.volcano(res, lfc=1, padj=0.05, top_n=15, title="trt vs untrt")
+    fig = pl_de.volcano(res, lfc=1, padj=0.05, top_n=15, title="trt vs untrt")
     assert isinstance(fig, Figure)
     texts = _legend_texts(fig)
     # airway.summary.txt: padj < 0.05 & |log2FC| > 1 -> up 512, down 472
@@ -68,7 +71,7 @@ def test_volcano_counts_labels_and_thresholds(res):
     assert any(t.startswith("padj NA, not shown (47,309)") for t in texts)
     labels = _labels(fig)
     assert len(labels) == 15
-    top = qc.top_genes(res, 15)
+    top = degs.top_genes(res, 15)
     assert [t.get_text() for t in labels] == top["gene_name"].fillna(pd.Series(top.index, index=top.index)).tolist()
     assert labels[0].get_text() == "SPARCL1"  # ENSG00000152583, R's top gene
     ax = fig.axes[0]
@@ -85,16 +88,16 @@ def test_volcano_crowded_labels_do_not_overlap():
         {"log2FoldChange": rng.normal(3, 0.05, 200), "padj": 10.0 ** -rng.normal(50, 0.5, 200)},
         index=[f"GENE{i}" for i in range(200)],
     )
-    fig = plots.volcano(clump, top_n=40)
+    fig = pl_de.volcano(clump, top_n=40)
     assert len(_labels(fig)) == 40
     _assert_no_overlap(fig)
 
 
 def test_volcano_padj_zero_clipped_and_marked(res):
     r = res.copy()
-    top3 = qc.top_genes(r, 3).index
+    top3 = degs.top_genes(r, 3).index
     r.loc[top3, "padj"] = 0.0
-    fig = plots.volcano(r, top_n=5)
+    fig = pl_de.volcano(r, top_n=5)
     ax = fig.axes[0]
     tri = [c for c in ax.collections if isinstance(c, mcoll.PathCollection) and len(c.get_offsets()) == 3]
     assert tri, "padj = 0 genes drawn as their own triangle layer"
@@ -110,24 +113,24 @@ def test_volcano_64k_genes_small_and_capped(res, tmp_path):
     miss = r["padj"].isna()
     r.loc[miss, "log2FoldChange"] = rng.normal(0, 0.4, miss.sum())
     r.loc[miss, "padj"] = rng.uniform(0.06, 1, miss.sum())
-    fig = plots.volcano(r, max_points=20_000)
+    fig = pl_de.volcano(r, max_points=20_000)
     n_drawn = sum(len(c.get_offsets()) for c in fig.axes[0].collections)
     assert n_drawn == 20_000 + 512 + 472
     assert all(c.get_rasterized() for c in fig.axes[0].collections)
-    plots.save(fig, tmp_path / "v.png", tmp_path / "v.pdf")
+    pl_base.save(fig, tmp_path / "v.png", tmp_path / "v.pdf")
     assert (tmp_path / "v.png").stat().st_size < 1_000_000
     assert (tmp_path / "v.pdf").stat().st_size < 1_000_000
 
 
 def test_volcano_rejects_bad_input(res):
     with pytest.raises(DegflowInputError, match="padj"):
-        plots.volcano(res.drop(columns="padj"))
+        pl_de.volcano(res.drop(columns="padj"))
     with pytest.raises(DegflowInputError, match="padj threshold"):
-        plots.volcano(res, padj=0)
+        pl_de.volcano(res, padj=0)
 
 
 def test_ma_counts_and_hidden(res):
-    fig = plots.ma(res, ylim=5)
+    fig = pl_de.ma(res, ylim=5)
     texts = _legend_texts(fig)
     assert "up (512)" in texts and "down (472)" in texts
     assert any(t.startswith("baseMean 0, not shown (30,633)") for t in texts)  # SOURCE.md: 30633 all-zero genes
@@ -166,7 +169,7 @@ def test_distance_heatmap_follows_clustering(airway, vst):
 
 def test_deg_heatmap_names_and_zscores(airway, vst, res):
     _, samples, genes = airway
-    top = qc.top_genes(res, 30).index
+    top = degs.top_genes(res, 30).index
     fig = plots.deg_heatmap(vst, top, samples, annotate_by=["dex"], gene_names=genes["symbol"])
     heat = max(fig.axes, key=lambda ax: len(ax.get_yticklabels()))
     names = {t.get_text() for t in heat.get_yticklabels()}
@@ -174,7 +177,7 @@ def test_deg_heatmap_names_and_zscores(airway, vst, res):
     mesh = [c for c in heat.collections if isinstance(c, mcoll.QuadMesh)][0]
     z = np.asarray(mesh.get_array()).reshape(30, 8)
     np.testing.assert_allclose(z.mean(axis=1), 0, atol=1e-9)
-    big = plots.deg_heatmap(vst, qc.top_genes(res, 100).index, samples, annotate_by=["dex"])
+    big = plots.deg_heatmap(vst, degs.top_genes(res, 100).index, samples, annotate_by=["dex"])
     heat = max(big.axes, key=lambda ax: len(ax.get_xticklabels()))
     assert all(t.get_text() == "" for t in heat.get_yticklabels())  # > 60 genes: no row labels
     with pytest.raises(DegflowInputError, match="not in matrix"):
@@ -184,7 +187,7 @@ def test_deg_heatmap_names_and_zscores(airway, vst, res):
 def test_deg_heatmap_of_a_contrast_without_degs_says_so(airway, vst, res):
     # the bundled salmon example has a contrast with no DEG: the rule must draw, not fail
     _, samples, _ = airway
-    none = qc.top_genes(res.assign(padj=1.0), 50).index
+    none = degs.top_genes(res.assign(padj=1.0), 50).index
     assert len(none) == 0
     fig = plots.deg_heatmap(vst, none, samples, annotate_by=["dex"], title="empty")
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
@@ -204,8 +207,8 @@ def test_qc_bars_values(airway):
 
 # ---------------------------------------------------------------- DEG summaries
 def test_deg_counts_bar(res):
-    summary = qc.deg_counts({"trt_vs_untrt": res, "strict": res.assign(padj=res["padj"] * 100)})
-    fig = plots.deg_counts_bar(summary)
+    summary = degs.deg_counts({"trt_vs_untrt": res, "strict": res.assign(padj=res["padj"] * 100)})
+    fig = pl_de.deg_counts_bar(summary)
     widths = sorted(p.get_width() for p in fig.axes[0].patches)
     expected = sorted([512, -472, *summary.loc["strict", ["up"]].tolist(), -summary.loc["strict", "down"]])
     np.testing.assert_allclose(widths, expected)
@@ -215,35 +218,35 @@ def test_accepts_workflow_table_layouts(res):
     """bulk.results_table: gene_id as a column, '' for missing names; summary.tsv: n_up/n_down."""
     table = res.assign(gene_name=res["gene_name"].fillna("")).reset_index()
     table.loc[table["gene_id"] == "ENSG00000165995", "gene_name"] = ""  # the 2nd gene, CACNB2, unnamed
-    fig = plots.volcano(table, top_n=15)
+    fig = pl_de.volcano(table, top_n=15)
     labels = [t.get_text() for t in _labels(fig)]
     assert labels[:2] == ["SPARCL1", "ENSG00000165995"]  # an unnamed gene keeps its id, not the row number
     summary = pd.DataFrame({"contrast": ["dex"], "n_up": [512], "n_down": [472]})
-    widths = sorted(p.get_width() for p in plots.deg_counts_bar(summary).axes[0].patches)
+    widths = sorted(p.get_width() for p in pl_de.deg_counts_bar(summary).axes[0].patches)
     assert widths == [-472, 512]
 
 
 def test_deg_overlap_venn_and_upset(res):
-    reg = qc.classify(res)
+    reg = degs.classify(res)
     sets = {
         "up": set(res.index[reg == "up"]),
         "down": set(res.index[reg == "down"]),
         "padj<1e-10": set(res.index[res["padj"] < 1e-10]),
     }
-    m = qc.deg_overlap(sets)
-    fig = plots.deg_overlap(m)
+    m = degs.deg_overlap(sets)
+    fig = pl_de.deg_overlap(m)
     ax = fig.axes[0]
     assert sum(isinstance(p, Circle) for p in ax.patches) == 3
     texts = [t.get_text() for t in ax.texts]
     n_up_only = len(sets["up"] - sets["padj<1e-10"])
     assert f"{n_up_only:,}" in texts and "up\n(512)" in texts
     sets["big"] = set(res.index[res["baseMean"] > 1000])
-    up = plots.deg_overlap(qc.deg_overlap(sets))
+    up = pl_de.deg_overlap(degs.deg_overlap(sets))
     assert len(up.axes) == 3
     bars = [p.get_height() for p in up.axes[0].patches]
-    assert bars == sorted(bars, reverse=True) and bars[0] == qc.overlap_counts(qc.deg_overlap(sets))["n_genes"].iloc[0]
+    assert bars == sorted(bars, reverse=True) and bars[0] == degs.overlap_counts(degs.deg_overlap(sets))["n_genes"].iloc[0]
     with pytest.raises(DegflowInputError, match="2 or 3 sets"):
-        plots.deg_overlap(qc.deg_overlap(sets), kind="venn")
+        pl_de.deg_overlap(degs.deg_overlap(sets), kind="venn")
 
 
 # ---------------------------------------------------------------- files
@@ -251,13 +254,13 @@ def test_saved_files_are_byte_identical(res, airway, vst, tmp_path):
     _, samples, _ = airway
     coords, ratio = qc.pca(vst)
     makers = {
-        "volcano": lambda: plots.volcano(res, max_points=5_000),
+        "volcano": lambda: pl_de.volcano(res, max_points=5_000),
         "pca": lambda: plots.pca(coords, ratio, samples, color_by=["dex"]),
-        "heat": lambda: plots.deg_heatmap(vst, qc.top_genes(res, 20).index, samples, annotate_by=["dex", "cell"]),
+        "heat": lambda: plots.deg_heatmap(vst, degs.top_genes(res, 20).index, samples, annotate_by=["dex", "cell"]),
     }
     for name, make in makers.items():
         for k in (1, 2):
-            plots.save(make(), tmp_path / f"{name}{k}.png", tmp_path / f"{name}{k}.pdf")
+            pl_base.save(make(), tmp_path / f"{name}{k}.png", tmp_path / f"{name}{k}.pdf")
         for ext in ("png", "pdf"):
             a = (tmp_path / f"{name}1.{ext}").read_bytes()
             b = (tmp_path / f"{name}2.{ext}").read_bytes()

@@ -1,4 +1,4 @@
-"""Sample QC and figure inputs (degflow.bulk.qc) on the real airway data."""
+"""Sample QC and figure inputs (degflow.bulk.qc, degflow.bulk.vst, degflow.bulk.degs) on the real airway data."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from degflow import DegflowInputError
 
 # airway/SOURCE.md: column sums of counts.tsv, in sample order
 from degflow.bulk import qc
+from degflow.bulk.degs import classify, deg_counts, deg_overlap, overlap_counts, top_genes, zscore_rows
+from degflow.bulk.vst import _dispersion_mle, _nb_cr_loss, _trend_fit, median_of_ratios, variance_stabilised
 
 AIRWAY_LIBRARY_SIZES = [20637971, 18809481, 25348649, 15163415, 24448408, 30818215, 19126151, 21164133]
 # the 13 mitochondrially encoded protein-coding genes (Ensembl 75 ids; org.Hs.eg.db calls them COX1, ND1, ...)
@@ -34,7 +36,7 @@ def r_results(core_data):
 
 @pytest.fixture(scope="module")
 def vst(airway):
-    return qc.variance_stabilised(airway[0])
+    return variance_stabilised(airway[0])
 
 
 # ---------------------------------------------------------------- sample_qc
@@ -108,7 +110,7 @@ def test_sample_qc_rejects_bad_counts(bad, match):
 # ---------------------------------------------------------------- normalisation / VST
 def test_size_factors_match_deseq2_r(airway, core_data):
     r = pd.read_csv(core_data / "airway" / "deseq2_r" / "airway.size_factors.tsv.gz", sep="\t", index_col=0)
-    sf = qc.median_of_ratios(airway[0])
+    sf = median_of_ratios(airway[0])
     np.testing.assert_allclose(sf.to_numpy(), r.loc[sf.index, "size_factor"].to_numpy(), rtol=1e-9)
 
 
@@ -117,7 +119,7 @@ def test_vst_is_log2_scale_for_high_counts_and_monotone(airway, vst):
     p = vst.attrs["degflow"]
     assert p["method"] == "vst" and p["n_genes_trend"] == 1000
     assert 0 < p["a0"] < 1 and 0 < p["a1"] < 20
-    sf = qc.median_of_ratios(counts)
+    sf = median_of_ratios(counts)
     normed = counts / sf
     high = normed.to_numpy() > 1e4
     # VST(q) -> log2(q) for large q
@@ -136,7 +138,7 @@ def test_vst_is_log2_scale_for_high_counts_and_monotone(airway, vst):
 def test_trend_fit_reproduces_deseq2_r(core_data):
     d = pd.read_csv(core_data / "airway" / "deseq2_r" / "airway.dispersions.tsv.gz", sep="\t", index_col=0)
     d = d[d["dispGeneEst"] > 1e-6]  # R: useForFit <- dispGeneEst > 100 * minDisp
-    a0, a1 = qc._trend_fit(d["baseMean"].to_numpy(), d["dispGeneEst"].to_numpy())
+    a0, a1 = _trend_fit(d["baseMean"].to_numpy(), d["dispGeneEst"].to_numpy())
     # airway.summary.txt: dispersion trend coefficients (asymptDisp, extraPois): 0.00952224034 3.60010273359
     assert a0 == pytest.approx(0.00952224034, rel=1e-6)
     assert a1 == pytest.approx(3.60010273359, rel=1e-6)
@@ -146,7 +148,7 @@ def test_dispersion_mle_matches_pydeseq2(airway):
     from pydeseq2.default_inference import DefaultInference
 
     counts = airway[0].to_numpy(dtype=float)
-    sf = qc.median_of_ratios(airway[0]).to_numpy()
+    sf = median_of_ratios(airway[0]).to_numpy()
     normed = counts / sf
     mean = normed.mean(axis=1)
     cand = np.flatnonzero(mean > 5)
@@ -154,14 +156,14 @@ def test_dispersion_mle_matches_pydeseq2(airway):
     sel = cand[np.linspace(0, cand.size - 1, 80).round().astype(int)]
     y, ny = counts[sel].T, normed[sel].T
     mu = np.maximum(sf[:, None] * ny.mean(axis=0)[None, :], 0.5)
-    ours = qc._dispersion_mle(y, mu, min_disp=1e-8, max_disp=10.0)
+    ours = _dispersion_mle(y, mu, min_disp=1e-8, max_disp=10.0)
     inf = DefaultInference(n_cpus=1)
     start = np.clip(np.minimum(inf.fit_rough_dispersions(ny, pd.DataFrame(np.ones((8, 1)))),
                                inf.fit_moments_dispersions(ny, sf)), 1e-8, 10)
     theirs, _ = inf.alpha_mle(counts=y, design_matrix=np.ones((8, 1)), mu=mu, alpha_hat=start,
                               min_disp=1e-8, max_disp=10.0)
     # never a worse optimum of the same objective, and the same estimate where pydeseq2 converges inside
-    assert (qc._nb_cr_loss(y, mu, np.log(ours)) <= qc._nb_cr_loss(y, mu, np.log(theirs)) + 1e-8).all()
+    assert (_nb_cr_loss(y, mu, np.log(ours)) <= _nb_cr_loss(y, mu, np.log(theirs)) + 1e-8).all()
     inside = theirs > 1e-6
     assert inside.sum() > 60
     np.testing.assert_allclose(ours[inside], theirs[inside], rtol=1e-3)
@@ -170,12 +172,12 @@ def test_dispersion_mle_matches_pydeseq2(airway):
 def test_vst_uses_given_size_factors_and_log2_option(airway):
     counts = airway[0].iloc[:2000]
     sf = pd.Series(2.0, index=counts.columns)
-    lg = qc.variance_stabilised(counts, sf, method="log2")
+    lg = variance_stabilised(counts, sf, method="log2")
     np.testing.assert_allclose(lg.to_numpy(), np.log2(counts.to_numpy() / 2.0 + 1))
     with pytest.raises(DegflowInputError, match="no value for sample"):
-        qc.variance_stabilised(counts, sf.iloc[1:], method="log2")
+        variance_stabilised(counts, sf.iloc[1:], method="log2")
     with pytest.raises(DegflowInputError, match="method"):
-        qc.variance_stabilised(counts, method="rlog")
+        variance_stabilised(counts, method="rlog")
 
 
 # ---------------------------------------------------------------- PCA, distances, outliers
@@ -232,7 +234,7 @@ def test_outliers_none_in_airway_but_corrupted_sample_flagged(airway, vst):
     bad = counts.copy()
     rng = np.random.default_rng(0)
     bad["SRR1039520"] = rng.permutation(bad["SRR1039520"].to_numpy())
-    f2 = qc.outlier_flags(qc.pca(qc.variance_stabilised(bad, method="log2"))[0])
+    f2 = qc.outlier_flags(qc.pca(variance_stabilised(bad, method="log2"))[0])
     # only the corrupted sample: not its donor partner SRR1039521, which then stands apart on PC2
     # (a per-PC median/MAD rule flags that pair too)
     assert f2.index[f2["outlier"]].tolist() == ["SRR1039520"]
@@ -262,41 +264,41 @@ def test_outliers_few_samples(caplog):
 
 # ---------------------------------------------------------------- DE summaries
 def test_classify_matches_r_summary(r_results):
-    reg = qc.classify(r_results, lfc=1, padj=0.05)
+    reg = classify(r_results, lfc=1, padj=0.05)
     # airway.summary.txt: "DEG rule padj < 0.05 & |log2FC| > 1 on this table: up 512 down 472"
     assert (reg == "up").sum() == 512 and (reg == "down").sum() == 472
-    counts = qc.deg_counts({"trt_vs_untrt": r_results})
+    counts = deg_counts({"trt_vs_untrt": r_results})
     assert counts.loc["trt_vs_untrt"].tolist() == [512, 472, int(r_results["padj"].notna().sum())]
 
 
 def test_top_genes_match_r_ranking(r_results):
-    top = qc.top_genes(r_results, 10)
+    top = top_genes(r_results, 10)
     assert top.index.tolist() == R_TOP10
     assert set(top["regulation"]) == {"up"}
-    down = qc.top_genes(r_results, 5, direction="down")
+    down = top_genes(r_results, 5, direction="down")
     assert (down["log2FoldChange"] < -1).all() and down["padj"].is_monotonic_increasing
 
 
 def test_regulation_column_is_used_and_checked(r_results):
     res = r_results.assign(regulation="ns")
-    assert qc.deg_counts({"x": res}).loc["x", "up"] == 0
+    assert deg_counts({"x": res}).loc["x", "up"] == 0
     with pytest.raises(DegflowInputError, match="up/down/ns"):
-        qc.deg_counts({"x": r_results.assign(regulation="UP")})
+        deg_counts({"x": r_results.assign(regulation="UP")})
 
 
 def test_deg_overlap_membership_and_counts():
-    m = qc.deg_overlap({"A": {"g1", "g2", "g3"}, "B": {"g2", "g3", "g4"}, "C": set()})
+    m = deg_overlap({"A": {"g1", "g2", "g3"}, "B": {"g2", "g3", "g4"}, "C": set()})
     assert m.index.tolist() == ["g1", "g2", "g3", "g4"] and m.columns.tolist() == ["A", "B", "C"]
     assert m.loc["g2"].tolist() == [True, True, False] and not m["C"].any()
-    c = qc.overlap_counts(m)
+    c = overlap_counts(m)
     got = {tuple(r[["A", "B", "C"]]): r["n_genes"] for _, r in c.iterrows()}
     assert got == {(True, True, False): 2, (True, False, False): 1, (False, True, False): 1}
     assert c["n_genes"].iloc[0] == 2
     with pytest.raises(DegflowInputError):
-        qc.deg_overlap({})
+        deg_overlap({})
 
 
 def test_zscore_rows_constant_gene_is_zero():
-    z = qc.zscore_rows(pd.DataFrame({"a": [1.0, 5.0], "b": [3.0, 5.0], "c": [5.0, 5.0]}, index=["g", "flat"]))
+    z = zscore_rows(pd.DataFrame({"a": [1.0, 5.0], "b": [3.0, 5.0], "c": [5.0, 5.0]}, index=["g", "flat"]))
     np.testing.assert_allclose(z.loc["g"], [-1, 0, 1])
     assert (z.loc["flat"] == 0).all()

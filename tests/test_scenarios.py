@@ -23,7 +23,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from degflow.bulk import qc  # noqa: E402
 from degflow.bulk.dataset import (  # noqa: E402
     annotate_results,
     build_dataset,
@@ -31,9 +30,12 @@ from degflow.bulk.dataset import (  # noqa: E402
     read_gene_annotation,
     summary_row,
 )
+from degflow.bulk.degs import top_genes  # noqa: E402
+from degflow.bulk.vst import variance_stabilised  # noqa: E402
 from degflow.de.deseq import contrast_results, fit_deseq  # noqa: E402
 from degflow.kernels.sparse import size_factors_ratio  # noqa: E402
 from degflow.pl import bulk as plots  # noqa: E402
+from degflow.pl.de import volcano  # noqa: E402
 from degflow.plan.bulk import plan_bulk  # noqa: E402
 from degflow.plan.schema import validate_config  # noqa: E402
 
@@ -57,7 +59,7 @@ def run_bulk(tmp: Path, bulk: dict) -> tuple[object, object, dict[str, pd.DataFr
                     size_factors=sf, refit_cooks=de["refit_cooks"], n_cpus=1, seed=de["seed"])
     data.uns["design_columns"] = [str(c) for c in dds.obsm["design_matrix"].columns]
     th = b["thresholds"]
-    vst = qc.variance_stabilised(counts, pd.Series(dds.obs["size_factors"].to_numpy(), index=data.obs_names))
+    vst = variance_stabilised(counts, pd.Series(dds.obs["size_factors"].to_numpy(), index=data.obs_names))
     out = {}
     for name, spec in b["contrasts"].items():
         res = contrast_results(dds, list(spec), alpha=de["alpha"], cooks_filter=de["cooks_filter"],
@@ -68,8 +70,8 @@ def run_bulk(tmp: Path, bulk: dict) -> tuple[object, object, dict[str, pd.DataFr
         row = summary_row(name, list(spec), tab, lfc=th["lfc"], padj=th["padj"])
         assert row["n_up"] + row["n_down"] == len(deg)
         indexed = tab.set_index("gene_id")
-        plt.close(plots.volcano(indexed, lfc=th["lfc"], padj=th["padj"], title=name))
-        top = qc.top_genes(indexed, n=50, lfc=th["lfc"], padj=th["padj"])
+        plt.close(volcano(indexed, lfc=th["lfc"], padj=th["padj"], title=name))
+        top = top_genes(indexed, n=50, lfc=th["lfc"], padj=th["padj"])
         if len(top):
             plt.close(plots.deg_heatmap(vst, list(top.index), data.obs, annotate_by=plan.factors[:2],
                                         gene_names=indexed["gene_name"].fillna(""), title=name))
@@ -291,9 +293,11 @@ def run_singlecell(tmp: Path, rows: list[dict], **sc_overrides):
     import anndata as ad
     import scanpy as sc
 
-    from degflow.io.singlecell import qc_overrides, validate_sample_sheet
+    from degflow.io.singlecell import qc_overrides, read_samples, validate_sample_sheet
     from degflow.plan.singlecell import plan_singlecell
-    from degflow.singlecell import process as scm
+    from degflow.singlecell.annotate import cluster_sizes
+    from degflow.singlecell.process import process
+    from degflow.singlecell.qc import doublets, qc_filter, qc_metrics
 
     pd.DataFrame(rows).to_csv(tmp / "sc_samples.tsv", sep="\t", index=False)
     cfg = validate_config({"results": str(tmp / "results"),
@@ -301,30 +305,30 @@ def run_singlecell(tmp: Path, rows: list[dict], **sc_overrides):
     s = cfg["singlecell"]
     plan = plan_singlecell(s)
     sheet = plan.sheet
-    merged = scm.read_samples(sheet)
+    merged = read_samples(sheet)
     keep, _ = sc.pp.filter_genes(merged, min_cells=s["qc"]["min_cells"] or 0, inplace=False)
     genes = merged.var_names[keep]
     parts = []
     for sample in plan.samples:
         one = validate_sample_sheet(sheet.loc[[sample]].reset_index(), source="sheet")
-        cells = scm.read_samples(one)[:, genes].copy()
-        scm.qc_metrics(cells)
-        kept, _ = scm.qc_filter(cells, min_cells=None, overrides=qc_overrides(one),
-                                **{k: s["qc"][k] for k in ("min_genes", "max_genes", "max_pct_mt", "nmads")})
-        kept, _ = scm.doublets(kept, batch_key="sample", remove=s["doublets"]["remove"], seed=s["seed"], n_threads=1)
+        cells = read_samples(one)[:, genes].copy()
+        qc_metrics(cells)
+        kept, _ = qc_filter(cells, min_cells=None, overrides=qc_overrides(one),
+                            **{k: s["qc"][k] for k in ("min_genes", "max_genes", "max_pct_mt", "nmads")})
+        kept, _ = doublets(kept, batch_key="sample", remove=s["doublets"]["remove"], seed=s["seed"], n_threads=1)
         parts.append(kept)
     adata = ad.concat(parts, join="inner", merge="same", uns_merge="same")
     for col, levels in plan.metadata.items():
         adata.obs[col] = pd.Categorical(adata.obs[col].astype(str), categories=levels)
-    scm.qc_metrics(adata)
+    qc_metrics(adata)
     hvg, pca, nn = s["hvg"], s["pca"], s["neighbors"]
-    scm.process(adata, target_sum=s["normalize"]["target_sum"], hvg_flavor=hvg["flavor"],
-                n_top_genes=hvg["n_top_genes"], min_mean=hvg["min_mean"], max_mean=hvg["max_mean"],
-                min_disp=hvg["min_disp"], hvg_span=hvg["span"], batch_key=s["batch_key"],
-                integration=s["integration"], regress_out=pca["regress_out"], scale_max=pca["scale_max"],
-                n_comps=pca["n_comps"], n_neighbors=nn["n_neighbors"], n_pcs=nn["n_pcs"], knn=nn["knn"],
-                resolutions=s["leiden_resolutions"], seed=s["seed"], n_threads=1)
-    sizes = scm.cluster_sizes(adata)
+    process(adata, target_sum=s["normalize"]["target_sum"], hvg_flavor=hvg["flavor"],
+            n_top_genes=hvg["n_top_genes"], min_mean=hvg["min_mean"], max_mean=hvg["max_mean"],
+            min_disp=hvg["min_disp"], hvg_span=hvg["span"], batch_key=s["batch_key"],
+            integration=s["integration"], regress_out=pca["regress_out"], scale_max=pca["scale_max"],
+            n_comps=pca["n_comps"], n_neighbors=nn["n_neighbors"], n_pcs=nn["n_pcs"], knn=nn["knn"],
+            resolutions=s["leiden_resolutions"], seed=s["seed"], n_threads=1)
+    sizes = cluster_sizes(adata)
     return plan, adata, sizes
 
 

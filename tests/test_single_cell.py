@@ -1,4 +1,5 @@
-"""degflow.singlecell.process / degflow.io.singlecell on real data: PBMC 3k reproduction, every input format, bad input.
+"""degflow.singlecell (qc, process, annotate, genes), degflow.pl.singlecell and degflow.io.singlecell on real data:
+PBMC 3k reproduction, every input format, bad input.
 
 Reference numbers: resources/pbmc3k/SOURCE.md (the scanpy and Seurat PBMC 3k tutorials),
 tests/data/10x_scanpy_testdata/SOURCE.md, tests/data/bd_rhapsody_rustody_targeted/SOURCE.md,
@@ -22,7 +23,17 @@ from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from degflow import DegflowInputError
 from degflow.io.singlecell import qc_overrides, read_sample, read_sample_sheet, read_samples, sniff_sc_format
-from degflow.singlecell import process as scm
+from degflow.pl.singlecell import (
+    genes_of_interest_figures,
+    marker_dotplot_figure,
+    qc_scatter_figure,
+    qc_violin_figure,
+    umap_figure,
+)
+from degflow.singlecell.annotate import annotate, cluster_sizes, load_markers, markers, transfer_labels
+from degflow.singlecell.genes import match_genes, read_genes_of_interest
+from degflow.singlecell.process import harmony, normalize, process
+from degflow.singlecell.qc import doublets, qc_filter, qc_metrics
 
 #: The scanpy legacy PBMC 3k recipe (scverse/scanpy-tutorials pbmc3k.ipynb at cb3dfa2).
 TUTORIAL = dict(hvg_flavor="seurat", n_top_genes=None, min_mean=0.0125, max_mean=3, min_disp=0.5,
@@ -62,24 +73,24 @@ def pbmc_raw(pbmc_dir: Path) -> ad.AnnData:
 
 @pytest.fixture(scope="module")
 def pbmc_qc(pbmc_raw: ad.AnnData) -> tuple[ad.AnnData, pd.DataFrame]:
-    return scm.qc_filter(pbmc_raw, min_genes=200, max_genes=2500, max_pct_mt=5, min_cells=3)
+    return qc_filter(pbmc_raw, min_genes=200, max_genes=2500, max_pct_mt=5, min_cells=3)
 
 
 @pytest.fixture(scope="module")
 def pbmc(pbmc_qc) -> ad.AnnData:
     adata = pbmc_qc[0].copy()
-    scm.process(adata, batch_key=None, n_threads=min(2, _n_threads_available()), **TUTORIAL)
+    process(adata, batch_key=None, n_threads=min(2, _n_threads_available()), **TUTORIAL)
     return adata
 
 
 @pytest.fixture(scope="module")
 def pbmc_markers(pbmc: ad.AnnData) -> pd.DataFrame:
-    return scm.markers(pbmc, "leiden_1.0", n_genes=None)
+    return markers(pbmc, "leiden_1.0", n_genes=None)
 
 
 @pytest.fixture(scope="module")
 def pbmc_marker_yaml(repo: Path) -> dict[str, list[str]]:
-    return scm.load_markers(repo / "resources" / "markers" / "pbmc.yaml")
+    return load_markers(repo / "resources" / "markers" / "pbmc.yaml")
 
 
 def _seurat(labels: pd.Series, adata: ad.AnnData) -> pd.Series:
@@ -240,7 +251,7 @@ def test_h5ad_ensembl_ids_become_symbols(tmp_path):
     a.write_h5ad(tmp_path / "cxg.h5ad")
     b = read_sample(tmp_path / "cxg.h5ad")
     assert list(b.var_names) == ["MT-ND1", "MT-ND2", "ACTB"] and list(b.var["gene_ids"]) == ids
-    scm.qc_metrics(b)
+    qc_metrics(b)
     np.testing.assert_allclose(b.obs["pct_counts_mt"], [50.0, 400 / 9], rtol=1e-6)
 
 
@@ -334,7 +345,7 @@ def test_bad_sample_loses_all_cells(pbmc_raw):
     with pytest.raises(DegflowInputError, match=r"sample 'pbmc3k' loses all 2700 cells to QC \(min_genes=5000 "
                                                 r"removes 2700; max_pct_mt=5 removes 57; max_genes=2500 removes 5; "
                                                 r"median n_genes_by_counts of this sample is 816\); relax min_genes"):
-        scm.qc_filter(pbmc_raw, overrides={"pbmc3k": {"min_genes": 5000}})
+        qc_filter(pbmc_raw, overrides={"pbmc3k": {"min_genes": 5000}})
 
 
 def test_bad_duplicate_sample_names(pbmc_dir):
@@ -360,7 +371,7 @@ def test_qc_gene_patterns():
              "HBA1", "HBB", "Hba-a1", "Hbb-bs", "HBP1", "HBEGF", "ACTB"]
     a = ad.AnnData(sp.csr_matrix(np.ones((3, len(names)), dtype=np.float32)),
                    var=pd.DataFrame(index=names))
-    scm.qc_metrics(a)
+    qc_metrics(a)
     got = {k: list(a.var_names[a.var[k]]) for k in ("mt", "ribo", "hb")}
     assert got == {"mt": ["MT-ND1", "mt-Nd1"], "ribo": ["RPS4X", "RPL36AL", "RPLP0", "RPSA", "Rpl7a"],
                    "hb": ["HBA1", "HBB", "Hba-a1", "Hbb-bs"]}
@@ -382,7 +393,7 @@ def test_qc_mads_and_per_sample_overrides(pbmc_raw):
     a = pbmc_raw.copy()
     half = np.arange(a.n_obs) < 1350
     a.obs["sample"] = pd.Categorical(np.where(half, "A", "B"))
-    out, removed = scm.qc_filter(a, max_genes=None, nmads=5, overrides={"B": {"max_pct_mt": 3}})
+    out, removed = qc_filter(a, max_genes=None, nmads=5, overrides={"B": {"max_pct_mt": 3}})
     r = removed.set_index(["sample", "rule"])
     assert r.loc[("A", "max_pct_mt"), "threshold"] == 5 and r.loc[("B", "max_pct_mt"), "threshold"] == 3
     assert r.loc[("B", "max_pct_mt"), "n_removed"] > r.loc[("A", "max_pct_mt"), "n_removed"]
@@ -391,7 +402,7 @@ def test_qc_mads_and_per_sample_overrides(pbmc_raw):
     for s in "AB":
         assert r.loc[(s, "any"), "n_after"] == (out.obs["sample"] == s).sum()
     # each MAD threshold is median +- 5 MAD of that sample's own values
-    x = scm.qc_metrics(a, copy=True).obs.loc[~half, "log1p_total_counts"].to_numpy()
+    x = qc_metrics(a, copy=True).obs.loc[~half, "log1p_total_counts"].to_numpy()
     med = np.median(x)
     assert r.loc[("B", "mad_high:log1p_total_counts"), "threshold"] == pytest.approx(
         med + 5 * np.median(np.abs(x - med)))
@@ -405,9 +416,9 @@ def test_qc_mads_and_per_sample_overrides(pbmc_raw):
 def test_scrublet_finds_demuxlet_doublets(shared_data):
     base = shared_data / "kang2018_ifnb_8donors_h5"
     a = read_sample(base / "s1039_ctrl.h5", sample="s1039_ctrl")
-    a, _ = scm.qc_filter(a, max_pct_mt=None)
-    out, table = scm.doublets(a, remove=True, seed=0)
-    kept_all, table2 = scm.doublets(a, remove=False, seed=0)
+    a, _ = qc_filter(a, max_pct_mt=None)
+    out, table = doublets(a, remove=True, seed=0)
+    kept_all, table2 = doublets(a, remove=False, seed=0)
     assert table["n_cells"].iloc[0] == a.n_obs
     assert out.n_obs == a.n_obs - table["n_doublets"].iloc[0] and table2["removed"].iloc[0] == 0
     assert not out.obs["predicted_doublet"].any()
@@ -454,7 +465,7 @@ def test_pbmc3k_published_markers(pbmc_markers):
 
 def test_pbmc3k_annotation(pbmc, pbmc_markers, pbmc_marker_yaml, seurat_labels):
     # the tutorial recipe's clusters mix naive and memory CD4 T cells; min_margin=0: cluster scores alone
-    scores = scm.annotate(pbmc, pbmc_marker_yaml, groupby="leiden_1.0", min_margin=0)
+    scores = annotate(pbmc, pbmc_marker_yaml, groupby="leiden_1.0", min_margin=0)
     assert scores.shape == (pbmc.obs["leiden_1.0"].nunique(), 9 + 6)
     assert not scores["mixed"].any() and not scores["refined"].any()
     truth = _seurat(seurat_labels, pbmc).to_numpy()
@@ -464,7 +475,7 @@ def test_pbmc3k_annotation(pbmc, pbmc_markers, pbmc_marker_yaml, seurat_labels):
     # each large Seurat type maps to the same degflow type for most of its cells
     for t in ("B", "CD14+ Mono", "NK", "CD8 T", "Naive CD4 T", "FCGR3A+ Mono", "DC", "Platelet"):
         assert (got[truth == t] == t).mean() > 0.75, t
-    sizes = scm.cluster_sizes(pbmc)
+    sizes = cluster_sizes(pbmc)
     assert set(sizes["clustering"]) == {"leiden_0.5", "leiden_1.0", "cell_type"}
     assert (sizes.groupby("clustering")["n_cells"].sum() == 2638).all()
     assert (sizes["n_pbmc3k"] == sizes["n_cells"]).all()
@@ -478,7 +489,7 @@ def test_mixed_clusters_flagged_and_refined(pbmc, pbmc_marker_yaml, seurat_label
     than CCR7 becomes memory CD4 T.
     """
     a = pbmc.copy()
-    table = scm.annotate(a, pbmc_marker_yaml, groupby="leiden_1.0", min_margin=1.5)
+    table = annotate(a, pbmc_marker_yaml, groupby="leiden_1.0", min_margin=1.5)
     truth = _seurat(seurat_labels, a).to_numpy()
     t_clusters = table.index[table["best_type"] == "Naive CD4 T"]
     assert len(t_clusters) >= 2 and table.loc[t_clusters, "mixed"].all()
@@ -515,7 +526,7 @@ def test_markers_leave_out_groups_of_one_cell(pbmc_qc, seurat_labels, caplog):
     labels[0] = "Singleton"
     a.obs["ref"] = pd.Categorical(labels)
     with caplog.at_level(logging.WARNING, logger="degflow"):
-        table = scm.markers(a, "ref", n_genes=5)
+        table = markers(a, "ref", n_genes=5)
     assert "Singleton" not in set(table["group"])
     assert set(table["group"]) == set(labels) - {"Singleton"} and (table.groupby("group").size() == 5).all()
     assert any("1 group(s) of ref left out" in r.getMessage() and "Singleton (1 cell)" in r.getMessage()
@@ -528,7 +539,7 @@ def test_markers_leave_out_groups_of_one_cell(pbmc_qc, seurat_labels, caplog):
     assert out.shape[0] == a.n_obs - int((labels == "B").sum())
     assert row["pct_out_group"] == pytest.approx((out > 0).mean())
     a.obs["one"] = pd.Categorical(["x"] + ["y"] * (a.n_obs - 1))
-    assert set(scm.markers(a, "one", n_genes=3)["group"]) == {"y"}  # the only group left, against the rest
+    assert set(markers(a, "one", n_genes=3)["group"]) == {"y"}  # the only group left, against the rest
 
 
 def test_annotate_with_a_single_cell_type(pbmc_qc, seurat_labels, tmp_path):
@@ -543,7 +554,7 @@ def test_annotate_with_a_single_cell_type(pbmc_qc, seurat_labels, tmp_path):
     sc.pp.normalize_total(a, target_sum=1e4)
     sc.pp.log1p(a)
     a.obs["seurat"] = pd.Categorical(_seurat(seurat_labels, a).fillna("none").to_numpy())
-    table = scm.annotate(a, {"B": ["MS4A1", "CD79A"]}, groupby="seurat", min_margin=10)
+    table = annotate(a, {"B": ["MS4A1", "CD79A"]}, groupby="seurat", min_margin=10)
     assert not table["mixed"].any() and not table["refined"].any()
     assert np.isinf(table["margin"]).all() and (table["margin"] > 0).all() and (table["second_type"] == "").all()
     assert table.loc["B", "cell_type"] == "B" and table["B"].idxmax() == "B"
@@ -556,7 +567,7 @@ def test_annotate_with_a_single_cell_type(pbmc_qc, seurat_labels, tmp_path):
 @pytest.mark.skipif(_n_threads_available() < 2, reason="needs 2 numba threads")
 def test_pbmc3k_deterministic_across_threads(pbmc_qc, pbmc):
     one = pbmc_qc[0].copy()
-    scm.process(one, batch_key=None, n_threads=1, **TUTORIAL)
+    process(one, batch_key=None, n_threads=1, **TUTORIAL)
     cols = [c for c in one.obs.columns if c in pbmc.obs.columns]
     pd.testing.assert_frame_equal(one.obs[cols], pbmc.obs[cols])
     for k in ("leiden_0.5", "leiden_1.0"):
@@ -577,7 +588,7 @@ def test_default_recipe_runs_on_two_samples(pbmc_qc):
     """The default (seurat_v3 on counts, batch-aware) on two pseudo-samples, with Harmony-free defaults."""
     a = pbmc_qc[0][::2].copy()
     a.obs["sample"] = pd.Categorical(np.where(np.arange(a.n_obs) % 2 == 0, "A", "B"))
-    scm.process(a, resolutions=(1.0,), run_umap=False)
+    process(a, resolutions=(1.0,), run_umap=False)
     assert a.var["highly_variable"].sum() == 2000
     assert a.uns["degflow"]["highly_variable"]["batch_key"] == "sample"
     assert a.obs["leiden_1.0"].nunique() >= 4
@@ -587,11 +598,11 @@ def test_harmony_integration(pbmc_qc):
     pytest.importorskip("harmonypy")
     a = pbmc_qc[0][::2].copy()
     a.obs["sample"] = pd.Categorical(np.where(np.arange(a.n_obs) % 2 == 0, "A", "B"))
-    scm.process(a, integration="harmony", resolutions=(1.0,), run_umap=False)
+    process(a, integration="harmony", resolutions=(1.0,), run_umap=False)
     assert a.obsm["X_pca_harmony"].shape == a.obsm["X_pca"].shape
     assert a.uns["degflow"]["neighbors"]["use_rep"] == "X_pca_harmony"
     with pytest.raises(DegflowInputError, match="single batch"):
-        scm.harmony(a[a.obs["sample"] == "A"].copy())
+        harmony(a[a.obs["sample"] == "A"].copy())
 
 
 def test_figures(pbmc, pbmc_qc, pbmc_marker_yaml):
@@ -599,11 +610,11 @@ def test_figures(pbmc, pbmc_qc, pbmc_marker_yaml):
     from matplotlib.figure import Figure
 
     figs = [
-        scm.umap_figure(pbmc, ["leiden_1.0", "sample", "pct_counts_mt"]),
-        scm.qc_violin_figure(pbmc_qc[0], thresholds={"n_genes_by_counts": [200, 2500], "pct_counts_mt": [5]}),
-        scm.qc_scatter_figure(pbmc_qc[0]),
-        scm.marker_dotplot_figure(pbmc, "leiden_1.0"),
-        scm.marker_dotplot_figure(pbmc, "leiden_1.0", marker_genes=pbmc_marker_yaml),
+        umap_figure(pbmc, ["leiden_1.0", "sample", "pct_counts_mt"]),
+        qc_violin_figure(pbmc_qc[0], thresholds={"n_genes_by_counts": [200, 2500], "pct_counts_mt": [5]}),
+        qc_scatter_figure(pbmc_qc[0]),
+        marker_dotplot_figure(pbmc, "leiden_1.0"),
+        marker_dotplot_figure(pbmc, "leiden_1.0", marker_genes=pbmc_marker_yaml),
     ]
     assert all(isinstance(f, Figure) for f in figs)
     for f in figs:
@@ -611,19 +622,19 @@ def test_figures(pbmc, pbmc_qc, pbmc_marker_yaml):
 
 
 def test_genes_of_interest_lookup_and_figures(pbmc, tmp_path):
-    found, missing = scm.match_genes(pbmc.var_names, ["CD14", "ms4a1", "NOTAGENE", "LYZ"])
+    found, missing = match_genes(pbmc.var_names, ["CD14", "ms4a1", "NOTAGENE", "LYZ"])
     assert found == {"CD14": "CD14", "ms4a1": "MS4A1", "LYZ": "LYZ"} and missing == ["NOTAGENE"]
     path = tmp_path / "genes.txt"
     path.write_text("# my genes\nCD14\nLYZ  # monocytes\n\nCD14\n")
-    assert scm.read_genes_of_interest(path) == ["CD14", "LYZ"]
-    assert scm.read_genes_of_interest(["A", "B", "A"]) == ["A", "B"] and scm.read_genes_of_interest([]) == []
+    assert read_genes_of_interest(path) == ["CD14", "LYZ"]
+    assert read_genes_of_interest(["A", "B", "A"]) == ["A", "B"] and read_genes_of_interest([]) == []
     with pytest.raises(DegflowInputError, match="genes_of_interest': file '.*none.txt' does not exist"):
-        scm.read_genes_of_interest(tmp_path / "none.txt")
+        read_genes_of_interest(tmp_path / "none.txt")
     import matplotlib.pyplot as plt
 
     a = pbmc.copy()
     a.obs["condition"] = pd.Categorical(np.where(np.arange(a.n_obs) % 2 == 0, "ctrl", "stim"))
-    figs = scm.genes_of_interest_figures(a, ["CD14", "MS4A1"], groupby="leiden_0.5", condition_key="condition")
+    figs = genes_of_interest_figures(a, ["CD14", "MS4A1"], groupby="leiden_0.5", condition_key="condition")
     assert set(figs) == {"umap", "dotplot", "violin"}
     labels = [t.get_text() for ax in figs["dotplot"].axes for t in ax.get_yticklabels()]
     assert any(lab.endswith("_stim") for lab in labels) and any(lab.endswith("_ctrl") for lab in labels)
@@ -643,15 +654,15 @@ def test_genes_of_interest_file_not_utf8(pbmc_marker_yaml, tmp_path):
     for path, message in [(xlsx, "is not a text table"), (latin, "is not UTF-8 text")]:
         for spec in (str(path), path):
             with pytest.raises(DegflowInputError) as err:
-                scm.read_genes_of_interest(spec)
+                read_genes_of_interest(spec)
             text = str(err.value)
             assert text.startswith(f"config key 'singlecell.genes_of_interest': file '{path}' ")
             assert message in text and "\n" not in text
     utf8 = tmp_path / "genes.tsv"
     utf8.write_text("# gènes\n" + "\n".join(f"{g}\tB or NK" for g in genes) + "\n", encoding="utf-8-sig")
-    assert scm.read_genes_of_interest(str(utf8)) == list(dict.fromkeys(genes))
+    assert read_genes_of_interest(str(utf8)) == list(dict.fromkeys(genes))
     with pytest.raises(DegflowInputError, match="entry 2 is empty"):
-        scm.read_genes_of_interest(["CD14", " "])
+        read_genes_of_interest(["CD14", " "])
 
 
 def test_no_gene_of_interest_found_is_not_fatal(repo, pbmc_qc, seurat_labels, tmp_path):
@@ -667,13 +678,13 @@ def test_no_gene_of_interest_found_is_not_fatal(repo, pbmc_qc, seurat_labels, tm
     sc.pp.normalize_total(a, target_sum=1e4)
     sc.pp.log1p(a)
     a.obs["seurat"] = pd.Categorical(_seurat(seurat_labels, a).fillna("none").to_numpy())
-    figs = scm.genes_of_interest_figures(a, [], groupby="seurat")
+    figs = genes_of_interest_figures(a, [], groupby="seurat")
     assert set(figs) == {"umap", "dotplot", "violin"}
     for f in figs.values():
         assert any("None of the genes of interest was found" in t.get_text() for ax in f.axes for t in ax.texts)
         plt.close(f)
     with pytest.raises(DegflowInputError, match="obs column 'celltype' not found"):
-        scm.genes_of_interest_figures(a, [], groupby="celltype")
+        genes_of_interest_figures(a, [], groupby="celltype")
 
     a.write_h5ad(tmp_path / "adata.h5ad")
     res = tmp_path / "pb" / "B" / "results.tsv"
@@ -747,7 +758,7 @@ def test_transfer_labels_on_held_out_cells(pbmc, pbmc_qc, seurat_labels):
     ref = pbmc_qc[0][even].copy()
     ref.obs["seurat"] = pd.Categorical(truth[even])
     query = pbmc[~even].copy()
-    table = scm.transfer_labels(query, ref, label_key="seurat", min_confidence=0.5, seed=0)
+    table = transfer_labels(query, ref, label_key="seurat", min_confidence=0.5, seed=0)
     got = query.obs["cell_type_reference"].astype(str).to_numpy()
     conf = query.obs["cell_type_reference_confidence"].to_numpy()
     called = got != "Unassigned"
@@ -759,14 +770,14 @@ def test_transfer_labels_on_held_out_cells(pbmc, pbmc_qc, seurat_labels):
     assert query.obsm["X_pca_cell_type_reference"].shape[0] == query.n_obs
     assert query.uns["degflow"]["transfer_labels"]["n_genes_used"] > 500
     again = pbmc[~even].copy()
-    scm.transfer_labels(again, ref, label_key="seurat", min_confidence=0.5, seed=0)
+    transfer_labels(again, ref, label_key="seurat", min_confidence=0.5, seed=0)
     assert (again.obs["cell_type_reference"] == query.obs["cell_type_reference"]).all()  # deterministic
     with pytest.raises(DegflowInputError, match="obs column 'celltype' not found"):
-        scm.transfer_labels(query, ref, label_key="celltype")
+        transfer_labels(query, ref, label_key="celltype")
     normalised = ref.copy()
     normalised.X = normalised.X * 0.5
     with pytest.raises(DegflowInputError, match="must hold raw integer counts"):
-        scm.transfer_labels(query, normalised, label_key="seurat")
+        transfer_labels(query, normalised, label_key="seurat")
 
 
 def test_reference_normalised_as_the_query(repo, pbmc_qc, seurat_labels, tmp_path):
@@ -780,11 +791,11 @@ def test_reference_normalised_as_the_query(repo, pbmc_qc, seurat_labels, tmp_pat
     ref = a.copy()
     ref.obs["seurat"] = pd.Categorical(truth)
     query = a.copy()
-    scm.normalize(query, target_sum=1000)
+    normalize(query, target_sum=1000)
     results = {}
     for target_sum in (1000, 1e4):
         q = query.copy()
-        scm.transfer_labels(q, ref, label_key="seurat", target_sum=target_sum, seed=0)
+        transfer_labels(q, ref, label_key="seurat", target_sum=target_sum, seed=0)
         proj = q.obsm["X_pca_cell_type_reference"]
         results[target_sum] = (np.abs(proj.mean(axis=0)).max() / proj.std(axis=0).max(),
                                (q.obs["cell_type_reference"].astype(str).to_numpy() == truth).mean())
@@ -852,6 +863,6 @@ def test_bad_markers_yaml(tmp_path):
     p = tmp_path / "m.yaml"
     p.write_text("B: 3\n")
     with pytest.raises(DegflowInputError, match="cell type 'B' must list gene names"):
-        scm.load_markers(p)
+        load_markers(p)
     with pytest.raises(DegflowInputError, match="marker file not found"):
-        scm.load_markers(tmp_path / "none.yaml")
+        load_markers(tmp_path / "none.yaml")

@@ -1,4 +1,4 @@
-# Reference for degflow.bulk.qc.remove_batch_effect / batch-corrected PCA (tests/test_batch_goi.py).
+# Reference for degflow.bulk.batch.remove_batch_effect / batch-corrected PCA (tests/test_batch_goi.py).
 # limma::removeBatchEffect on DESeq2's VST, as the DESeq2 vignette ("Batch effects" / plotPCA):
 #   mat <- assay(vsd); mm <- model.matrix(~condition, colData(vsd))
 #   mat <- limma::removeBatchEffect(mat, batch = vsd$batch, design = mm); assay(vsd) <- mat; plotPCA(vsd)

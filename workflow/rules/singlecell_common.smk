@@ -13,7 +13,7 @@ from degflow.plan.singlecell import (
     singlecell_targets,
     umap_panels,
 )
-from degflow.singlecell.process import read_genes_of_interest
+from degflow.singlecell.genes import read_genes_of_interest
 
 SC = CFG["singlecell"]
 SC_DIR = f"{RESULTS}/singlecell"

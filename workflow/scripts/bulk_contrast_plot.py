@@ -4,7 +4,8 @@ from _common import setup
 setup(snakemake)
 from degflow.bulk.genes_of_interest import NOT_FOUND, match_genes
 from degflow.io.tables import read_tsv
-from degflow.pl import bulk as plots
+from degflow.pl.base import save
+from degflow.pl.de import ma, volcano
 
 p, th = snakemake.params, snakemake.params.thresholds
 res = read_tsv(snakemake.input[0], dtype={"gene_name": str}).set_index("gene_id")
@@ -12,8 +13,8 @@ title = snakemake.wildcards.contrast
 lookup = match_genes(p.genes_of_interest, res.index, res["gene_name"] if "gene_name" in res.columns else None)
 highlight = list(lookup.loc[lookup["matched_by"] != NOT_FOUND, "gene_id"])
 if p.kind == "volcano":
-    fig = plots.volcano(res, lfc=th["lfc"], padj=th["padj"], top_n=p.plots["top_n_labels"], title=title,
-                        highlight=highlight)
+    fig = volcano(res, lfc=th["lfc"], padj=th["padj"], top_n=p.plots["top_n_labels"], title=title,
+                  highlight=highlight)
 else:
-    fig = plots.ma(res, lfc=th["lfc"], padj=th["padj"], title=title, highlight=highlight)
-plots.save(fig, snakemake.output.png, snakemake.output.pdf)
+    fig = ma(res, lfc=th["lfc"], padj=th["padj"], title=title, highlight=highlight)
+save(fig, snakemake.output.png, snakemake.output.pdf)

@@ -5,10 +5,12 @@ from _common import setup
 
 setup(snakemake)
 from degflow.bulk import genes_of_interest as goi
-from degflow.bulk import qc
+from degflow.bulk.batch import batch_corrected
 from degflow.bulk.dataset import normalized_counts
+from degflow.bulk.vst import variance_stabilised
 from degflow.io.tables import read_bulk_dataset, read_tsv
 from degflow.pl import bulk as plots
+from degflow.pl.base import message_figure, save
 
 p = snakemake.params
 data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)
@@ -24,18 +26,18 @@ for _, row in table.drop_duplicates("gene_id").iterrows():
     fig = plots.gene_counts(norm.loc[row["gene_id"]], data.obs, group_by=p.group_by, color_by=color_by, title=title,
                             notes=goi.report_lines(row, p.tests))
     stem = out_dir / goi.safe_name(f"{name}_{row['gene_id']}" if name != row["gene_id"] else name)
-    plots.save(fig, f"{stem}.png", f"{stem}.pdf")
+    save(fig, f"{stem}.png", f"{stem}.pdf")
 if genes:
-    values = qc.variance_stabilised(counts, sf)
+    values = variance_stabilised(counts, sf)
     label = "variance-stabilised"
     if p.batch:
-        values = qc.batch_corrected(values, data.obs, design=p.design, batch=p.batch)
+        values = batch_corrected(values, data.obs, design=p.design, batch=p.batch)
         label = f"{', '.join(p.batch)} removed"
     names = data.var["gene_name"].astype(str)
     fig = plots.deg_heatmap(values, genes, data.obs, annotate_by=p.annotate_by,
                             gene_names=names.where(names != "", data.var_names.to_series()),
                             title=f"Genes of interest ({label})")
 else:
-    fig = plots.message_figure("None of the genes of interest was found among the analysed genes:\n"
-                               "see genes_of_interest/lookup.tsv", title="Genes of interest")
-plots.save(fig, snakemake.output.png, snakemake.output.pdf)
+    fig = message_figure("None of the genes of interest was found among the analysed genes:\n"
+                         "see genes_of_interest/lookup.tsv", title="Genes of interest")
+save(fig, snakemake.output.png, snakemake.output.pdf)

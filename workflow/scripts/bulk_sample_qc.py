@@ -5,6 +5,7 @@ setup(snakemake)
 from degflow.bulk import qc
 from degflow.io.tables import read_bulk_dataset, read_tsv, write_tsv
 from degflow.pl import bulk as plots
+from degflow.pl.base import save
 from degflow.report import html_table
 
 data, counts = read_bulk_dataset(snakemake.input.dataset)
@@ -15,4 +16,4 @@ table.index.name = "sample"
 write_tsv(table, snakemake.output.table, index=True)
 with open(snakemake.output.html, "w") as fh:
     fh.write(html_table(table.reset_index(), title="Sample QC"))
-plots.save(plots.qc_bars(table), snakemake.output.png, snakemake.output.pdf)
+save(plots.qc_bars(table), snakemake.output.png, snakemake.output.pdf)

@@ -3,7 +3,7 @@ from _common import setup
 
 setup(snakemake)
 
-from degflow.bulk import qc
+from degflow.bulk.vst import variance_stabilised
 from degflow.compound import pathways
 from degflow.io.tables import read_bulk_dataset, read_tsv, write_tsv
 
@@ -13,7 +13,7 @@ sets = pathways.read_gene_sets(snakemake.input.gene_sets)
 panels = {name: sets[name] for name in p.panels}
 results = {c: read_tsv(f, dtype={"gene_id": str, "gene_name": str}) for c, f in zip(p.contrasts, snakemake.input.results, strict=False)}
 names = data.var["gene_name"].astype(str)
-vst = qc.variance_stabilised(counts, sf)
+vst = variance_stabilised(counts, sf)
 scores, sizes = pathways.panel_scores(vst, panels, names, min_genes=p.min_genes)
 members = sorted({g for genes in panels.values() for g in pathways.set_members(genes, names)})
 write_tsv(scores, snakemake.output.scores, index=True)

@@ -4,10 +4,10 @@ from _common import setup
 setup(snakemake)
 from degflow.io.sheets import read_sample_sheet
 from degflow.io.tables import read_tsv
-from degflow.pl import bulk as plots
 from degflow.pl import compound as compound_plots
+from degflow.pl.base import save
 
 scores = read_tsv(snakemake.input.scores).set_index("sample")
 sheet = read_sample_sheet(snakemake.input.samples)
 fig = compound_plots.pathway_scores(scores, sheet, group_by=snakemake.params.group_by, title="Pathway scores")
-plots.save(fig, snakemake.output.png, snakemake.output.pdf)
+save(fig, snakemake.output.png, snakemake.output.pdf)

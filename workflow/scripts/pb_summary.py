@@ -6,8 +6,8 @@ import pandas as pd
 
 from degflow.bulk.dataset import summary_row
 from degflow.io.tables import read_tsv, write_tsv
-from degflow.pl import bulk as plots
-from degflow.pseudobulk import aggregate as pseudobulk
+from degflow.pl.base import save
+from degflow.pl.pseudobulk import deg_count_heatmap
 from degflow.report import html_table
 
 p, th = snakemake.params, snakemake.params.thresholds
@@ -25,4 +25,4 @@ write_tsv(summary, snakemake.output.table)
 with open(snakemake.output.html, "w") as fh:
     fh.write(html_table(summary, title="Pseudobulk DEGs per cell type and contrast"))
 skipped = cell_types.loc[~cell_types["tested"], "cell_type"].tolist()
-plots.save(pseudobulk.deg_count_heatmap(summary, skipped=skipped), snakemake.output.png, snakemake.output.pdf)
+save(deg_count_heatmap(summary, skipped=skipped), snakemake.output.png, snakemake.output.pdf)

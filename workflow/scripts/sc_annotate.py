@@ -7,14 +7,14 @@ import anndata as ad
 
 from degflow.io.tables import read_tsv, write_tsv
 from degflow.report import html_table
-from degflow.singlecell import process as scm
+from degflow.singlecell.annotate import add_reference_labels, annotate, load_markers
 
 p = snakemake.params
 adata = ad.read_h5ad(snakemake.input.h5ad)
 if "markers" in snakemake.input.keys():
-    markers = scm.load_markers(snakemake.input.markers)
-    table = scm.annotate(adata, markers, groupby=p.groupby, min_score=p.min_score,
-                         min_margin=p.min_margin).reset_index()
+    markers = load_markers(snakemake.input.markers)
+    table = annotate(adata, markers, groupby=p.groupby, min_score=p.min_score,
+                     min_margin=p.min_margin).reset_index()
     absent = [t for t, genes in markers.items() if not any(g in adata.var_names for g in genes)]
     for cell_type in absent:  # a type with no marker gene in the data can never be assigned
         note(f"cell type '{cell_type}' of {snakemake.input.markers} has none of its marker genes in the data "
@@ -30,5 +30,5 @@ if "markers" in snakemake.input.keys():
 if "reference" in snakemake.input.keys():
     labels = read_tsv(snakemake.input.reference, dtype={"cell": str, "cell_type_reference": str})
     order = read_tsv(snakemake.input.reference_summary, dtype={"label": str})["label"]
-    scm.add_reference_labels(adata, labels, categories=list(order))
+    add_reference_labels(adata, labels, categories=list(order))
 adata.write_h5ad(snakemake.output.h5ad)

@@ -6,10 +6,10 @@ import anndata as ad
 
 from degflow.io.tables import write_tsv
 from degflow.report import html_table
-from degflow.singlecell import process as scm
+from degflow.singlecell.annotate import cluster_sizes
 
 adata = ad.read_h5ad(snakemake.input[0], backed="r")
-sizes = scm.cluster_sizes(adata, keys=snakemake.params.groupings)
+sizes = cluster_sizes(adata, keys=snakemake.params.groupings)
 write_tsv(sizes, snakemake.output.table)
 with open(snakemake.output.html, "w") as fh:
     fh.write(html_table(sizes, title="Cells per cluster"))

@@ -6,7 +6,8 @@ import anndata as ad
 import pandas as pd
 
 from degflow.io.tables import write_tsv
-from degflow.pl import bulk as plots
+from degflow.pl.base import save
+from degflow.pl.singlecell import composition_figure
 from degflow.plan.composition import metadata_frame, tests_from_records
 from degflow.report import html_table
 from degflow.singlecell import composition
@@ -26,5 +27,5 @@ for test, table, html, png, pdf in zip(tests, snakemake.output.results, snakemak
     write_tsv(res, table)
     with open(html, "w") as fh:
         fh.write(html_table(res, title=f"cell-type composition, {test.name} (propeller, {p.transform})"))
-    fig = composition.composition_figure(counts, res, test=test, pair_by=pair_by)
-    plots.save(fig, png, pdf)
+    fig = composition_figure(counts, res, test=test, pair_by=pair_by)
+    save(fig, png, pdf)

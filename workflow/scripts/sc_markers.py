@@ -6,11 +6,11 @@ import anndata as ad
 
 from degflow.io.tables import write_tsv
 from degflow.report import html_table
-from degflow.singlecell import process as scm
+from degflow.singlecell.annotate import markers
 
 t, grouping = snakemake.params.test, snakemake.wildcards.grouping
 adata = ad.read_h5ad(snakemake.input[0])
-table = scm.markers(adata, grouping, method=t["method"], n_genes=t["n_genes"])
+table = markers(adata, grouping, method=t["method"], n_genes=t["n_genes"])
 write_tsv(table, snakemake.output.table)
 with open(snakemake.output.html, "w") as fh:
     fh.write(html_table(table, title=f"Marker genes: {grouping}"))

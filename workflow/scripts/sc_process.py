@@ -4,8 +4,8 @@ from _common import setup
 threads = setup(snakemake)
 import anndata as ad
 
-from degflow.singlecell import process as scm
+from degflow.singlecell.process import process
 
 adata = ad.read_h5ad(snakemake.input[0])
-scm.process(adata, **snakemake.params.process, n_threads=threads)
+process(adata, **snakemake.params.process, n_threads=threads)
 adata.write_h5ad(snakemake.output[0])

@@ -7,12 +7,12 @@ import pandas as pd
 
 from degflow.io.tables import write_tsv
 from degflow.report import html_table
-from degflow.singlecell import process as scm
+from degflow.singlecell.annotate import transfer_labels
 
 p = snakemake.params
 adata = ad.read_h5ad(snakemake.input.h5ad)
 reference = ad.read_h5ad(snakemake.input.reference)
-summary = scm.transfer_labels(adata, reference, seed=p.seed, target_sum=p.target_sum, **p.reference)
+summary = transfer_labels(adata, reference, seed=p.seed, target_sum=p.target_sum, **p.reference)
 labels = pd.DataFrame({"cell": adata.obs_names, "cell_type_reference": adata.obs["cell_type_reference"].astype(str),
                        "confidence": adata.obs["cell_type_reference_confidence"].to_numpy()})
 write_tsv(labels, snakemake.output.labels)

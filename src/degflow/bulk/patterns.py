@@ -6,7 +6,8 @@ grouping factor (arms, doses, time points), the genes are clustered by the shape
 each cluster gets a panel. degflow clusters with average-linkage hierarchical clustering on the
 correlation distance ``1 - r`` of the level profiles (DEGreport uses ``cluster::diana`` on a Kendall
 distance); the number of clusters is the one with the best silhouette (2 to ``max_clusters``) unless
-given. It is the same kind of figure, not DEGreport's numbers.
+given. It is the same kind of figure, not DEGreport's numbers. The figure is drawn by
+:func:`degflow.pl.bulk.plot_patterns`.
 """
 
 from __future__ import annotations
@@ -174,59 +175,6 @@ def gene_patterns(
     return membership, long
 
 
-def plot_patterns(profiles: pd.DataFrame, *, group_label: str, title: str = "") -> Figure:
-    """One panel per cluster: z-scores per sample by level (box + points), each gene's mean line, the median.
-
-    Parameters
-    ----------
-    profiles
-        The long table of :func:`gene_patterns`.
-    group_label
-        x-axis label (the grouping factor).
-    title
-        Figure title (e.g. the LRT's name and formulas).
-    """
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    clusters = sorted(c for c in profiles["cluster"].unique() if c > 0)
-    if not clusters:
-        fig, ax = plt.subplots(figsize=(5, 3))
-        ax.text(0.5, 0.5, "no cluster of the minimum size", ha="center", va="center")
-        ax.set_axis_off()
-        return fig
-    levels = list(profiles["level"].cat.categories)
-    ncol = min(3, len(clusters))
-    nrow = int(np.ceil(len(clusters) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
-    xs = np.arange(len(levels))
-    for ax, c in zip(axes.ravel(), clusters, strict=False):
-        sub = profiles.loc[profiles["cluster"] == c]
-        n_genes = sub["gene_id"].nunique()
-        gene_means = sub.groupby(["gene_id", "level"], observed=True)["z"].mean().unstack("level")[levels]
-        for row in gene_means.to_numpy()[:200]:  # at most 200 thin lines per panel
-            ax.plot(xs, row, color="0.6", alpha=0.25, lw=0.6)
-        per_sample = sub.groupby(["sample", "level"], observed=True)["z"].mean().reset_index()
-        data = [per_sample.loc[per_sample["level"] == lv, "z"].to_numpy() for lv in levels]
-        ax.boxplot(data, positions=xs, widths=0.5, showfliers=False, medianprops={"color": "black"})
-        for i, d in enumerate(data):
-            ax.scatter(np.full(d.size, xs[i]), d, s=12, color="tab:blue", zorder=3)
-        ax.plot(xs, gene_means.median(axis=0).to_numpy(), color="tab:red", lw=2, zorder=4)
-        ax.set_title(f"Cluster {c} ({n_genes} genes)", fontsize=10)
-        ax.set_xticks(xs)
-        ax.set_xticklabels(levels, rotation=30, ha="right", fontsize=8)
-        ax.axhline(0, color="0.8", lw=0.8, zorder=0)
-    for ax in axes.ravel()[len(clusters):]:
-        ax.set_axis_off()
-    for ax in axes[:, 0]:
-        ax.set_ylabel("z-score of expression")
-    for ax in axes[-1, :]:
-        ax.set_xlabel(group_label)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
 def lrt_patterns(
     expression: pd.DataFrame,
     groups: pd.Series,
@@ -257,6 +205,8 @@ def lrt_patterns(
         gene_id [, gene_name], cluster, z_<level> per gene (empty with no significant gene), and the
         figure (a note when no cluster reaches ``min_cluster_size``).
     """
+    from degflow.pl.bulk import plot_patterns  # noqa: PLC0415 - drawing lives in degflow.pl; matplotlib on demand
+
     if significant.empty:
         return (pd.DataFrame(columns=["gene_id", "cluster"]),
                 plot_patterns(pd.DataFrame({"cluster": pd.Series([], dtype=int)}), group_label=str(groups.name)))

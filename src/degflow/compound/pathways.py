@@ -232,7 +232,7 @@ def panel_scores(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-sample pathway score: the mean z-score of the set's genes.
 
-    Each gene is z-scored across samples (:func:`degflow.bulk.qc.zscore_rows`) on the log scale
+    Each gene is z-scored across samples (:func:`degflow.bulk.degs.zscore_rows`) on the log scale
     (pass variance-stabilised or log2 normalised counts), then the score of a sample is the
     mean over the set's genes that vary across samples. A positive score means the set's
     genes are, on average, above their own mean in that sample. Scores are comparable between
@@ -255,11 +255,11 @@ def panel_scores(
         ``scores``: samples x sets (float). ``sizes``: one row per set with ``set_size``
         (symbols in the set), ``n_found`` (gene ids in the data), ``n_used`` (varying genes).
     """
-    from degflow.bulk import qc
+    from degflow.bulk.degs import zscore_rows
 
     if not isinstance(expression, pd.DataFrame):
         raise DegflowInputError("expression must be a genes x samples DataFrame")
-    z = qc.zscore_rows(expression)
+    z = zscore_rows(expression)
     varying = expression.to_numpy(dtype=float).std(axis=1) > 0
     z = z.loc[varying]
     names = _names(gene_names).reindex(z.index.astype(str)).fillna("")

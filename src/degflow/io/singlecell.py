@@ -602,7 +602,7 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
 def qc_overrides(sheet: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Per-sample QC thresholds from the sheet's :data:`QC_OVERRIDE_COLUMNS` (empty cells left out).
 
-    Returns ``{sample: {"max_pct_mt": 10.0, ...}}`` for :func:`degflow.singlecell.process.qc_filter`.
+    Returns ``{sample: {"max_pct_mt": 10.0, ...}}`` for :func:`degflow.singlecell.qc.qc_filter`.
     """
     sheet = validate_sample_sheet(sheet, source=sheet.attrs.get("source", "sample sheet"))
     out: dict[str, dict[str, float]] = {}

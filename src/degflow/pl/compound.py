@@ -1,7 +1,7 @@
 """Figures of the compound study: rescue plot, pathway scores, enrichment dot plot, qPCR concordance.
 
-Drawing only, in the house style of :mod:`degflow.pl.bulk` (reused: :func:`degflow.pl.bulk.style`,
-its colours and non-overlapping labels; save with :func:`degflow.pl.bulk.save`). Panel heatmaps
+Drawing only, in the house style of :mod:`degflow.pl.base` (reused: :func:`degflow.pl.base.style`,
+its colours and non-overlapping labels; save with :func:`degflow.pl.base.save`). Panel heatmaps
 use :func:`degflow.pl.bulk.deg_heatmap` directly. Every function returns a Figure.
 """
 
@@ -17,8 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from degflow.errors import DegflowInputError
-from degflow.pl import bulk as plots
-from degflow.pl.bulk import PALETTE, style
+from degflow.pl.base import PALETTE, check_sheet, figure, fmt, freeze_layout, label_text, place_labels, style, thin
 
 __all__ = ["CLASS_COLORS", "enrichment_dotplot", "pathway_scores", "qpcr_concordance", "rescue"]
 
@@ -80,7 +79,7 @@ def rescue(
     lim_x = max(float(np.nanmax(np.abs(x[ok]))) if ok.any() else 1.0, 2 * lfc, 1.0) * 1.08
     lim_y = max(float(np.nanmax(np.abs(y[ok]))) if ok.any() else 1.0, 2 * lfc, 1.0) * 1.08
     with style():
-        fig = plots._figure(figsize)
+        fig = figure(figsize)
         ax = fig.add_subplot()
         shade = "#009E73"
         ax.fill_between([0, lim_x], -lim_y, 0, color=shade, alpha=0.07, lw=0, zorder=0)
@@ -99,14 +98,14 @@ def rescue(
             m = ok & (cls == c)
             idx = np.flatnonzero(m)
             if c == "unchanged":
-                idx = plots._thin(idx, np.abs(x[idx]) + np.abs(y[idx]), max_points)
+                idx = thin(idx, np.abs(x[idx]) + np.abs(y[idx]), max_points)
             if m.sum() == 0:
                 continue
             ax.scatter(x[idx], y[idx], s=6 if c == "unchanged" else 12, color=CLASS_COLORS[c], lw=0,
                        alpha=0.6 if c == "unchanged" else 0.85, zorder=2 if c == "unchanged" else 3,
                        rasterized=len(idx) > 2000)
             handles.append(Line2D([], [], ls="", marker="o", color=CLASS_COLORS[c],
-                                  label=f"{_LABELS[c]} ({plots._fmt(int(m.sum()))})"))
+                                  label=f"{_LABELS[c]} ({fmt(int(m.sum()))})"))
         handles.append(Line2D([], [], color="0.2", ls=":", label="full rescue (y = -x)"))
         ax.legend(handles=list(reversed(handles[:-1])) + handles[-1:], loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_xlim(-lim_x, lim_x)
@@ -115,15 +114,15 @@ def rescue(
         ax.set_ylabel(treatment_label)
         if title:
             ax.set_title(title)
-        plots._freeze_layout(fig)
+        freeze_layout(fig)
         if top_n > 0:
             rev = genes.loc[ok & (cls == "reversed")].copy()
             if len(rev):
                 worst = np.fmax(rev["padj_disease"].to_numpy(float), rev["padj_treatment"].to_numpy(float))
                 rev = rev.assign(_w=worst).sort_values(["_w", "gene_id"], kind="mergesort").head(top_n)
-                names = plots._label_text(rev.set_index("gene_id"), "gene_name")
-                plots._place_labels(ax, rev["log2FC_disease"].to_numpy(float), rev["log2FC_treatment"].to_numpy(float),
-                                    list(names), fontsize=8)
+                names = label_text(rev.set_index("gene_id"), "gene_name")
+                place_labels(ax, rev["log2FC_disease"].to_numpy(float), rev["log2FC_treatment"].to_numpy(float),
+                             list(names), fontsize=8)
     return fig
 
 
@@ -153,7 +152,7 @@ def pathway_scores(
     -------
     matplotlib.figure.Figure
     """
-    sheet = plots._check_sheet(sample_sheet, [str(s) for s in scores.index], [group_by], "pathway scores")
+    sheet = check_sheet(sample_sheet, [str(s) for s in scores.index], [group_by], "pathway scores")
     g = sheet[group_by]
     levels = list(order) if order is not None else (
         list(g.cat.categories) if isinstance(g.dtype, pd.CategoricalDtype) else list(pd.unique(g.astype(str))))
@@ -164,7 +163,7 @@ def pathway_scores(
     ncol = min(3, len(sets))
     nrow = math.ceil(len(sets) / ncol)
     with style():
-        fig = plots._figure((4.0 * ncol, 3.0 * nrow + 0.4))
+        fig = figure((4.0 * ncol, 3.0 * nrow + 0.4))
         axes = fig.subplots(nrow, ncol, squeeze=False)
         for k, ax in enumerate(axes.flat):
             if k >= len(sets):
@@ -229,7 +228,7 @@ def enrichment_dotplot(
     n = len(sets)
     with_gsea = gsea_table is not None
     with style():
-        fig = plots._figure((10.5 if with_gsea else 7.0, 1.6 + 0.32 * n))
+        fig = figure((10.5 if with_gsea else 7.0, 1.6 + 0.32 * n))
         axes = fig.subplots(1, 2 if with_gsea else 1, squeeze=False, sharey=True,
                             gridspec_kw={"width_ratios": [1, 1.3]} if with_gsea else None)[0]
         yy = {s: n - 1 - i for i, s in enumerate(sets)}
@@ -283,7 +282,7 @@ def qpcr_concordance(pairs: pd.DataFrame, stats_table: pd.DataFrame, *, title: s
         raise DegflowInputError("pairs needs contrast, gene, log2FC_qpcr, log2FC_rnaseq (see qpcr.concordance)")
     st = stats_table.set_index("contrast") if len(stats_table) else pd.DataFrame()
     with style():
-        fig = plots._figure((7.4, 5.8))
+        fig = figure((7.4, 5.8))
         ax = fig.add_subplot()
         vals = pairs[["log2FC_qpcr", "log2FC_rnaseq"]].to_numpy(dtype=float)
         m = max(float(np.nanmax(np.abs(vals))) if np.isfinite(vals).any() else 1.0, 1.0) * 1.15
@@ -306,8 +305,8 @@ def qpcr_concordance(pairs: pd.DataFrame, stats_table: pd.DataFrame, *, title: s
         ax.set_ylabel("qRT-PCR log2 fold change (-ddCt)")
         if title:
             ax.set_title(title)
-        plots._freeze_layout(fig)
+        freeze_layout(fig)
         if len(pairs):
-            plots._place_labels(ax, pairs["log2FC_rnaseq"].to_numpy(float), pairs["log2FC_qpcr"].to_numpy(float),
-                                list(pairs["gene"].astype(str)), fontsize=8)
+            place_labels(ax, pairs["log2FC_rnaseq"].to_numpy(float), pairs["log2FC_qpcr"].to_numpy(float),
+                         list(pairs["gene"].astype(str)), fontsize=8)
     return fig

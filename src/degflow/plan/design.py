@@ -68,7 +68,7 @@ def batch_design_terms(design: str, batch: Sequence[str], *, section: str = "bul
 
     Checks ``{section}.batch``: every batch column must be a variable of the design, and none may be part of an
     interaction with another variable (its effect would then differ by condition: there is no one batch effect
-    to remove). Used before the DAG is built and by :func:`degflow.bulk.qc.batch_corrected`.
+    to remove). Used before the DAG is built and by :func:`degflow.bulk.batch.batch_corrected`.
 
     Raises
     ------

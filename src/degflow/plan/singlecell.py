@@ -103,7 +103,8 @@ def plan_singlecell(sc_cfg: Mapping) -> SingleCellPlan:
         ``pca.regress_out`` column that will not exist, Harmony without harmonypy.
     """
     from degflow.io.singlecell import QC_OVERRIDE_COLUMNS, READER_COLUMNS, read_sample_sheet
-    from degflow.singlecell.process import leiden_key, load_markers
+    from degflow.singlecell.annotate import load_markers
+    from degflow.singlecell.process import leiden_key
 
     source = sc_cfg["samples"]
     sheet = read_sample_sheet(source)

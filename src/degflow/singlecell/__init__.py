@@ -1,1 +1,10 @@
-"""Single cell: QC, doublets, normalisation, clustering, UMAP, markers, annotation, composition."""
+"""Single cell, step by step (the scanpy recipe, reproducibly); reading the samples is :mod:`degflow.io.singlecell`.
+
+common          what every step shares: parameters in ``uns["degflow"]``, timed logging, thread cap, raw counts
+qc              per-cell QC metrics, thresholds (fixed, MAD, per sample), scrublet doublets
+process         normalise + log1p, highly variable genes, PCA, Harmony, neighbours, Leiden, UMAP
+annotate        marker genes, cell types from a marker YAML, label transfer from a reference, cluster sizes
+genes           the genes of interest: the configured list or file, matched to the data's symbols
+composition     differential cell-type composition (propeller)
+make_reference  command line: a labelled reference AnnData for label transfer
+"""

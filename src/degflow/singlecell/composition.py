@@ -17,8 +17,10 @@ The parse-time check of ``singlecell.composition`` and the tests it plans are :m
 :func:`cell_counts`            cells per replicate × cell type (long table with the design columns)
 :func:`transformed_proportions`  speckle's ``getTransformedProps``: proportions and their transform
 :func:`propeller`              every contrast (moderated t) and all-levels test (moderated F)
-:func:`composition_figure`     per-replicate proportions per cell type and level, with the FDR
 =============================  ==========================================================================
+
+The figure (per-replicate proportions per cell type and level, with the FDR) is drawn by
+:func:`degflow.pl.singlecell.composition_figure`.
 """
 
 from __future__ import annotations
@@ -29,14 +31,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from degflow.errors import DegflowInputError
 from degflow.plan.composition import CompositionTest
 
 __all__ = [
     "cell_counts",
-    "composition_figure",
     "propeller",
     "transformed_proportions",
 ]
@@ -234,71 +234,3 @@ def propeller(counts: pd.DataFrame, *, design: str, tests: Sequence[CompositionT
                  np.round(np.atleast_1d(eb["df_prior"]), 3).tolist()[:3],
                  ", ".join(res.loc[res["padj"] < 0.05, "cell_type"]) or "none")
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# figure
-# ----------------------------------------------------------------------------------------------
-
-
-def composition_figure(counts: pd.DataFrame, results: pd.DataFrame, *, test: CompositionTest,
-                       pair_by: str | None = None, title: str | None = None) -> Figure:
-    """Per-replicate proportions of each cell type by level, one panel per cell type, FDR in the panel title.
-
-    Parameters
-    ----------
-    counts
-        The long table of :func:`cell_counts` (with the ``test.factor`` column).
-    results
-        The test's table from :func:`propeller` (panels in its order, smallest p-value first).
-    pair_by
-        A design column whose replicates are measured at several levels (e.g. ``donor``): their points are
-        joined by grey lines.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    from degflow.pl.bulk import PALETTE, style
-
-    levels = list(test.levels[::-1]) if test.kind == "t" else list(test.levels)
-    c = counts.copy()
-    c["fraction"] = c["n_cells"] / c.groupby("sample")["n_cells"].transform("sum")
-    c = c[c[test.factor].astype(str).isin(levels)]
-    types = list(results["cell_type"])
-    ncol = min(4, len(types))
-    nrow = int(np.ceil(len(types) / ncol))
-    with style():
-        fig = Figure(figsize=(2.5 * ncol + 0.6, 2.4 * nrow + 0.7), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(nrow, ncol, squeeze=False)
-        for i, ax in enumerate(axes.ravel()):
-            if i >= len(types):
-                ax.set_axis_off()
-                continue
-            ct = types[i]
-            sub = c[c["cell_type"] == ct]
-            x = sub[test.factor].astype(str).map({lv: j for j, lv in enumerate(levels)}).to_numpy(dtype=float)
-            y = sub["fraction"].to_numpy()
-            if pair_by is not None and pair_by in sub.columns:
-                for _, g in sub.groupby(pair_by, sort=False):
-                    if len(g) > 1:
-                        gx = g[test.factor].astype(str).map({lv: j for j, lv in enumerate(levels)})
-                        o = np.argsort(gx.to_numpy())
-                        ax.plot(gx.to_numpy()[o], g["fraction"].to_numpy()[o], color="0.75", lw=0.8, zorder=1)
-            colors = [PALETTE[j % len(PALETTE)] for j in x.astype(int)]
-            ax.scatter(x, y, c=colors, s=22, zorder=2, edgecolors="white", linewidths=0.4)
-            for j in range(len(levels)):
-                m = y[x == j].mean() if (x == j).any() else np.nan
-                ax.plot([j - 0.25, j + 0.25], [m, m], color="black", lw=1.4, zorder=3)
-            row = results.iloc[i]
-            ax.set_title(f"{ct}\nFDR = {row['padj']:.2g}", fontsize=9,
-                         fontweight="bold" if row["padj"] < 0.05 else "normal")
-            ax.set_xticks(range(len(levels)), levels, fontsize=8)
-            ax.set_xlim(-0.6, len(levels) - 0.4)
-            ax.set_ylim(bottom=0)
-            ax.tick_params(axis="y", labelsize=8)
-            if i % ncol == 0:
-                ax.set_ylabel("share of the replicate's cells", fontsize=8)
-        stat = "moderated t" if test.kind == "t" else "moderated F"
-        fig.suptitle(title or f"cell-type proportions, {test.name} (propeller, {stat}; bar = mean, "
-                              "FDR = BH over cell types)", fontsize=10)
-    return fig
