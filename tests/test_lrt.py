@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from degflow.bulk.dataset import plan_bulk
-from degflow.de.deseq import coefficient_names, contrast_results, fit_deseq, lrt_results
+from degflow.de.fit import fit_deseq
+from degflow.de.results import coefficient_names, contrast_results, lrt_results
 from degflow.errors import DegflowInputError
 from degflow.plan.config import check_design, results_names, validate_config
 

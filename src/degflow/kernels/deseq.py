@@ -1,7 +1,7 @@
-"""Numba kernels of the R-faithful DESeq2 port (:mod:`degflow.de.deseq`, ``flavor="deseq2"``).
+"""Numba kernels of the R-faithful DESeq2 port (:mod:`degflow.de.reference`, ``flavor="deseq2"``).
 
 DESeq2 runs its per-gene loops in C++ (``fitDisp``, ``fitDispGrid``, ``fitBeta``); degflow's
-port in :mod:`degflow.de.deseq` has a NumPy version of each (vectorised over genes, the readable
+port in :mod:`degflow.de.reference` has a NumPy version of each (vectorised over genes, the readable
 reference) and these compiled versions, selected by ``engine="numba"`` (the default):
 
 =========================  =====================================================================
@@ -208,7 +208,7 @@ def _fit_disp_grid_kernel(Y, MU, X, prior_mean, prior_var, use_prior, grid, fine
 
 @jit(parallel=False, inline="always")
 def _log_dnbinom_mu(y, size, mu):  # pragma: no cover - compiled
-    """log NB(y; size, mu), as :func:`degflow.de.deseq._log_dnbinom_mu` (accurate for large ``size``)."""
+    """log NB(y; size, mu), as :func:`degflow.de.reference._log_dnbinom_mu` (accurate for large ``size``)."""
     v = -size * math.log1p(mu / size)
     if y > 0:
         v = (-betaln(size, y + 1.0) - math.log(y + size)) + v + y * (math.log(mu) - math.log(size + mu))
@@ -249,7 +249,7 @@ def _optim_objective_kernel(pv, y, X, sf, size, sd):  # pragma: no cover - compi
 def optim_objective(pv: np.ndarray, y: np.ndarray, X: np.ndarray, sf: np.ndarray, size: float, sd: float) -> float:
     """Negative log posterior of ``fitNbinomGLMsOptim`` (log2-scale coefficients ``pv``, normal prior sd ``sd``).
 
-    ``1e300`` where it is not finite, as the NumPy objective of :func:`degflow.de.deseq._optim_rows`.
+    ``1e300`` where it is not finite, as the NumPy objective of :func:`degflow.de.reference._optim_rows`.
     """
     return _optim_objective_kernel(pv, y, X, sf, size, sd)
 
@@ -353,7 +353,7 @@ def _fit_beta_kernel(Y, X, SF, alpha, beta0, lam, tol, maxit, minmu, large,
 
 
 # ---------------------------------------------------------------------------------------------
-# Python entry points (called by degflow.de.deseq)
+# Python entry points (called by degflow.de.reference)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -374,7 +374,7 @@ def fit_disp(
     tol: float,
     maxit: int,
 ) -> dict[str, np.ndarray]:
-    """Compiled ``fitDisp`` for every row of ``Y``; the keys of :func:`degflow.de.deseq._fit_disp_block`.
+    """Compiled ``fitDisp`` for every row of ``Y``; the keys of :func:`degflow.de.reference._fit_disp_block`.
 
     Parameters
     ----------
@@ -442,7 +442,7 @@ def fit_beta(
     minmu: float,
     large: float,
 ) -> dict[str, np.ndarray]:
-    """Compiled ``fitBeta`` for every row of ``Y``; the keys of :func:`degflow.de.deseq._fit_beta_block`.
+    """Compiled ``fitBeta`` for every row of ``Y``; the keys of :func:`degflow.de.reference._fit_beta_block`.
 
     Parameters
     ----------

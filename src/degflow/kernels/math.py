@@ -19,7 +19,7 @@ other kernels; most are inlined (``inline="always"``). Scratch arrays are passed
 ===================================================  ====================================================
 
 Used by :mod:`degflow.kernels.deseq` (the R-faithful port), :mod:`degflow.kernels.inference`
-(:class:`degflow.de.inference.NumbaInference`) and :mod:`degflow.kernels.sparse`.
+(:class:`degflow.de.inference.NumbaInference`) and :mod:`degflow.kernels.sparse`. (:mod:`degflow.kernels.rsim` is R's RNG, apart.)
 """
 
 from __future__ import annotations
