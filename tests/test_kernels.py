@@ -584,7 +584,7 @@ def test_size_factors_fallback_is_exact(monkeypatch, which, fault, order):
     fn, ref, kw, mode = which
     counts = np.asarray(nb_counts(seed=2), order=order)
     expected = fn(counts, **kw)
-    monkeypatch.setattr(kernels, "_sf_windows", fault(sizefactors._sf_windows))
+    monkeypatch.setattr(sizefactors, "_sf_windows", fault(sizefactors._sf_windows))
     res = sizefactors._median_log_ratios(sizefactors._check_counts(counts), mode, 2)
     assert res["n_exact"] == counts.shape[0]  # every sample redone over all its genes
     assert_array_equal(fn(counts, **kw), expected)
