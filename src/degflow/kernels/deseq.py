@@ -206,6 +206,8 @@ def _fit_disp_grid_kernel(Y, MU, X, prior_mean, prior_var, use_prior, grid, fine
 
 
 
+# The compiled twin of degflow.de.reference._log_dnbinom_mu (NumPy, vectorised over genes): every loop of the
+# port exists twice on purpose, the NumPy version being the readable reference the tests compare this with.
 @jit(parallel=False, inline="always")
 def _log_dnbinom_mu(y, size, mu):  # pragma: no cover - compiled
     """log NB(y; size, mu), as :func:`degflow.de.reference._log_dnbinom_mu` (accurate for large ``size``)."""

@@ -39,6 +39,8 @@ _LBFGSB_MAXLS = 20
 _LBFGSB_MAXITER = 15000
 
 
+# Not kernels/deseq.py's _nb_deviance: this is pydeseq2's nb_nll (lgamma form, summed pairwise), that one R's
+# dnbinom_mu (betaln form); each reproduces its own reference (pydeseq2 / DESeq2) to the last bits, so both stay.
 @jit(parallel=False)
 def _nb_nll(y, mu, alpha, t):  # pragma: no cover - compiled
     """pydeseq2 ``utils.nb_nll`` for one gene and a scalar dispersion (``t``: scratch of length m)."""
@@ -68,6 +70,8 @@ def lin_mu_kernel(Y, sf, H, min_mu, out):  # pragma: no cover - compiled
             out[g, i] = max(sf[i] * s, min_mu)
 
 
+# lin_mu_kernel, rough_disp_kernel and moments_disp_kernel each write out their per-gene loop over the
+# projection H instead of sharing a helper: three short hot loops, each fused with its own reduction.
 @jit()
 def rough_disp_kernel(N, H, dof, out):  # pragma: no cover - compiled
     """pydeseq2 ``utils.fit_rough_dispersions`` per gene of the normalised counts ``N`` (genes x samples)."""

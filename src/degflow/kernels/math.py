@@ -490,6 +490,8 @@ def log1p(x):
     return x if x == 0.0 else r  # keeps the sign of -0.0
 
 
+# A float32 twin of log1p on purpose: float32 data stay float32 (8 lanes per AVX2 vector instead of 4), with
+# musl's float32 polynomial (normalize_log1p on float32 data; within 0.84 ulp, see the docstring).
 @jit(parallel=False, inline="always")
 def log1p_f32(x):
     """``np.log1p`` for float32 (musl ``log1pf``, branch-free, 8 lanes per AVX2 vector).

@@ -68,6 +68,9 @@ _U = np.uint64
 _U0, _U1, _U2, _U3, _U4, _U64 = _U(0), _U(1), _U(2), _U(3), _U(4), _U(64)
 
 
+# Not kernels.math.pairwise_sum: these sums only need float64 accuracy, not NumPy's exact summation order
+# (pairwise_sum serves the DESeq2 ports, whose results must match NumPy bit for bit); four independent
+# accumulators keep the CSR row loops pipelined (see _sum4's docstring).
 @jit(parallel=False, inline="always")
 def _sum4(data, start, stop):
     """float64 sum of data[start:stop] (uint64 bounds) with four accumulators (no fastmath, still pipelined)."""
