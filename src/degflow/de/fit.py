@@ -39,7 +39,8 @@ deviations from pydeseq2, each mirroring a named DESeq2 function, are:
    smooths the KL divergences with ``loess(span = 0.2)`` and takes the argmin.  This
    is reproduced bit-for-bit: R's Mersenne-Twister seeding (``set.seed``), its
    inversion ``rnorm``, its ``rchisq`` (Ahrens-Dieter GD gamma), ``hist`` and the
-   ``loess`` kd-tree/vertex interpolation are emulated here.  pydeseq2 keeps the
+   ``loess`` kd-tree/vertex interpolation are emulated (:mod:`degflow.de.rcompat`,
+   :mod:`degflow.kernels.rsim`).  pydeseq2 keeps the
    floored MAD estimate (0.25), shrinking about twice as hard on airway.
    The MAD uses R's constant 1.4826.
 5. MAP dispersions (``estimateDispersionsMAP``): the same line search with the normal

@@ -1,14 +1,14 @@
 """The NumPy port of DESeq2's C++ per-gene loops, the readable reference of the numba kernels.
 
-=================================  =====================================================================
-:func:`_fit_disp`                  ``fitDisp``: Armijo line search on log(alpha), gene-wise and MAP
-                                   dispersions (:func:`_log_posterior`, :func:`_dlog_posterior`)
-:func:`_fit_disp_grid`             ``fitDispGrid``: the coarse-then-fine grid for non-converged genes
-:func:`_fit_nbinom_glms`           ``fitNbinomGLMs``: IRLS of ``fitBeta`` then R's ``optim`` (L-BFGS-B)
-                                   fallback (:func:`_optim_rows`)
+==================================  =====================================================================
+:func:`_fit_disp`                   ``fitDisp``: Armijo line search on log(alpha), gene-wise and MAP
+                                    dispersions (:func:`_log_posterior`, :func:`_dlog_posterior`)
+:func:`_fit_disp_grid`              ``fitDispGrid``: the coarse-then-fine grid for non-converged genes
+:func:`_fit_nbinom_glms`            ``fitNbinomGLMs``: IRLS of ``fitBeta`` then R's ``optim`` (L-BFGS-B)
+                                    fallback (:func:`_optim_rows`)
 :func:`_parametric_dispersion_fit`  ``parametricDispersionFit`` with ``glm(family = Gamma("identity"))``
-                                   (:func:`_glm_gamma_identity`)
-=================================  =====================================================================
+                                    (:func:`_glm_gamma_identity`)
+==================================  =====================================================================
 
 Each loop has a NumPy version vectorised over fixed blocks of genes (``engine="pydeseq2"``, in
 ``n_cpus`` Python threads, :func:`_run_blocks`) and dispatches to its compiled twin in

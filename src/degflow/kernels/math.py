@@ -3,23 +3,23 @@
 Every function here is a numba function (made by :func:`degflow.kernels.jit.jit`) called from inside
 other kernels; most are inlined (``inline="always"``). Scratch arrays are passed in, nothing allocates.
 
-===================================================  ====================================================
-:func:`pairwise_sum`                                 ``np.sum``'s pairwise summation order over ``a[lo:lo+n]``
-:func:`lgamma`, :func:`digamma`, :func:`betaln`      scipy's algorithms (cephes ``lgam``, cephes/Boost
-                                                     ``psi``, cephes ``lbeta``), bit-identical to
-                                                     ``gammaln``/``digamma`` on every value tested
-:func:`norm_sf`                                      the standard normal upper tail (``scipy.stats.norm.sf``)
-:func:`xtwx`, :func:`cholesky_solve`                 ``X' diag(w) X`` and a Cholesky solve (p x p)
+====================================================  ===================================================
+:func:`pairwise_sum`                                  ``np.sum``'s pairwise summation order over ``a[lo:lo+n]``
+:func:`lgamma`, :func:`digamma`, :func:`betaln`       scipy's algorithms (cephes ``lgam``, cephes/Boost
+                                                      ``psi``, cephes ``lbeta``), bit-identical to
+                                                      ``gammaln``/``digamma`` on every value tested
+:func:`norm_sf`                                       the standard normal upper tail (scipy's ``ndtr(-x)``)
+:func:`xtwx`, :func:`cholesky_solve`                  ``X' diag(w) X`` and a Cholesky solve (p x p)
 :func:`lu_factor`, :func:`lu_solve`, :func:`lu_inv`,  LU with partial pivoting as LAPACK's ``getrf``
-:func:`lu_inverse`                                   (``numpy.linalg.det``/``solve``/``inv``)
-:func:`log1p`, :func:`log1p_f32`, :func:`log`,       fdlibm/musl ``log1p``/``log`` written branch-free so
-:func:`log1p_any`                                    that loops over them vectorise (float64 within 1 ulp
-                                                     of NumPy; float32 ``log1p`` < 0.84 ulp)
-:func:`log1p_array`, :func:`log_array`               the fast logs over a 1-D array (tests, benchmarks)
-===================================================  ====================================================
+:func:`lu_inverse`                                    (``numpy.linalg.det``/``solve``/``inv``)
+:func:`log1p`, :func:`log1p_f32`, :func:`log`,        fdlibm/musl ``log1p``/``log`` written branch-free so
+:func:`log1p_any`                                     that loops over them vectorise (float64 within 1 ulp
+                                                      of NumPy; float32 ``log1p`` < 0.84 ulp)
+:func:`log1p_array`, :func:`log_array`                the fast logs over a 1-D array (tests, benchmarks)
+====================================================  ===================================================
 
 Used by :mod:`degflow.kernels.deseq` (the R-faithful port), :mod:`degflow.kernels.inference`
-(:class:`degflow.de.inference.NumbaInference`) and :mod:`degflow.kernels.sparse`. (:mod:`degflow.kernels.rsim` is R's RNG, apart.)
+(:class:`degflow.de.inference.NumbaInference`) and :mod:`degflow.kernels.sparse`.
 """
 
 from __future__ import annotations
