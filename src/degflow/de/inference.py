@@ -28,7 +28,8 @@ with the same algorithms:
                                   the optimum; genes where it fails use pydeseq2's ``nbinomGLM``
 ================================  ======================================================================
 
-Kernels. The per-gene routines are in :mod:`degflow.kernels.inference`, their scalar math in
+Kernels. The per-gene routines are in :mod:`degflow.kernels.inference` (``alpha_mle``:
+:mod:`degflow.kernels.lbfgsb`), their scalar math in
 :mod:`degflow.kernels.math`; this module holds the ``Inference`` subclass that lays out the arrays and
 calls them.
 
@@ -79,7 +80,6 @@ from pydeseq2 import inference as _pd_inference
 
 from degflow.kernels.inference import (
     ALT_CODES,
-    alpha_mle_kernel,
     irls_kernel,
     lin_mu_kernel,
     moments_disp_kernel,
@@ -87,6 +87,7 @@ from degflow.kernels.inference import (
     shrink_kernel,
     wald_kernel,
 )
+from degflow.kernels.lbfgsb import alpha_mle_kernel
 from degflow.runtime import threads as _threads
 
 __all__ = ["NumbaInference"]

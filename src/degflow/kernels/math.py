@@ -16,6 +16,7 @@ other kernels; most are inlined (``inline="always"``). Scratch arrays are passed
 :func:`log1p_any`                                     that loops over them vectorise (float64 within 1 ulp
                                                       of NumPy; float32 ``log1p`` < 0.84 ulp)
 :func:`log1p_array`, :func:`log_array`                the fast logs over a 1-D array (tests, benchmarks)
+:func:`nb_nll`                                        pydeseq2's ``utils.nb_nll`` for one gene
 ====================================================  ===================================================
 
 Used by :mod:`degflow.kernels.deseq` (the R-faithful port), :mod:`degflow.kernels.inference`
@@ -35,7 +36,7 @@ from degflow.kernels.jit import jit
 
 __all__ = [
     "betaln", "cholesky_solve", "digamma", "lgamma", "log", "log1p", "log1p_any", "log1p_array", "log1p_f32",
-    "log_array", "lu_factor", "lu_inv", "lu_inverse", "lu_solve", "norm_sf", "pairwise_sum", "xtwx",
+    "log_array", "lu_factor", "lu_inv", "lu_inverse", "lu_solve", "nb_nll", "norm_sf", "pairwise_sum", "xtwx",
 ]
 
 _SQRT1_2 = 0.70710678118654752440
@@ -552,3 +553,16 @@ def log_array(x, out):
     for i in prange(x.shape[0]):
         out[i] = log(x[i])
 
+
+# Not kernels/deseq.py's _nb_deviance: this is pydeseq2's nb_nll (lgamma form, summed pairwise), that one R's
+# dnbinom_mu (betaln form); each reproduces its own reference (pydeseq2 / DESeq2) to the last bits, so both stay.
+@jit(parallel=False)
+def nb_nll(y, mu, alpha, t):  # pragma: no cover - compiled
+    """pydeseq2 ``utils.nb_nll`` for one gene and a scalar dispersion (``t``: scratch of length m)."""
+    m = y.shape[0]
+    a1 = 1.0 / alpha
+    la1 = lgamma(a1)
+    for k in range(m):
+        logbinom = lgamma(y[k] + a1) - lgamma(y[k] + 1.0) - la1
+        t[k] = -logbinom + (y[k] + a1) * math.log(a1 + mu[k]) - y[k] * math.log(mu[k])
+    return m * a1 * math.log(alpha) + pairwise_sum(t, 0, m)
