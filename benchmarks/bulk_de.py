@@ -50,7 +50,8 @@ configure_runtime(blas_threads=1)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from degflow.de.deseq import contrast_results, fit_deseq  # noqa: E402
+from degflow.de.fit import fit_deseq  # noqa: E402
+from degflow.de.results import contrast_results  # noqa: E402
 
 R_SCRIPT = r"""
 suppressMessages(library(DESeq2))

@@ -1,4 +1,4 @@
-"""Benchmark of degflow.kernels.sparse against scanpy, pydeseq2 and the machine's floors (not pytest).
+"""Benchmark of degflow.kernels.sparse and degflow.kernels.sizefactors against scanpy, pydeseq2 and the machine's floors (not pytest).
 
     .venv/bin/python benchmarks/kernels.py                  # 100k cells x 20k genes, 200 M non-zeros
     .venv/bin/python benchmarks/kernels.py --cells 250000   # larger, if memory allows (checked first)
@@ -42,7 +42,10 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import sparse  # noqa: E402
 
+from degflow.kernels import math as kmath  # noqa: E402
+from degflow.kernels import sizefactors  # noqa: E402
 from degflow.kernels import sparse as kernels  # noqa: E402
+from degflow.runtime import threads  # noqa: E402
 
 Case = tuple[Callable[..., object], Callable[[], object] | None, int | None]  # (fn, setup, numba threads)
 
@@ -54,7 +57,7 @@ def bench(cases: dict[str, Case], repeats: int) -> dict[str, float]:
 
     def run(fn, setup, n):
         arg = setup() if setup else None
-        with kernels.threads(n):
+        with threads(n):
             t0 = time.perf_counter()
             fn(arg) if setup else fn()
             return time.perf_counter() - t0
@@ -224,7 +227,7 @@ def main() -> None:
             cases[f"inplace{n}"] = (lambda m: kernels.normalize_log1p(m, inplace=True), fresh, n)
             cases[f"target{n}"] = (lambda m: kernels.normalize_log1p(m, target_sum=1e4, inplace=True), fresh, n)
             cases[f"exclude{n}"] = (lambda: kernels.normalize_log1p(X, exclude_highly_expressed=True), None, n)
-            cases[f"log1p{n}"] = (lambda d: kernels._log1p_array(d, d), lambda: X.data.copy(), n)
+            cases[f"log1p{n}"] = (lambda d: kmath.log1p_array(d, d), lambda: X.data.copy(), n)
         cases["np.log1p"] = (lambda d: np.log1p(d, out=d), lambda: X.data.copy(), None)
         t = bench(cases, r)
         d_bytes, i_bytes, p_bytes = X.data.nbytes, X.indices.nbytes, X.indptr.nbytes
@@ -309,9 +312,9 @@ def main() -> None:
         s = np.apply_along_axis(size_factor, 1, counts)
         return s / np.exp(np.mean(np.log(s)))
 
-    assert np.allclose(kernels.size_factors_ratio(counts), deseq2_norm(counts)[1], rtol=1e-12, atol=0)
+    assert np.allclose(sizefactors.size_factors_ratio(counts), deseq2_norm(counts)[1], rtol=1e-12, atol=0)
     assert np.allclose(
-        kernels.size_factors_poscounts(counts, flavor="pydeseq2"), pydeseq2_poscounts(), rtol=1e-12, atol=0
+        sizefactors.size_factors_poscounts(counts, flavor="pydeseq2"), pydeseq2_poscounts(), rtol=1e-12, atol=0
     )
     cases = {
         "pd": (lambda: deseq2_norm(counts), None, None),
@@ -319,9 +322,9 @@ def main() -> None:
         "pdpos": (pydeseq2_poscounts, None, None),
     }
     for n in threads_list:
-        cases[f"ratio{n}"] = (lambda: kernels.size_factors_ratio(counts), None, n)
-        cases[f"ratioF{n}"] = (lambda: kernels.size_factors_ratio(counts_f), None, n)
-        cases[f"pos{n}"] = (lambda: kernels.size_factors_poscounts(counts), None, n)
+        cases[f"ratio{n}"] = (lambda: sizefactors.size_factors_ratio(counts), None, n)
+        cases[f"ratioF{n}"] = (lambda: sizefactors.size_factors_ratio(counts_f), None, n)
+        cases[f"pos{n}"] = (lambda: sizefactors.size_factors_poscounts(counts), None, n)
         cases[f"read{n}"] = (lambda: _read_sum(counts), None, n)
     t = bench(cases, r)
     zero_genes = int((counts == 0).any(axis=0).sum())

@@ -58,7 +58,8 @@ def worker(flavor: str, engine: str, out: str) -> None:
     configure_runtime(blas_threads=1)
     import pandas as pd
 
-    from degflow.de.deseq import contrast_results, fit_deseq
+    from degflow.de.fit import fit_deseq
+    from degflow.de.results import contrast_results
 
     d = ROOT / "resources" / "airway"  # the bundled example (= shared/data/airway)
     counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0)

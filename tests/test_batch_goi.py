@@ -331,7 +331,7 @@ def test_no_gene_found_is_a_clear_warning_not_a_failure(run):
 def test_genes_of_interest_over_a_numeric_covariate(repo, tmp_path):
     """A design of covariates only (``~ avgLength`` with a ``{name: avgLength}`` contrast): the count plots put the
     covariate on the x axis (a scatter of the normalised counts over its values) instead of stopping at run time."""
-    from degflow.de.deseq import _r_size_factors
+    from degflow.de.driver import _r_size_factors
 
     d = repo / "resources" / "airway"
     counts = pd.read_csv(d / "counts.tsv", sep="\t", index_col=0).iloc[:3000]

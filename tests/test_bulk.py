@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from degflow.de.deseq import contrast_results, fit_deseq
-from degflow.kernels.sparse import size_factors_ratio
+from degflow.de.fit import fit_deseq
+from degflow.de.results import contrast_results
+from degflow.kernels.sizefactors import size_factors_ratio
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""degflow.de.deseq against DESeq2 (R) reference outputs.
+"""The DESeq2 engine (degflow.de) against DESeq2 (R) reference outputs.
 
 R references: DESeq2 1.38.3 on airway and on pydeseq2's synthetic data
 (tests/data/.../deseq2_r), and DESeq2 1.34.0 outputs shipped with pydeseq2's tests.
@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from degflow.bulk.degs import classify
-from degflow.de.deseq import contrast_results, fit_deseq
+from degflow.de.fit import fit_deseq
+from degflow.de.results import contrast_results
 from degflow.errors import DegflowInputError
 
 RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
@@ -207,7 +208,8 @@ def test_numba_glm_and_grid_kernels_equal_numpy_port(airway):
     """IRLS with its L-BFGS-B fallback, per-gene normalisation factors, and the dispersion grid."""
     from scipy import stats
 
-    from degflow.de import deseq as D
+    from degflow.de import reference as D
+    from degflow.de.driver import _r_size_factors
     from degflow.kernels import deseq as K
 
     counts, samples = airway
@@ -216,7 +218,7 @@ def test_numba_glm_and_grid_kernels_equal_numpy_port(airway):
     sub[:10] = 0.0
     sub[:10, 0] = 1e5  # reads in one sample only: IRLS does not converge in 100 steps and optim refits
     X = np.column_stack([np.ones(8), pd.get_dummies(samples["cell"], drop_first=True).to_numpy(float), trt])
-    sf = D._r_size_factors(counts.to_numpy())
+    sf = _r_size_factors(counts.to_numpy())
     rng = np.random.default_rng(0)
     nf = sf[None, :] * np.exp(rng.normal(0.0, 0.1, sub.shape))  # genes x samples factors
     alpha = np.exp(rng.normal(-3.0, 1.0, sub.shape[0]))
@@ -472,12 +474,10 @@ def test_bad_inputs_raise_degflow_errors(synthetic):
 
 def test_r_random_streams_are_reproduced():
     """The prior-variance simulation relies on an exact emulation of R's generators."""
-    from degflow.de import deseq
-
-    kernel = deseq._make_r_sim_kernel()
+    from degflow.kernels import rsim
 
     def draws(seed: int, n: int, df: float, sd: float) -> np.ndarray:
-        return kernel.draws(deseq._r_set_seed(seed), deseq._R_EXP_Q, n, df, sd)
+        return rsim.draws(rsim.set_seed(seed), rsim.EXP_Q, n, df, sd)
 
     # R 4.2.2: set.seed(2); rchisq(3, 3); rnorm(3, 0, sqrt(0.5))
     np.testing.assert_array_equal(
@@ -495,13 +495,13 @@ def test_r_random_streams_are_reproduced():
 
 
 def test_r_loess_and_lowess_ports():
-    from degflow.de import deseq
+    from degflow.de import rcompat
 
     # R 4.2.2: x <- seq(0, 8, length = 200); y <- (x - 0.5)^2/10 + sin(7*x)/20
     #          predict(loess(y ~ x, span = .2), seq(0, 8, length = 1000))[c(1, 100, 500, 1000)]
     x = np.linspace(0, 8, 200)
     y = (x - 0.5) ** 2 / 10 + np.sin(7 * x) / 20
-    fit = deseq._r_loess_interpolate(x, y, np.linspace(0, 8, 1000), span=0.2)
+    fit = rcompat.loess_interpolate(x, y, np.linspace(0, 8, 1000), span=0.2)
     np.testing.assert_allclose(
         fit[[0, 99, 499, 999]],
         [0.0763722962561464852, -0.0040871835778338583, 1.2304032754273530603, 5.5630463072350577747],
@@ -510,7 +510,7 @@ def test_r_loess_and_lowess_ports():
     # lowess(1:20, y, f = 1/5)$y, as used by DESeq2's independent filtering
     yy = np.array([2, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 15, 13, 13, 16, 18, 17, 20, 25, 19.0])
     np.testing.assert_allclose(
-        deseq._r_lowess(np.arange(1.0, 21.0), yy, f=1 / 5),
+        rcompat.lowess(np.arange(1.0, 21.0), yy, f=1 / 5),
         [2.3479643720056602, 3.1410285043486570, 4.1515922285180444, 4.8549202520710262,
          6.1452456815521215, 6.8547579298831387, 8.1452420701168613, 8.8547626857728723,
          10.1454535977768394, 10.8629944782742065, 12.4253466010310909, 13.2181035473982060,
@@ -519,7 +519,7 @@ def test_r_loess_and_lowess_ports():
         rtol=1e-12,
     )
     np.testing.assert_allclose(
-        deseq._r_lowess(np.arange(1.0, 21.0), yy)[[0, 6, 19]],
+        rcompat.lowess(np.arange(1.0, 21.0), yy)[[0, 6, 19]],
         [2.1796982175604671, 8.0063162485607098, 20.4341670050641184],
         rtol=1e-12,
     )

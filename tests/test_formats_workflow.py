@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from degflow.bulk.dataset import build_dataset, length_normalization_factors, read_gene_annotation
-from degflow.de.deseq import contrast_results, fit_deseq
+from degflow.de.fit import fit_deseq
+from degflow.de.results import contrast_results
 from degflow.errors import DegflowInputError
 from degflow.io.counts import read_counts
 from degflow.io.genecounts import strandedness_table

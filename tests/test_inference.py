@@ -32,8 +32,9 @@ from pydeseq2.dds import DeseqDataSet
 from pydeseq2.default_inference import DefaultInference
 from pydeseq2.ds import DeseqStats
 
-from degflow.de.deseq import contrast_results, fit_deseq
+from degflow.de.fit import fit_deseq
 from degflow.de.inference import NumbaInference
+from degflow.de.results import contrast_results
 from degflow.errors import DegflowInputError
 
 DISP_RTOL, DISP_ATOL = 1e-4, 1e-8

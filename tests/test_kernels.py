@@ -1,4 +1,4 @@
-"""degflow.kernels.sparse against scanpy 1.11, pydeseq2 0.5.4, R DESeq2 and the plain-NumPy ``_ref_*`` twins.
+"""degflow.kernels.sparse and degflow.kernels.sizefactors against scanpy 1.11, pydeseq2 0.5.4, R DESeq2 and the plain-NumPy ``_ref_*`` twins.
 
 Real data: pbmc3k (10x, 2,700 cells x 13,714 genes) and airway (8 samples x 64,102 genes, with
 DESeq2 1.38.3 size factors), plus pydeseq2's synthetic set with DESeq2 1.34.0 size factors.
@@ -22,6 +22,8 @@ from scipy import sparse
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from degflow.errors import DegflowInputError
+from degflow.kernels import math as kmath
+from degflow.kernels import sizefactors
 from degflow.kernels import sparse as kernels
 from degflow.runtime import configure_runtime, resolve_threads, set_threads, threads
 
@@ -92,7 +94,7 @@ def test_log1p_f64_within_one_ulp():
     x = np.concatenate([SPECIALS, np.logspace(-320, 308, 200_000), -np.logspace(-300, -1e-16, 50_000),
                         rng.uniform(0, 1e4, 200_000)])  # fmt: skip
     out = np.empty_like(x)
-    kernels._log1p_array(x, out)
+    kmath.log1p_array(x, out)
     with np.errstate(all="ignore"):
         ref = np.log1p(x)
     assert_array_equal(np.isnan(out), np.isnan(ref))
@@ -110,7 +112,7 @@ def test_log1p_f32_within_one_ulp_of_exact():
         specials = SPECIALS.astype(np.float32)
     x = np.concatenate([specials, bits.astype(np.uint32).view(np.float32)])
     out = np.empty_like(x)
-    kernels._log1p_array(x, out)
+    kmath.log1p_array(x, out)
     with np.errstate(all="ignore"):
         exact = np.log1p(x.astype(np.float64))
     assert out.dtype == np.float32
@@ -123,7 +125,7 @@ def test_log1p_f32_within_one_ulp_of_exact():
 def test_log_within_one_ulp():
     x = np.concatenate([[0.0, 5e-324, 1e-310, 1.0, np.inf, -1.0, np.nan], np.logspace(-320, 308, 200_000)])
     out = np.empty_like(x)
-    kernels._log_array(x, out)
+    kmath.log_array(x, out)
     with np.errstate(all="ignore"):
         ref = np.log(x)
     assert_array_equal(np.isnan(out), np.isnan(ref))
@@ -417,16 +419,16 @@ def test_size_factors_ratio_airway_vs_r_and_pydeseq2(airway, core_data):
     from pydeseq2.preprocessing import deseq2_norm
 
     r = pd.read_csv(core_data / "airway/deseq2_r/airway.size_factors.tsv.gz", sep="\t", index_col=0)
-    sf = kernels.size_factors_ratio(airway)
+    sf = sizefactors.size_factors_ratio(airway)
     assert_allclose(sf, r.loc[airway.index, "size_factor"].to_numpy(), rtol=1e-10)
     assert_allclose(sf, deseq2_norm(airway.to_numpy())[1], rtol=1e-12)
-    assert_allclose(sf, kernels._ref_size_factors_ratio(airway), rtol=1e-12)
+    assert_allclose(sf, sizefactors._ref_size_factors_ratio(airway), rtol=1e-12)
 
 
 def test_size_factors_synthetic_vs_r(synthetic, core_data):
     d = core_data / "pydeseq2_synthetic/tests/data/single_factor"
-    assert_allclose(kernels.size_factors_ratio(synthetic), read_r(d / "r_test_size_factors.csv"), rtol=1e-10)
-    pos = kernels.size_factors_poscounts(synthetic)
+    assert_allclose(sizefactors.size_factors_ratio(synthetic), read_r(d / "r_test_size_factors.csv"), rtol=1e-10)
+    pos = sizefactors.size_factors_poscounts(synthetic)
     assert_allclose(pos, read_r(d / "r_test_size_factors_poscount.csv"), rtol=1e-10)
 
 
@@ -439,10 +441,10 @@ def test_size_factors_poscounts_airway(airway):
             counts=airway, metadata=pd.DataFrame({"c": ["a", "b"] * 4}, index=airway.index), design="~c", quiet=True
         )
         dds.fit_size_factors(fit_type="poscounts")
-    got = kernels.size_factors_poscounts(airway, flavor="pydeseq2")
+    got = sizefactors.size_factors_poscounts(airway, flavor="pydeseq2")
     assert_allclose(got, dds.obs["size_factors"].to_numpy(), rtol=1e-12)
-    deseq2 = kernels.size_factors_poscounts(airway)
-    assert_allclose(deseq2, kernels._ref_size_factors_poscounts(airway), rtol=1e-12)
+    deseq2 = sizefactors.size_factors_poscounts(airway)
+    assert_allclose(deseq2, sizefactors._ref_size_factors_poscounts(airway), rtol=1e-12)
     assert np.exp(np.mean(np.log(deseq2))) == pytest.approx(1.0, rel=1e-14)
     # pydeseq2 also drops the genes whose positive counts are all 1: a real difference on airway
     assert np.max(np.abs(deseq2 / got - 1)) > 0.01
@@ -461,21 +463,21 @@ def test_size_factors_poscounts_airway(airway):
 )
 def test_size_factors_input_types(synthetic, convert):
     counts = convert(synthetic)
-    ref = kernels._ref_size_factors_ratio(synthetic)
-    assert_allclose(kernels.size_factors_ratio(counts), ref, rtol=1e-12)
-    pos = kernels._ref_size_factors_poscounts(synthetic)
-    assert_allclose(kernels.size_factors_poscounts(counts), pos, rtol=1e-12)
+    ref = sizefactors._ref_size_factors_ratio(synthetic)
+    assert_allclose(sizefactors.size_factors_ratio(counts), ref, rtol=1e-12)
+    pos = sizefactors._ref_size_factors_poscounts(synthetic)
+    assert_allclose(sizefactors.size_factors_poscounts(counts), pos, rtol=1e-12)
 
 
 def test_size_factors_threads_identical(airway):
     assert_array_equal(
-        kernels.size_factors_ratio(airway, n_threads=1), kernels.size_factors_ratio(airway, n_threads=2)
+        sizefactors.size_factors_ratio(airway, n_threads=1), sizefactors.size_factors_ratio(airway, n_threads=2)
     )
 
 
 def test_size_factors_single_sample_and_gene():
-    assert_allclose(kernels.size_factors_ratio(np.array([[3, 5, 8]])), [1.0])
-    assert_allclose(kernels.size_factors_ratio(np.array([[3], [6]])), [np.sqrt(0.5), np.sqrt(2.0)])
+    assert_allclose(sizefactors.size_factors_ratio(np.array([[3, 5, 8]])), [1.0])
+    assert_allclose(sizefactors.size_factors_ratio(np.array([[3], [6]])), [np.sqrt(0.5), np.sqrt(2.0)])
 
 
 BAD_COUNTS = {
@@ -494,14 +496,14 @@ BAD_COUNTS = {
 
 @pytest.mark.parametrize(("counts", "method", "exc", "match"), BAD_COUNTS.values(), ids=BAD_COUNTS.keys())
 def test_size_factors_reject(counts, method, exc, match):
-    fn = kernels.size_factors_ratio if method == "ratio" else kernels.size_factors_poscounts
+    fn = sizefactors.size_factors_ratio if method == "ratio" else sizefactors.size_factors_poscounts
     with pytest.raises(exc, match=match):
         fn(counts)
 
 
 def test_poscounts_rejects_unknown_flavor():
     with pytest.raises(ValueError, match="flavor must be"):
-        kernels.size_factors_poscounts(np.ones((2, 2)), flavor="edgeR")
+        sizefactors.size_factors_poscounts(np.ones((2, 2)), flavor="edgeR")
 
 
 def nb_counts(n_samples: int = 12, n_genes: int = 24_000, seed: int = 0) -> np.ndarray:
@@ -514,12 +516,12 @@ def nb_counts(n_samples: int = 12, n_genes: int = 24_000, seed: int = 0) -> np.n
     return rng.negative_binomial(5, 5 / (5 + mu))
 
 
-SF_KERNELS = {  # (kernel, reference, keywords, mode of kernels._median_log_ratios)
-    "ratio": (kernels.size_factors_ratio, kernels._ref_size_factors_ratio, {}, "ratio"),
-    "poscounts": (kernels.size_factors_poscounts, kernels._ref_size_factors_poscounts, {}, "deseq2"),
+SF_KERNELS = {  # (kernel, reference, keywords, mode of sizefactors._median_log_ratios)
+    "ratio": (sizefactors.size_factors_ratio, sizefactors._ref_size_factors_ratio, {}, "ratio"),
+    "poscounts": (sizefactors.size_factors_poscounts, sizefactors._ref_size_factors_poscounts, {}, "deseq2"),
     "poscounts-pydeseq2": (
-        kernels.size_factors_poscounts,
-        kernels._ref_size_factors_poscounts,
+        sizefactors.size_factors_poscounts,
+        sizefactors._ref_size_factors_poscounts,
         {"flavor": "pydeseq2"},
         "pydeseq2",
     ),
@@ -535,7 +537,7 @@ def test_size_factors_layouts_and_dtypes_read_in_place(which, dtype, order):
     base = nb_counts()
     assert (base == 0).any() and base.max() >= 2**16  # zeros and counts past the log table
     counts = np.array(base, dtype=dtype, order=order)
-    assert np.shares_memory(kernels._as_count_array(counts), counts)  # no copy, no transpose
+    assert np.shares_memory(sizefactors._as_count_array(counts), counts)  # no copy, no transpose
     expected = ref(base, **kw)
     assert_allclose(fn(counts, **kw), expected, rtol=1e-12)
     # every layout and dtype gives the same bits (the logs come from one table / np.log)
@@ -546,15 +548,15 @@ def test_size_factors_ratio_matches_pydeseq2_on_wide_counts():
     from pydeseq2.preprocessing import deseq2_norm
 
     counts = nb_counts(seed=3)
-    assert_allclose(kernels.size_factors_ratio(counts), deseq2_norm(counts)[1], rtol=1e-12)
+    assert_allclose(sizefactors.size_factors_ratio(counts), deseq2_norm(counts)[1], rtol=1e-12)
     # genes x samples tables are usually passed transposed (F-ordered), as qc.py does
-    assert_allclose(kernels.size_factors_ratio(counts.T.copy().T), deseq2_norm(counts)[1], rtol=1e-12)
+    assert_allclose(sizefactors.size_factors_ratio(counts.T.copy().T), deseq2_norm(counts)[1], rtol=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["ratio", "deseq2", "pydeseq2"])
 def test_size_factors_windows_hold_the_median(mode):
     """On representative counts every sample's median is found inside its sampled window."""
-    res = kernels._median_log_ratios(kernels._as_count_array(nb_counts(seed=1)), mode, 2)
+    res = sizefactors._median_log_ratios(sizefactors._as_count_array(nb_counts(seed=1)), mode, 2)
     assert res["n_exact"] == 0
     assert np.all(res["n_used"] > 0)
 
@@ -582,8 +584,8 @@ def test_size_factors_fallback_is_exact(monkeypatch, which, fault, order):
     fn, ref, kw, mode = which
     counts = np.asarray(nb_counts(seed=2), order=order)
     expected = fn(counts, **kw)
-    monkeypatch.setattr(kernels, "_sf_windows", fault(kernels._sf_windows))
-    res = kernels._median_log_ratios(kernels._as_count_array(counts), mode, 2)
+    monkeypatch.setattr(sizefactors, "_sf_windows", fault(sizefactors._sf_windows))
+    res = sizefactors._median_log_ratios(sizefactors._as_count_array(counts), mode, 2)
     assert res["n_exact"] == counts.shape[0]  # every sample redone over all its genes
     assert_array_equal(fn(counts, **kw), expected)
     assert_allclose(expected, ref(counts, **kw), rtol=1e-12)
@@ -593,22 +595,22 @@ def test_size_factors_sample_with_few_positive_counts():
     """A sample with too few sampled ratios for a window keeps all its ratios; the others use windows."""
     counts = nb_counts(seed=4)
     counts[0, 600:] = 0
-    res = kernels._median_log_ratios(kernels._as_count_array(counts), "deseq2", 2)
+    res = sizefactors._median_log_ratios(sizefactors._as_count_array(counts), "deseq2", 2)
     assert res["n_exact"] == 0
-    assert_allclose(kernels.size_factors_poscounts(counts), kernels._ref_size_factors_poscounts(counts), rtol=1e-12)
+    assert_allclose(sizefactors.size_factors_poscounts(counts), sizefactors._ref_size_factors_poscounts(counts), rtol=1e-12)
 
 
 def test_size_factors_fractional_and_huge_counts():
     """Non-integer and > 2**16 values are logged by np.log, not the table."""
     counts = nb_counts(seed=5).astype(np.float64) * 1000.25 + 0.5
-    assert_allclose(kernels.size_factors_ratio(counts), kernels._ref_size_factors_ratio(counts), rtol=1e-12)
-    pos = kernels.size_factors_poscounts(counts.astype(np.float32))
-    assert_allclose(pos, kernels._ref_size_factors_poscounts(counts.astype(np.float32)), rtol=1e-12)
+    assert_allclose(sizefactors.size_factors_ratio(counts), sizefactors._ref_size_factors_ratio(counts), rtol=1e-12)
+    pos = sizefactors.size_factors_poscounts(counts.astype(np.float32))
+    assert_allclose(pos, sizefactors._ref_size_factors_poscounts(counts.astype(np.float32)), rtol=1e-12)
 
 
 def test_size_factors_threads_identical_with_windows():
     counts = nb_counts(seed=6)
-    for fn in (kernels.size_factors_ratio, kernels.size_factors_poscounts):
+    for fn in (sizefactors.size_factors_ratio, sizefactors.size_factors_poscounts):
         assert_array_equal(fn(counts, n_threads=1), fn(counts, n_threads=2))
 
 
@@ -618,21 +620,21 @@ def test_size_factors_bad_count_in_wide_counts(order):
     counts[3, 20_001] = -1
     match = r"1 negative, NaN or infinite values \(first at sample row 3, gene column 20001"
     with pytest.raises(DegflowInputError, match=match):
-        kernels.size_factors_ratio(counts)
+        sizefactors.size_factors_ratio(counts)
     floats = counts.astype(np.float64)
     floats[3, 20_001] = np.nan
     with pytest.raises(DegflowInputError, match="sample row 3, gene column 20001"):
-        kernels.size_factors_poscounts(floats)
+        sizefactors.size_factors_poscounts(floats)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 64, 65, 1000, 10_001])
 def test_select_pair_is_the_median(n):
     rng = np.random.default_rng(n)
     for values in (rng.normal(size=n), rng.integers(0, 5, n).astype(np.float64), np.full(n, 2.5)):
-        got = kernels._select_pair(values.copy(), n, (n - 1) // 2, n // 2)
+        got = sizefactors._select_pair(values.copy(), n, (n - 1) // 2, n // 2)
         assert got == np.median(values)
         k = n // 3
-        assert kernels._select_pair(values, n, k, k) == np.sort(values)[k]
+        assert sizefactors._select_pair(values, n, k, k) == np.sort(values)[k]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -682,8 +684,8 @@ def test_configure_runtime(tmp_path, monkeypatch):
     before = numba.get_num_threads()
     with threadpool_limits(limits=None):
         try:
-            # numba and degflow.kernels.sparse are already imported here: the cache dir is still set, with a warning
-            with pytest.warns(RuntimeWarning, match="after degflow.kernels.sparse was imported"):
+            # numba and degflow.kernels.jit are already imported here: the cache dir is still set, with a warning
+            with pytest.warns(RuntimeWarning, match="after degflow.kernels.jit was imported"):
                 configure_runtime(1, tmp_path / "numba_cache")
             assert os.environ["NUMBA_CACHE_DIR"] == str((tmp_path / "numba_cache").resolve())
             assert (tmp_path / "numba_cache").is_dir()

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from degflow.de.deseq import coefficient_names, contrast_results, fit_deseq, lrt_results
+from degflow.de.fit import fit_deseq
+from degflow.de.results import coefficient_names, contrast_results, lrt_results
 from degflow.errors import DegflowInputError
 from degflow.plan.bulk import plan_bulk
 from degflow.plan.design import check_design, results_names

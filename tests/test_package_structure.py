@@ -17,7 +17,7 @@ import degflow
 POSITIONAL_OPTIONS = {
     "degflow.runtime.configure_runtime": ["n_threads", "cache_dir"],
     "degflow.pl.compound.enrichment_dotplot": ["gsea_table"],
-    "degflow.de.deseq.fit_deseq": ["design", "reference_levels"],
+    "degflow.de.fit.fit_deseq": ["design", "reference_levels"],
     "degflow.bulk.genes_of_interest.default_group_by": ["batch"],
     "degflow.bulk.genes_of_interest.match_genes": ["gene_names"],
     "degflow.io.tables.read_bulk_dataset": ["size_factors"],
@@ -52,7 +52,7 @@ def _public():
 
 def test_the_package_has_public_functions():
     names = {q for q, _ in _public()}
-    assert len(names) > 150 and "degflow.de.deseq.fit_deseq" in names and "degflow.kernels.sparse.mean_var" in names
+    assert len(names) > 150 and "degflow.de.fit.fit_deseq" in names and "degflow.kernels.sparse.mean_var" in names
 
 
 def test_public_api_has_docstrings():

@@ -32,8 +32,9 @@ from degflow.bulk.dataset import (  # noqa: E402
 )
 from degflow.bulk.degs import top_genes  # noqa: E402
 from degflow.bulk.vst import variance_stabilised  # noqa: E402
-from degflow.de.deseq import contrast_results, fit_deseq  # noqa: E402
-from degflow.kernels.sparse import size_factors_ratio  # noqa: E402
+from degflow.de.fit import fit_deseq  # noqa: E402
+from degflow.de.results import contrast_results  # noqa: E402
+from degflow.kernels.sizefactors import size_factors_ratio  # noqa: E402
 from degflow.pl import bulk as plots  # noqa: E402
 from degflow.pl.de import volcano  # noqa: E402
 from degflow.plan.bulk import plan_bulk  # noqa: E402

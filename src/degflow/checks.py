@@ -21,11 +21,11 @@ Results and thresholds, shared by :mod:`degflow.bulk.qc` and :mod:`degflow.pl.bu
 """
 
 # Look-alikes kept apart, because they check other things:
-# - degflow.kernels.sparse._as_count_array converts a dense samples x genes array to a dtype and layout the numba
+# - degflow.kernels.sizefactors._as_count_array converts a dense samples x genes array to a dtype and layout the numba
 #   kernels compile for (raising TypeError/ValueError for programming errors); the kernels count negative/NaN
 #   values in the same pass as the work (_raise_bad_counts), so no second pass over the data is made here.
 # - degflow.compound.rescue._check_results also needs a unique gene_id column (results.tsv), with its own words.
-# - degflow.de.deseq._check_inputs checks counts against the sample table and returns int64 counts.
+# - degflow.de.fit._check_inputs checks counts against the sample table and returns int64 counts.
 # - degflow.io.sheets.MISSING_VALUES are a sample sheet's spellings of "missing" (lower-case na, n/a); the
 #   count tables' NA_STRINGS below also hold "" and "None" (pandas' and Python's writers).
 

@@ -10,7 +10,7 @@ a kernel call with ``n_threads=...`` uses :func:`threads`.
 
 Numba reads ``NUMBA_CACHE_DIR`` when it is imported and fixes each kernel's cache location
 when the kernel module is imported, so the cache directory must be set **before**
-``import numba`` (and before ``import degflow.kernels.sparse``, scanpy or pydeseq2, which import
+``import numba`` (and before ``import degflow.kernels.jit``, scanpy or pydeseq2, which import
 numba). On a read-only install (a conda env in a shared prefix, a container) numba cannot
 write its cache beside the sources and would recompile every kernel in every job (tens of
 seconds); a writable ``NUMBA_CACHE_DIR`` (``workflow/scripts/_common.py`` uses
@@ -65,7 +65,7 @@ def configure_runtime(
     """Set the numba cache folder and cap every thread pool of this process.
 
     Call it first thing in a script (``workflow/scripts/_common.setup`` does the same job),
-    before numba, numpy, scanpy, pydeseq2 or :mod:`degflow.kernels.sparse` are imported.
+    before numba, numpy, scanpy, pydeseq2 or :mod:`degflow.kernels.jit` are imported.
 
     Parameters
     ----------
@@ -77,7 +77,7 @@ def configure_runtime(
         Writable folder for numba's on-disk cache (created if missing); exported as
         ``NUMBA_CACHE_DIR``. If numba is already imported the setting is also pushed into
         ``numba.config``, which only affects kernels defined afterwards: a warning says so
-        when :mod:`degflow.kernels.sparse` was imported first.
+        when :mod:`degflow.kernels.jit` was imported first.
     blas_threads
         Threads for BLAS/OpenMP (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
         ``MKL_NUM_THREADS``, ...; applied at run time too if numpy is already loaded). Default 1,
@@ -101,11 +101,11 @@ def configure_runtime(
             import numba
 
             numba.config.CACHE_DIR = str(path)
-            if "degflow.kernels.sparse" in sys.modules:
+            if "degflow.kernels.jit" in sys.modules:
                 warnings.warn(
-                    "configure_runtime(cache_dir=...) was called after degflow.kernels.sparse was imported; "
+                    "configure_runtime(cache_dir=...) was called after degflow.kernels.jit was imported; "
                     "its kernels keep their old cache location. Call configure_runtime before importing "
-                    "degflow.kernels.sparse, scanpy or pydeseq2.",
+                    "degflow.kernels.jit, scanpy or pydeseq2.",
                     RuntimeWarning,
                     stacklevel=2,
                 )

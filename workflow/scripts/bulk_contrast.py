@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from degflow.bulk.dataset import annotate_results, deg_table
-from degflow.de.deseq import contrast_results
+from degflow.de.results import contrast_results
 from degflow.io.tables import load_pickle, write_tsv
 
 p, de, th = snakemake.params, snakemake.params.de, snakemake.params.thresholds

@@ -6,9 +6,9 @@ import anndata as ad
 import pandas as pd
 
 from degflow.bulk.dataset import length_normalization_factors, normalized_counts
-from degflow.de.deseq import fit_deseq
+from degflow.de.fit import fit_deseq
 from degflow.io.tables import save_pickle, write_tsv
-from degflow.kernels.sparse import size_factors_poscounts, size_factors_ratio
+from degflow.kernels.sizefactors import size_factors_poscounts, size_factors_ratio
 
 p = snakemake.params
 data = ad.read_h5ad(snakemake.input[0])

@@ -5,7 +5,7 @@ threads = setup(snakemake)
 import pandas as pd
 
 from degflow.bulk.patterns import lrt_table, significant_genes
-from degflow.de.deseq import lrt_results
+from degflow.de.results import lrt_results
 from degflow.io.tables import load_pickle, write_tsv
 from degflow.report import html_table
 

@@ -5,7 +5,8 @@ threads = setup(snakemake)
 import anndata as ad
 
 from degflow.bulk.dataset import annotate_results, deg_table
-from degflow.de.deseq import contrast_results, fit_deseq
+from degflow.de.fit import fit_deseq
+from degflow.de.results import contrast_results
 from degflow.io.tables import write_tsv
 from degflow.pseudobulk import aggregate as pseudobulk
 

@@ -1,6 +1,6 @@
 """Bulk RNA-seq: from the plan (:mod:`degflow.plan.bulk`) to the count dataset, DEG tables and the summary.
 
-The DE fit itself lives in :mod:`degflow.de.deseq`; count readers in :mod:`degflow.io.counts`.
+The DE fit itself lives in :mod:`degflow.de.fit`; count readers in :mod:`degflow.io.counts`.
 Nothing here reads the Snakemake config: every function takes keyword arguments.
 """
 
@@ -144,9 +144,9 @@ def length_normalization_factors(counts: np.ndarray | pd.DataFrame, avg_tx_lengt
     -------
     numpy.ndarray
         Genes x samples normalisation factors (each gene's geometric mean is 1), for
-        :func:`degflow.de.deseq.fit_deseq` ``normalization_factors=``.
+        :func:`degflow.de.fit.fit_deseq` ``normalization_factors=``.
     """
-    from degflow.de.deseq import _r_size_factors  # noqa: PLC0415 - the same median-of-ratios as the fit
+    from degflow.de.driver import _r_size_factors  # noqa: PLC0415 - the same median-of-ratios as the fit
 
     Y = np.asarray(counts, dtype=float)
     L = np.asarray(avg_tx_length, dtype=float)

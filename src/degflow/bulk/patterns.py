@@ -35,7 +35,7 @@ def lrt_table(res: pd.DataFrame, gene_names: pd.Series | None, *, padj: float) -
     Parameters
     ----------
     res
-        :func:`degflow.de.deseq.lrt_results` (its ``attrs["coefficient"]`` names the log2 fold change).
+        :func:`degflow.de.results.lrt_results` (its ``attrs["coefficient"]`` names the log2 fold change).
     gene_names
         gene_id -> symbol, or None. Without any name (None, or every name empty) ``gene_name`` is the gene ID,
         as in :func:`degflow.bulk.dataset.annotate_results`, so the column is always there.

@@ -37,7 +37,7 @@ def median_of_ratios(counts: pd.DataFrame) -> pd.Series:
     pandas.Series
         float64 size factor per sample, named ``size_factor``.
     """
-    from degflow.kernels.sparse import size_factors_ratio  # the one implementation (numba)
+    from degflow.kernels.sizefactors import size_factors_ratio  # the one implementation (numba)
 
     counts = check_count_frame(counts)
     sf = size_factors_ratio(counts.to_numpy().T)
@@ -147,7 +147,7 @@ def _vst_trend(counts: np.ndarray, sf: np.ndarray, *, nsub: int, min_disp: float
     Mirrors R ``DESeq2::vst``: take ``nsub`` genes with mean normalised count > 5, evenly spaced
     along their mean (``o[round(seq(1, length(o), length = nsub))]``), estimate gene-wise
     dispersions with an intercept-only model (``estimateDispersionsGeneEst`` as ported in
-    :mod:`degflow.de.deseq`: fitted means ``s_i * mean(normalised)`` floored at 0.5), keep those above
+    :mod:`degflow.de.driver`: fitted means ``s_i * mean(normalised)`` floored at 0.5), keep those above
     ``100 * min_disp`` as R's ``estimateDispersionsFit`` does, and fit the gamma-family trend.
 
     Returns ``(a0, a1, n_genes_used)``.
@@ -170,7 +170,7 @@ def _vst_trend(counts: np.ndarray, sf: np.ndarray, *, nsub: int, min_disp: float
     n = y.shape[0]
     if n < 2:
         raise DegflowInputError("the VST needs at least 2 samples to estimate dispersions")
-    from degflow.de.deseq import _genewise_dispersions  # noqa: PLC0415 - the R port of estimateDispersionsGeneEst
+    from degflow.de.driver import _genewise_dispersions  # noqa: PLC0415 - the R port of estimateDispersionsGeneEst
 
     # R's own gene-wise estimates (moments start, line search, grid fallback; design ~ 1), not the exact MLE:
     # the exact MLE (_dispersion_mle) moves airway's trend from R's a1 = 3.378 to 2.946 and the VST by up to 0.19.
@@ -181,7 +181,7 @@ def _vst_trend(counts: np.ndarray, sf: np.ndarray, *, nsub: int, min_disp: float
         raise DegflowInputError(
             "fewer than 10 genes show extra-Poisson variation, the VST trend cannot be fitted; use method='log2'"
         )
-    from degflow.de.deseq import _parametric_dispersion_fit  # noqa: PLC0415 - R's convergence rule exactly
+    from degflow.de.reference import _parametric_dispersion_fit  # noqa: PLC0415 - R's convergence rule exactly
 
     try:
         a0, a1 = (float(c) for c in _parametric_dispersion_fit(ny.mean(axis=0)[keep], disp[keep]))
@@ -212,7 +212,7 @@ def variance_stabilised(
     airway's 33k expressed genes on one core). R fits the trend on a 1,000-gene subset; we
     follow R: the subset is the ``nsub`` genes with mean normalised count > 5, evenly spaced by
     mean (all of them if fewer), their dispersions are DESeq2's gene-wise estimates under an
-    intercept-only design (blind; the port in :mod:`degflow.de.deseq`, whose line search stops where
+    intercept-only design (blind; the port in :mod:`degflow.de.reference`, whose line search stops where
     R's does), and the trend is R's ``parametricDispersionFit`` (ported there too). On airway the
     trend and the VST are R's to ~1e-9 (``tests/test_batch_goi.py``). 0.3 s on airway.
 

@@ -9,15 +9,16 @@ falls back to pandas, whose slower path names the offending cell in its message.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from degflow.kernels.jit import jit
 
 __all__ = ["parse_int_matrix"]
 
 _NL, _CR, _QUOTE = 10, 13, 34
 
 
-@numba.njit(cache=True, nogil=True)  # noqa: TID251 - serial byte scanner; no parallel or numpy error model needed
+@jit(parallel=False, error_model="python")  # serial byte scanner: no prange, no numpy error model needed
 def _count_lines(buf: np.ndarray, start: int) -> int:  # pragma: no cover - compiled
     n = 0
     for i in range(start, buf.size):
@@ -26,7 +27,7 @@ def _count_lines(buf: np.ndarray, start: int) -> int:  # pragma: no cover - comp
     return n + 1
 
 
-@numba.njit(cache=True, nogil=True)  # noqa: TID251 - serial byte scanner; no parallel or numpy error model needed
+@jit(parallel=False, error_model="python")  # serial byte scanner: no prange, no numpy error model needed
 def _parse(buf: np.ndarray, start: int, sep: int, n_values: int, max_rows: int):  # pragma: no cover - compiled
     values = np.empty((max_rows, n_values), dtype=np.int64)
     id_start = np.empty(max_rows, dtype=np.int64)

@@ -1,7 +1,7 @@
-"""Numba kernels of the R-faithful DESeq2 port (:mod:`degflow.de.deseq`, ``flavor="deseq2"``).
+"""Numba kernels of the R-faithful DESeq2 port (:mod:`degflow.de.reference`, ``flavor="deseq2"``).
 
 DESeq2 runs its per-gene loops in C++ (``fitDisp``, ``fitDispGrid``, ``fitBeta``); degflow's
-port in :mod:`degflow.de.deseq` has a NumPy version of each (vectorised over genes, the readable
+port in :mod:`degflow.de.reference` has a NumPy version of each (vectorised over genes, the readable
 reference) and these compiled versions, selected by ``engine="numba"`` (the default):
 
 =========================  =====================================================================
@@ -20,7 +20,7 @@ no fastmath, scratch arrays allocated once per chunk); the p x p algebra (p = nu
 coefficients, <= ~10 in real designs) is an LU factorisation with partial pivoting written out,
 as LAPACK's ``getrf`` does it for ``numpy.linalg.det``/``solve``/``inv``. Sums over samples follow
 NumPy's pairwise order and ``lgamma``/``digamma`` are scipy's algorithms
-(:mod:`degflow.de.inference`), so a gene's arithmetic is the NumPy version's up to the last bits of
+(:mod:`degflow.kernels.math`), so a gene's arithmetic is the NumPy version's up to the last bits of
 the p x p algebra and of ``exp``/``log``; ``tests/test_deseq.py`` asserts the agreement with the
 NumPy version and with R. Every gene's arithmetic is independent of the others and of the
 thread count, so results are identical for 1 and N threads.
@@ -33,8 +33,8 @@ import math
 import numpy as np
 from numba import prange
 
-from degflow.de.inference import _digamma, _lgamma, _lu, _lu_inv, _lu_solve, _pairwise_sum, _xtwx
-from degflow.kernels.sparse import _jit
+from degflow.kernels.jit import jit
+from degflow.kernels.math import betaln, digamma, lgamma, lu_factor, lu_inv, lu_solve, pairwise_sum, xtwx
 
 __all__ = ["fit_beta", "fit_disp", "fit_disp_grid", "optim_objective"]
 
@@ -46,30 +46,30 @@ _CHUNK = 64  # genes per prange iteration (scratch arrays are allocated once per
 # ---------------------------------------------------------------------------------------------
 
 
-@_jit(parallel=False)
+@jit(parallel=False)
 def _log_posterior(la, y, mu, X, prior_mean, prior_var, use_prior, w, t, A, LU, piv):  # pragma: no cover
     m = y.shape[0]
     alpha = math.exp(la)
     a1 = 1.0 / alpha
     for k in range(m):
         w[k] = 1.0 / (1.0 / mu[k] + alpha)
-    _xtwx(X, w, A)
-    _ok, sign, logdet = _lu(A, LU, piv)
+    xtwx(X, w, A)
+    _ok, sign, logdet = lu_factor(A, LU, piv)
     det = sign * math.exp(logdet)  # NumPy's det: sign * exp(log|det|) from the same factors
     cr = -0.5 * math.log(det) if det >= 0.0 else np.nan
-    lg_a1 = _lgamma(a1)
+    lg_a1 = lgamma(a1)
     for k in range(m):
         # y = 0: lgamma(0 + a1) is lg_a1 itself (same bits, one lgamma fewer per zero count)
-        lg = lg_a1 if y[k] == 0.0 else _lgamma(y[k] + a1)
+        lg = lg_a1 if y[k] == 0.0 else lgamma(y[k] + a1)
         t[k] = lg - lg_a1 - y[k] * math.log(mu[k] + a1) - a1 * math.log(1.0 + mu[k] * alpha)
-    res = _pairwise_sum(t, 0, m) + cr
+    res = pairwise_sum(t, 0, m) + cr
     if use_prior:
         d = la - prior_mean
         res = res - 0.5 * d * d / prior_var
     return res
 
 
-@_jit(parallel=False)
+@jit(parallel=False)
 def _dlog_posterior(la, y, mu, X, prior_mean, prior_var, use_prior, w, t, A, dA, LU, piv, col, inv
                     ):  # pragma: no cover - compiled
     m = y.shape[0]
@@ -79,30 +79,30 @@ def _dlog_posterior(la, y, mu, X, prior_mean, prior_var, use_prior, w, t, A, dA,
     a2 = a1 * a1
     for k in range(m):
         w[k] = 1.0 / (1.0 / mu[k] + alpha)
-    _xtwx(X, w, A)
+    xtwx(X, w, A)
     for k in range(m):
         w[k] = -w[k] * w[k]
-    _xtwx(X, w, dA)
-    _lu(A, LU, piv)
-    _lu_inv(LU, piv, col, inv)
+    xtwx(X, w, dA)
+    lu_factor(A, LU, piv)
+    lu_inv(LU, piv, col, inv)
     tr = 0.0
     for i in range(p):
         for j in range(p):
             tr += inv[i, j] * dA[j, i]
     cr = -0.5 * tr
-    dg_a1 = _digamma(a1)
+    dg_a1 = digamma(a1)
     for k in range(m):
         ma = mu[k] * alpha
-        dg = dg_a1 if y[k] == 0.0 else _digamma(y[k] + a1)
+        dg = dg_a1 if y[k] == 0.0 else digamma(y[k] + a1)
         t[k] = dg_a1 + math.log(1.0 + ma) - ma / (1.0 + ma) - dg + y[k] / (mu[k] + a1)
-    ll = a2 * _pairwise_sum(t, 0, m)
+    ll = a2 * pairwise_sum(t, 0, m)
     res = (ll + cr) * alpha
     if use_prior:
         res = res - (la - prior_mean) / prior_var
     return res
 
 
-@_jit
+@jit()
 def _fit_disp_kernel(Y, MU, X, log_alpha0, prior_mean, prior_var, min_log_alpha, use_prior, kappa_0, tol,
                      maxit, out_la, out_iter, out_init, out_last):  # pragma: no cover - compiled
     n, m = Y.shape
@@ -162,7 +162,7 @@ def _fit_disp_kernel(Y, MU, X, log_alpha0, prior_mean, prior_var, min_log_alpha,
             out_last[g] = lp
 
 
-@_jit
+@jit()
 def _fit_disp_grid_kernel(Y, MU, X, prior_mean, prior_var, use_prior, grid, fine_off, out):  # pragma: no cover
     n, m = Y.shape
     p = X.shape[1]
@@ -205,43 +205,32 @@ def _fit_disp_grid_kernel(Y, MU, X, prior_mean, prior_var, use_prior, grid, fine
 # ---------------------------------------------------------------------------------------------
 
 
-@_jit(parallel=False)
-def _betaln(a, b):  # pragma: no cover - compiled
-    """log Beta(a, b) for a, b > 0 with cephes ``lbeta``'s asymptotic branch for a >> b."""
-    if a < b:
-        a, b = b, a
-    if a > 1.0e6 * b and a > 1.0e6:
-        r = _lgamma(b) - b * math.log(a)
-        r += b * (1.0 - b) / (2.0 * a)
-        r += b * (1.0 - b) * (1.0 - 2.0 * b) / (12.0 * a * a)
-        r += -b * b * (1.0 - b) * (1.0 - b) / (12.0 * a * a * a)
-        return r
-    return _lgamma(a) + _lgamma(b) - _lgamma(a + b)
 
-
-@_jit(parallel=False, inline="always")
+# The compiled twin of degflow.de.reference._log_dnbinom_mu (NumPy, vectorised over genes): every loop of the
+# port exists twice on purpose, the NumPy version being the readable reference the tests compare this with.
+@jit(parallel=False, inline="always")
 def _log_dnbinom_mu(y, size, mu):  # pragma: no cover - compiled
-    """log NB(y; size, mu), as :func:`degflow.de.deseq._log_dnbinom_mu` (accurate for large ``size``)."""
+    """log NB(y; size, mu), as :func:`degflow.de.reference._log_dnbinom_mu` (accurate for large ``size``)."""
     v = -size * math.log1p(mu / size)
     if y > 0:
-        v = (-_betaln(size, y + 1.0) - math.log(y + size)) + v + y * (math.log(mu) - math.log(size + mu))
+        v = (-betaln(size, y + 1.0) - math.log(y + size)) + v + y * (math.log(mu) - math.log(size + mu))
     return v
 
 
-@_jit(parallel=False)
+@jit(parallel=False)
 def _nb_deviance(y, mu, alpha, t):  # pragma: no cover - compiled
     """-2 log NB(y; 1/alpha, mu) summed over samples."""
     size = 1.0 / alpha
     m = y.shape[0]
     for k in range(m):
         t[k] = _log_dnbinom_mu(y[k], size, mu[k])
-    return -2.0 * _pairwise_sum(t, 0, m)
+    return -2.0 * pairwise_sum(t, 0, m)
 
 
 _LOG_SQRT_2PI = float(np.log(np.sqrt(2 * np.pi)))  # scipy's _norm_pdf_logC
 
 
-@_jit(parallel=False)
+@jit(parallel=False)
 def _optim_objective_kernel(pv, y, X, sf, size, sd):  # pragma: no cover - compiled
     m, p = X.shape
     ll = 0.0
@@ -262,12 +251,12 @@ def _optim_objective_kernel(pv, y, X, sf, size, sd):  # pragma: no cover - compi
 def optim_objective(pv: np.ndarray, y: np.ndarray, X: np.ndarray, sf: np.ndarray, size: float, sd: float) -> float:
     """Negative log posterior of ``fitNbinomGLMsOptim`` (log2-scale coefficients ``pv``, normal prior sd ``sd``).
 
-    ``1e300`` where it is not finite, as the NumPy objective of :func:`degflow.de.deseq._optim_rows`.
+    ``1e300`` where it is not finite, as the NumPy objective of :func:`degflow.de.reference._optim_rows`.
     """
     return _optim_objective_kernel(pv, y, X, sf, size, sd)
 
 
-@_jit
+@jit()
 def _fit_beta_kernel(Y, X, SF, alpha, beta0, lam, tol, maxit, minmu, large,
                      out_beta, out_iter, out_hat, out_var):  # pragma: no cover - compiled
     n, m = Y.shape
@@ -305,15 +294,15 @@ def _fit_beta_kernel(Y, X, SF, alpha, beta0, lam, tol, maxit, minmu, large,
                 for k in range(m):
                     w[k] = mu[k] / (1.0 + a * mu[k])
                     wz[k] = w[k] * (math.log(mu[k] / sf[k]) + (y[k] - mu[k]) / mu[k])
-                _xtwx(X, w, A)
+                xtwx(X, w, A)
                 for j in range(p):
                     A[j, j] += lam
                     s = 0.0
                     for k in range(m):
                         s += wz[k] * X[k, j]
                     rhs[j] = s
-                _lu(A, LU, piv)
-                _lu_solve(LU, piv, rhs, b)
+                lu_factor(A, LU, piv)
+                lu_solve(LU, piv, rhs, b)
                 diverged = False
                 for j in range(p):
                     if abs(b[j]) > large:
@@ -340,13 +329,13 @@ def _fit_beta_kernel(Y, X, SF, alpha, beta0, lam, tol, maxit, minmu, large,
             # final weights from the (floored) mu of the last iterate, as in fitBeta
             for k in range(m):
                 w[k] = mu[k] / (1.0 + a * mu[k])
-            _xtwx(X, w, S)
+            xtwx(X, w, S)
             for i in range(p):
                 for j in range(p):
                     A[i, j] = S[i, j]
                 A[i, i] += lam
-            _lu(A, LU, piv)
-            _lu_inv(LU, piv, col, inv)
+            lu_factor(A, LU, piv)
+            lu_inv(LU, piv, col, inv)
             for k in range(m):
                 h = 0.0
                 for i in range(p):
@@ -366,7 +355,7 @@ def _fit_beta_kernel(Y, X, SF, alpha, beta0, lam, tol, maxit, minmu, large,
 
 
 # ---------------------------------------------------------------------------------------------
-# Python entry points (called by degflow.de.deseq)
+# Python entry points (called by degflow.de.reference)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -387,7 +376,7 @@ def fit_disp(
     tol: float,
     maxit: int,
 ) -> dict[str, np.ndarray]:
-    """Compiled ``fitDisp`` for every row of ``Y``; the keys of :func:`degflow.de.deseq._fit_disp_block`.
+    """Compiled ``fitDisp`` for every row of ``Y``; the keys of :func:`degflow.de.reference._fit_disp_block`.
 
     Parameters
     ----------
@@ -455,7 +444,7 @@ def fit_beta(
     minmu: float,
     large: float,
 ) -> dict[str, np.ndarray]:
-    """Compiled ``fitBeta`` for every row of ``Y``; the keys of :func:`degflow.de.deseq._fit_beta_block`.
+    """Compiled ``fitBeta`` for every row of ``Y``; the keys of :func:`degflow.de.reference._fit_beta_block`.
 
     Parameters
     ----------

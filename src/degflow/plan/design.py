@@ -1,7 +1,7 @@
 """Design formulas and contrasts: the checks of a design against the sample sheet, and DESeq2's names.
 
 Used before the DAG (:mod:`degflow.plan.bulk`, :mod:`degflow.plan.pseudobulk`, :mod:`degflow.plan.composition`)
-and by the fit (:mod:`degflow.de.deseq` names coefficients and builds contrast vectors with these).
+and by the fit (:mod:`degflow.de.results` names coefficients and builds contrast vectors with these).
 
 =================================  ==================================================================
 :func:`design_variables`           the sheet columns a formula uses

@@ -3,7 +3,7 @@
 Cell-level tests treat cells as replicates and inflate significance; the field's recommendation
 (Squair et al. 2021, Crowell et al. 2020) is to sum the counts of each cell type in each sample and
 test the sums with a bulk method, the samples being the replicates. degflow does this with its one
-DE engine (:func:`degflow.de.deseq.fit_deseq` / :func:`degflow.de.deseq.contrast_results`, R-faithful
+DE engine (:func:`degflow.de.fit.fit_deseq` / :func:`degflow.de.results.contrast_results`, R-faithful
 DESeq2) and writes the bulk tables (:func:`degflow.bulk.dataset.annotate_results`).
 
 The steps, each one function a thin Snakemake script calls (the parse-time check of the config against the
@@ -290,7 +290,7 @@ def design_data(
     min_count: int = 10,
     min_samples: int = 2,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """One cell type's counts and design table for :func:`degflow.de.deseq.fit_deseq`.
+    """One cell type's counts and design table for :func:`degflow.de.fit.fit_deseq`.
 
     Only ``passed`` pseudo-samples are used; genes need >= ``min_count`` summed counts in >=
     ``min_samples`` of them (``min_count = 0`` keeps every gene; DESeq2 skips all-zero genes).
@@ -323,7 +323,7 @@ def design_data(
 
 def size_factors(counts: pd.DataFrame, *, kind: Literal["poscounts", "ratio"] = "poscounts",
                  n_threads: int | None = None) -> np.ndarray | None:
-    """Size factors for :func:`degflow.de.deseq.fit_deseq`: DESeq2 ``poscounts`` (numba kernel), or None for ``ratio``.
+    """Size factors for :func:`degflow.de.fit.fit_deseq`: DESeq2 ``poscounts`` (numba kernel), or None for ``ratio``.
 
     ``poscounts`` (each gene's geometric mean over its positive counts) suits sparse pseudobulk,
     where many genes have a zero in some pseudo-sample and median-of-ratios would use few genes.
@@ -333,7 +333,7 @@ def size_factors(counts: pd.DataFrame, *, kind: Literal["poscounts", "ratio"] = 
         return None
     if kind != "poscounts":
         raise DegflowInputError(f"size_factors must be poscounts or ratio, not {kind!r}")
-    from degflow.kernels.sparse import size_factors_poscounts
+    from degflow.kernels.sizefactors import size_factors_poscounts
 
     return size_factors_poscounts(counts.to_numpy().T, flavor="deseq2", n_threads=n_threads)
 
