@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from pathlib import Path
 
 import degflow
 
@@ -74,3 +75,25 @@ def test_public_function_options_are_keyword_only():
     assert not new, f"options that can be given by position (put them after `*`): {new}"
     fixed = sorted(set(POSITIONAL_OPTIONS) - set(found))
     assert not fixed, f"now keyword-only: remove from POSITIONAL_OPTIONS: {fixed}"
+
+
+MAX_MODULE_LINES = 800
+
+
+def test_no_module_is_over_800_lines():
+    # issue 19: a module a newcomer reads in one sitting; split by what a reader looks for, not by size alone
+    src = Path(degflow.__file__).parent
+    long = {str(p.relative_to(src)): n for p in src.rglob("*.py") if (n := len(p.read_text().splitlines())) >
+            MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them): {long}"
+
+
+def test_every_subpackage_lists_its_modules():
+    # each subpackage's docstring is its map: one line per module, named first
+    src = Path(degflow.__file__).parent
+    for init in src.glob("*/__init__.py"):
+        doc = importlib.import_module(f"degflow.{init.parent.name}").__doc__ or ""
+        lines = {line.split()[0].strip("`-").strip(":").strip("`") for line in doc.splitlines() if line.split()}
+        modules = {p.stem for p in init.parent.glob("*.py") if p.stem != "__init__"}
+        missing = sorted(modules - lines)
+        assert not missing, f"degflow.{init.parent.name}'s docstring does not list: {missing}"
