@@ -15,7 +15,6 @@ import degflow
 #: Public functions whose options can still be given by position: made before the rule, called so by
 #: workflow/scripts and the tests. Each is to become keyword-only (issue 19); a new function must not join them.
 POSITIONAL_OPTIONS = {
-    "degflow.runtime.configure_runtime": ["n_threads", "cache_dir"],
     "degflow.bulk.dataset.count_inputs": ["units"],
     "degflow.bulk.dataset.load_counts": ["sheet", "units"],
     "degflow.pl.compound.enrichment_dotplot": ["gsea_table"],
