@@ -24,15 +24,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from degflow.bulk import qc  # noqa: E402
-from degflow.bulk.dataset import (  # noqa: E402
-    annotate_results,
-    build_dataset,
-    deg_table,
-    plan_bulk,
-    read_gene_annotation,
-    summary_row,
-)
+from degflow.bulk.dataset import build_dataset, plan_bulk, read_gene_annotation  # noqa: E402
 from degflow.de.deseq import contrast_results, fit_deseq  # noqa: E402
+from degflow.de.results import annotate_results, deg_table, summary_row  # noqa: E402
 from degflow.kernels.sparse import size_factors_ratio  # noqa: E402
 from degflow.pl import bulk as plots  # noqa: E402
 from degflow.plan.config import validate_config  # noqa: E402

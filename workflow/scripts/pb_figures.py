@@ -2,7 +2,7 @@
 from _common import setup
 
 setup(snakemake)
-from degflow.bulk.dataset import deg_table
+from degflow.de.results import deg_table
 from degflow.io.tables import read_tsv
 from degflow.pl import bulk as plots
 from degflow.report import html_table

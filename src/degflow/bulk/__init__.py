@@ -1,1 +1,4 @@
-"""Bulk RNA-seq: count datasets, sample QC, batch correction, genes of interest, LRT patterns."""
+"""Bulk RNA-seq: count datasets, sample QC, batch correction, genes of interest, LRT patterns.
+
+de: the workflow's bulk DE steps (fit the design once, a contrast's and an LRT's tables, the summary).
+"""
