@@ -5,7 +5,7 @@ threads = setup(snakemake)
 import anndata as ad
 
 from degflow.io.tables import write_tsv
-from degflow.pseudobulk.de import cell_type_de
+from degflow.pseudobulk.steps import cell_type_de
 
 p = snakemake.params
 tables = cell_type_de(ad.read_h5ad(snakemake.input[0]), p.cell_type, groupby=p.groupby, design=p.design,

@@ -4,10 +4,9 @@ from _common import setup
 setup(snakemake)
 import anndata as ad
 
-from degflow.pl import bulk as plots
-from degflow.singlecell import process as scm
+from degflow.pl.bulk import save
+from degflow.singlecell.steps import umap_figures
 
 adata = ad.read_h5ad(snakemake.input[0])
-for i, (name, color) in enumerate(snakemake.params.panels.items()):  # outputs in panel order, then the PDFs
-    fig = scm.umap_figure(adata, list(color), ncols=min(2, len(color)), legend_on_data=name == "clusters")
-    plots.save(fig, snakemake.output[i], snakemake.output.pdfs[i])
+for i, fig in enumerate(umap_figures(adata, snakemake.params.panels)):  # outputs in panel order, then the PDFs
+    save(fig, snakemake.output[i], snakemake.output.pdfs[i])

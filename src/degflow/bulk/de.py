@@ -1,7 +1,8 @@
-"""The bulk DE steps of the workflow: fit the design once, each contrast's and each LRT's tables, the summary.
+"""The bulk DE steps of the workflow: fit the design once, each contrast's and each LRT's tables, the summary,
+the workbook.
 
 Each function is the one library call of a ``workflow/scripts/bulk_*.py`` script (``bulk_fit``,
-``bulk_contrast``, ``bulk_lrt``, ``bulk_summary``); the DESeq2 options come from the ``bulk.de`` block
+``bulk_contrast``, ``bulk_deg_html``, ``bulk_lrt``, ``bulk_summary``, ``bulk_workbook``); the DESeq2 options come from the ``bulk.de`` block
 through :mod:`degflow.de.run`, which pseudobulk shares.
 """
 
@@ -22,7 +23,7 @@ from degflow.report import html_table
 if TYPE_CHECKING:
     import anndata as ad
 
-__all__ = ["BulkFit", "contrast", "fit_dataset", "lrt", "summary"]
+__all__ = ["BulkFit", "contrast", "deg_page", "fit_dataset", "lrt", "summary", "workbook_sheets"]
 
 
 @dataclass
@@ -106,6 +107,23 @@ def contrast(dds: Any, spec: Sequence[str] | Mapping[str, Any], *, de: Mapping[s
                            gene_biotypes=biotypes if len(biotypes) else None, n_threads=n_threads)
 
 
+def deg_page(deg: pd.DataFrame, *, contrast: str, thresholds: Mapping[str, float]) -> str:
+    """A contrast's DEG table (:func:`contrast`) as a searchable, sortable HTML page for the report.
+
+    Parameters
+    ----------
+    deg
+        The contrast's ``deg.tsv``.
+    contrast
+        Its name, in the title.
+    thresholds
+        ``bulk.thresholds``, in the caption.
+    """
+    caption = (f"Genes with |log2 fold change| > {thresholds['lfc']} and adjusted p-value < {thresholds['padj']}, "
+               "sorted by adjusted p-value. Click a column header to sort; type in the box to filter.")
+    return html_table(deg, title=f"DEGs: {contrast}", caption=caption)
+
+
 def lrt(dds: Any, spec: Mapping[str, Any], *, name: str, de: Mapping[str, Any], thresholds: Mapping[str, float],
         n_threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """A likelihood-ratio test against a reduced formula: every tested gene, the significant ones, their page.
@@ -160,3 +178,28 @@ def summary(contrasts: Mapping[str, Sequence[str] | Mapping[str, Any]], results:
     """
     return pd.DataFrame([summary_row(name, spec, res, lfc=thresholds["lfc"], padj=thresholds["padj"])
                          for (name, spec), res in zip(contrasts.items(), results, strict=False)])
+
+
+def workbook_sheets(summary: pd.DataFrame, degs: Mapping[str, pd.DataFrame], lrts: Mapping[str, pd.DataFrame],
+                    genes_of_interest: Sequence[pd.DataFrame] = ()) -> dict[str, pd.DataFrame]:
+    """The sheets of ``bulk/de/deg_tables.xlsx`` (:func:`degflow.report.write_workbook`), in order.
+
+    Parameters
+    ----------
+    summary
+        ``bulk/de/summary.tsv`` (sheet ``summary``).
+    degs
+        Contrast name -> its DEG table (a sheet each, named after the contrast).
+    lrts
+        Likelihood-ratio test name -> its significant genes (sheet ``LRT <name>``).
+    genes_of_interest
+        Empty, or the genes-of-interest table and its lookup (sheets ``genes_of_interest``,
+        ``genes_of_interest_lookup``).
+    """
+    sheets = {"summary": summary}
+    sheets.update(degs)
+    for name, table in lrts.items():  # likelihood-ratio tests: significant genes
+        sheets[f"LRT {name}"] = table
+    for name, table in zip(("genes_of_interest", "genes_of_interest_lookup"), genes_of_interest, strict=False):
+        sheets[name] = table
+    return sheets
