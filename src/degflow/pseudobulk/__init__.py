@@ -1,4 +1,4 @@
 """Pseudobulk: per-cell-type sums of counts and their design.
 
-de: the workflow's pseudobulk DE steps (one cell type's fit and contrasts, the summary over cell types).
+steps: the workflow's pseudobulk steps (aggregation, one cell type's fit, contrasts and figures, the summaries).
 """
