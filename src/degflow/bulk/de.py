@@ -180,7 +180,7 @@ def summary(contrasts: Mapping[str, Sequence[str] | Mapping[str, Any]], results:
                          for (name, spec), res in zip(contrasts.items(), results, strict=False)])
 
 
-def workbook_sheets(summary: pd.DataFrame, degs: Mapping[str, pd.DataFrame], lrts: Mapping[str, pd.DataFrame],
+def workbook_sheets(summary: pd.DataFrame, degs: Mapping[str, pd.DataFrame], lrts: Mapping[str, pd.DataFrame], *,
                     genes_of_interest: Sequence[pd.DataFrame] = ()) -> dict[str, pd.DataFrame]:
     """The sheets of ``bulk/de/deg_tables.xlsx`` (:func:`degflow.report.write_workbook`), in order.
 
