@@ -2,7 +2,8 @@
 the workbook.
 
 Each function is the one library call of a ``workflow/scripts/bulk_*.py`` script (``bulk_fit``,
-``bulk_contrast``, ``bulk_deg_html``, ``bulk_lrt``, ``bulk_summary``, ``bulk_workbook``); the DESeq2 options come from the ``bulk.de`` block
+``bulk_contrast``, ``bulk_deg_html``, ``bulk_lrt``, ``bulk_lrt_patterns``, ``bulk_summary``,
+``bulk_workbook``); the DESeq2 options come from the ``bulk.de`` block
 through :mod:`degflow.de.run`, which pseudobulk shares.
 """
 
@@ -15,15 +16,17 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from degflow.bulk.dataset import length_normalization_factors, normalized_counts
-from degflow.bulk.patterns import lrt_table, significant_genes
+from degflow.bulk.patterns import lrt_patterns, lrt_table, significant_genes
 from degflow.de.results import summary_row
 from degflow.de.run import contrast_tables, fit_from_config
 from degflow.report import html_table
 
 if TYPE_CHECKING:
     import anndata as ad
+    from matplotlib.figure import Figure
 
-__all__ = ["BulkFit", "contrast", "deg_page", "fit_dataset", "lrt", "summary", "workbook_sheets"]
+__all__ = ["BulkFit", "contrast", "deg_page", "fit_dataset", "lrt", "lrt_clusters", "summary",
+           "workbook_sheets"]
 
 
 @dataclass
@@ -157,6 +160,40 @@ def lrt(dds: Any, spec: Mapping[str, Any], *, name: str, de: Mapping[str, Any], 
     caption = (f"Likelihood-ratio test {spec['reduced']} -> design ({spec['df']} degrees of freedom): genes with padj < "
                f"{thresholds['padj']}; log2FoldChange is {spec['coefficient']}. Click a header to sort.")
     return table, sig, html_table(sig, title=f"LRT: {name}", caption=caption)
+
+
+def lrt_clusters(data: ad.AnnData, counts: pd.DataFrame, size_factors: pd.Series, significant: pd.DataFrame, *,
+                 name: str, design: str, spec: Mapping[str, Any], padj: float) -> tuple[pd.DataFrame, str, Figure]:
+    """An LRT's significant genes clustered by their z-scored expression across a factor's levels (degPatterns).
+
+    Parameters
+    ----------
+    data, counts, size_factors
+        :func:`degflow.io.tables.read_bulk_dataset` (the variance-stabilised counts are clustered).
+    significant
+        The test's ``significant.tsv`` (:func:`lrt`).
+    name, design
+        The test's name and ``bulk.design``, in the titles.
+    spec
+        The planned test: ``reduced``, ``group_by``, ``n_clusters``, ``max_clusters``, ``min_cluster_size``,
+        ``max_genes`` (:func:`degflow.bulk.patterns.lrt_patterns`).
+    padj
+        ``bulk.thresholds.padj``, in the title.
+
+    Returns
+    -------
+    (cluster membership, its HTML page, the pattern figure).
+    """
+    from degflow.bulk import qc
+
+    title = f"{name}: {design} vs {spec['reduced']}: {len(significant)} genes with padj < {padj}"
+    membership, fig = lrt_patterns(qc.variance_stabilised(counts, size_factors), data.obs[spec["group_by"]],
+                                   significant, title=title, n_clusters=spec["n_clusters"],
+                                   max_clusters=spec["max_clusters"], min_cluster_size=spec["min_cluster_size"],
+                                   max_genes=spec["max_genes"])
+    html = html_table(membership, title=f"LRT clusters: {name}",
+                      caption="cluster 0: genes in a cluster below min_cluster_size; z_<level>: mean z-score")
+    return membership, html, fig
 
 
 def summary(contrasts: Mapping[str, Sequence[str] | Mapping[str, Any]], results: Sequence[pd.DataFrame], *,
