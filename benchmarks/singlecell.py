@@ -103,7 +103,7 @@ def main() -> None:
 
     from degflow.runtime import configure_runtime
 
-    configure_runtime(args.threads)
+    configure_runtime(n_threads=args.threads)
     warnings.simplefilter("ignore")
     import pandas as pd
     import scanpy as sc

@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # One numba cache for the whole session, in the test processes and in every snakemake run they start (which
-# inherit the variable; workflow/scripts/_common.py only sets NUMBA_CACHE_DIR when it is unset). Otherwise each
+# inherit the variable; degflow.runtime.setup_job only sets NUMBA_CACHE_DIR when it is unset). Otherwise each
 # run in its own temporary folder compiles every kernel again into its own `.snakemake/numba_cache`: 30-70 s
 # per rule that uses numba (measured: sc_process 84 s cold vs 28 s warm on PBMC 3k). A new folder each session,
 # because numba does not notice a change in a kernel that a cached kernel calls from another file. Set by the

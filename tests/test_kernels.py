@@ -686,7 +686,7 @@ def test_configure_runtime(tmp_path, monkeypatch):
         try:
             # numba and degflow.kernels.jit are already imported here: the cache dir is still set, with a warning
             with pytest.warns(RuntimeWarning, match="after degflow.kernels.jit was imported"):
-                configure_runtime(1, tmp_path / "numba_cache")
+                configure_runtime(n_threads=1, cache_dir=tmp_path / "numba_cache")
             assert os.environ["NUMBA_CACHE_DIR"] == str((tmp_path / "numba_cache").resolve())
             assert (tmp_path / "numba_cache").is_dir()
             assert numba.config.CACHE_DIR == os.environ["NUMBA_CACHE_DIR"]
@@ -703,7 +703,7 @@ def test_configure_runtime_before_numba_import(tmp_path):
     code = (
         "import sys; from degflow.runtime import configure_runtime\n"
         "assert 'numba' not in sys.modules and 'numpy' not in sys.modules\n"
-        f"configure_runtime(1, {str(tmp_path / 'cache')!r})\n"
+        f"configure_runtime(n_threads=1, cache_dir={str(tmp_path / 'cache')!r})\n"
         "import numba, threadpoolctl\n"
         "assert numba.config.NUMBA_NUM_THREADS == 1, numba.config.NUMBA_NUM_THREADS\n"
         f"assert numba.config.CACHE_DIR == {str((tmp_path / 'cache').resolve())!r}\n"

@@ -16,7 +16,6 @@ import degflow
 #: Public functions whose options can still be given by position: made before the rule, called so by
 #: workflow/scripts and the tests. Each is to become keyword-only (issue 19); a new function must not join them.
 POSITIONAL_OPTIONS = {
-    "degflow.runtime.configure_runtime": ["n_threads", "cache_dir"],
     "degflow.pl.compound.enrichment_dotplot": ["gsea_table"],
     "degflow.de.fit.fit_deseq": ["design", "reference_levels"],
     "degflow.bulk.genes_of_interest.default_group_by": ["batch"],

@@ -23,17 +23,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from degflow.bulk.dataset import (  # noqa: E402
-    annotate_results,
-    build_dataset,
-    deg_table,
-    read_gene_annotation,
-    summary_row,
-)
+from degflow.bulk.dataset import build_dataset, read_gene_annotation  # noqa: E402
 from degflow.bulk.degs import top_genes  # noqa: E402
 from degflow.bulk.vst import variance_stabilised  # noqa: E402
 from degflow.de.fit import fit_deseq  # noqa: E402
 from degflow.de.results import contrast_results  # noqa: E402
+from degflow.de.tables import annotate_results, deg_table, summary_row  # noqa: E402
 from degflow.kernels.sizefactors import size_factors_ratio  # noqa: E402
 from degflow.pl import bulk as plots  # noqa: E402
 from degflow.pl.de import volcano  # noqa: E402

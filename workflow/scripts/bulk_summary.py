@@ -2,12 +2,8 @@
 from _common import setup
 
 setup(snakemake)
-import pandas as pd
-
-from degflow.bulk.dataset import summary_row
+from degflow.bulk.de import summary
 from degflow.io.tables import read_tsv, write_tsv
 
-th = snakemake.params.thresholds
-rows = [summary_row(name, spec, read_tsv(path), lfc=th["lfc"], padj=th["padj"])
-        for (name, spec), path in zip(snakemake.params.contrasts.items(), snakemake.input, strict=False)]
-write_tsv(pd.DataFrame(rows), snakemake.output[0])
+results = [read_tsv(path) for path in snakemake.input]  # in contrast order
+write_tsv(summary(snakemake.params.contrasts, results, thresholds=snakemake.params.thresholds), snakemake.output[0])

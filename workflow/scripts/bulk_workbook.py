@@ -2,14 +2,12 @@
 from _common import setup
 
 setup(snakemake)
+from degflow.compound.steps import workbook_sheets
 from degflow.io.tables import read_tsv
 from degflow.report import write_workbook
 
-sheets = {"summary": read_tsv(snakemake.input.summary)}
-for name, path in zip(snakemake.params.contrasts, snakemake.input.deg, strict=False):
-    sheets[name] = read_tsv(path, dtype={"gene_name": str})
-for name, path in zip(snakemake.params.lrts, snakemake.input.lrt, strict=False):  # likelihood-ratio tests: significant genes
-    sheets[f"LRT {name}"] = read_tsv(path, dtype={"gene_name": str})
-for name, path in zip(("genes_of_interest", "genes_of_interest_lookup"), snakemake.input.get("goi", []), strict=False):
-    sheets[name] = read_tsv(path, dtype={"gene_name": str, "gene_id": str, "query": str})
-write_workbook(snakemake.output[0], sheets)
+i, p, names = snakemake.input, snakemake.params, {"gene_name": str}
+degs = {name: read_tsv(path, dtype=names) for name, path in zip(p.contrasts, i.deg, strict=False)}
+lrts = {name: read_tsv(path, dtype=names) for name, path in zip(p.lrts, i.lrt, strict=False)}
+goi = [read_tsv(path, dtype={"gene_name": str, "gene_id": str, "query": str}) for path in i.get("goi", [])]
+write_workbook(snakemake.output[0], workbook_sheets(read_tsv(i.summary), degs, lrts, genes_of_interest=goi))

@@ -2,22 +2,18 @@
 from _common import setup
 
 setup(snakemake)
-
-from degflow.bulk.vst import variance_stabilised
 from degflow.compound import pathways
+from degflow.compound.steps import pathway_scores
 from degflow.io.tables import read_bulk_dataset, read_tsv, write_tsv
 
-p = snakemake.params
+p, out = snakemake.params, snakemake.output
 data, counts, sf = read_bulk_dataset(snakemake.input.dataset, snakemake.input.size_factors)
 sets = pathways.read_gene_sets(snakemake.input.gene_sets)
-panels = {name: sets[name] for name in p.panels}
-results = {c: read_tsv(f, dtype={"gene_id": str, "gene_name": str}) for c, f in zip(p.contrasts, snakemake.input.results, strict=False)}
-names = data.var["gene_name"].astype(str)
-vst = variance_stabilised(counts, sf)
-scores, sizes = pathways.panel_scores(vst, panels, names, min_genes=p.min_genes)
-members = sorted({g for genes in panels.values() for g in pathways.set_members(genes, names)})
-write_tsv(scores, snakemake.output.scores, index=True)
-write_tsv(sizes, snakemake.output.sizes)
-write_tsv(vst.loc[members].rename_axis("gene_id"), snakemake.output.expression, index=True)
-for genes, path in zip(panels.values(), snakemake.output.tables, strict=False):
-    write_tsv(pathways.panel_table(genes, results), path)
+results = {c: read_tsv(f, dtype={"gene_id": str, "gene_name": str})
+           for c, f in zip(p.contrasts, snakemake.input.results, strict=False)}
+tables = pathway_scores(counts, sf, data.var["gene_name"], sets, results, panels=p.panels, min_genes=p.min_genes)
+write_tsv(tables.scores, out.scores, index=True)
+write_tsv(tables.sizes, out.sizes)
+write_tsv(tables.expression, out.expression, index=True)
+for table, path in zip(tables.panel_tables, out.tables, strict=False):
+    write_tsv(table, path)

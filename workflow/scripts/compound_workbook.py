@@ -3,28 +3,22 @@ tables are the TSVs), pathway scores, set sizes and panel tables, ORA/GSEA per c
 from _common import setup
 
 setup(snakemake)
+from degflow.compound.steps import workbook_sheets
 from degflow.io.tables import read_tsv
 from degflow.report import write_workbook
 
 i, p = snakemake.input, snakemake.params
 dt = {"gene_id": str, "gene_name": str}
-sheets = {}
+tables = {}
 if "rescue_summary" in i.keys():
-    sheets["rescue summary"] = read_tsv(i.rescue_summary)
-    for t, f in zip(p.treatments, i.rescue_genes, strict=False):
-        g = read_tsv(f, dtype=dt)
-        sheets[f"rescue {t}"] = g[g["disease_deg"] | g["treatment_deg"]]
+    tables["rescue_summary"] = read_tsv(i.rescue_summary)
+    tables["rescue_genes"] = {t: read_tsv(f, dtype=dt) for t, f in zip(p.treatments, i.rescue_genes, strict=False)}
 if "scores" in i.keys():
-    sheets["pathway scores"] = read_tsv(i.scores)
-    sheets["pathway gene sets"] = read_tsv(i.set_sizes)
-    for name, f in zip(p.panels, i.panel_genes, strict=False):
-        sheets[f"panel {name.removeprefix('HALLMARK_')}"] = read_tsv(f, dtype=dt)
+    tables["scores"], tables["set_sizes"] = read_tsv(i.scores), read_tsv(i.set_sizes)
+    tables["panels"] = {name: read_tsv(f, dtype=dt) for name, f in zip(p.panels, i.panel_genes, strict=False)}
 for kind in ("ora", "gsea"):
     if kind in i.keys():
-        for c, f in zip(p.contrasts, i[kind], strict=False):
-            sheets[f"{kind.upper()} {c}"] = read_tsv(f)
+        tables[kind] = {c: read_tsv(f) for c, f in zip(p.contrasts, i[kind], strict=False)}
 if "qpcr" in i.keys():
-    sheets["qPCR fold changes"] = read_tsv(i.qpcr)
-    sheets["qPCR vs RNA-seq"] = read_tsv(i.qpcr_pairs)
-    sheets["qPCR concordance"] = read_tsv(i.qpcr_stats)
-write_workbook(snakemake.output[0], sheets)
+    tables["qpcr"] = (read_tsv(i.qpcr), read_tsv(i.qpcr_pairs), read_tsv(i.qpcr_stats))
+write_workbook(snakemake.output[0], workbook_sheets(**tables))

@@ -5,18 +5,14 @@ setup(snakemake)
 import anndata as ad
 
 from degflow.io.tables import write_tsv
-from degflow.pseudobulk import aggregate as pseudobulk
-from degflow.report import html_table
+from degflow.pseudobulk.aggregate import aggregate
 
 p, out = snakemake.params, snakemake.output
-adata = ad.read_h5ad(snakemake.input[0])
-pb = pseudobulk.aggregate(adata, groupby=p.groupby, sample_key=p.sample_key, min_cells=p.min_cells,
-                          min_counts=p.min_counts)
-cell_types = pseudobulk.testable(pb, design=p.design, contrasts=p.contrasts, groupby=p.groupby,
-                                 min_replicates=p.min_replicates)
+pb, cell_types, skipped, html = aggregate(ad.read_h5ad(snakemake.input[0]), groupby=p.groupby,
+                                          sample_key=p.sample_key, min_cells=p.min_cells, min_counts=p.min_counts,
+                                          design=p.design, contrasts=p.contrasts, min_replicates=p.min_replicates)
 pb.write_h5ad(out.h5ad)
 write_tsv(cell_types, out.cell_types)
-skipped = cell_types.loc[~cell_types["tested"], ["cell_type", "n_cells", "n_pseudo_samples", "replicates", "reason"]]
 write_tsv(skipped, out.skipped)
 with open(out.skipped_html, "w") as fh:
-    fh.write(html_table(cell_types.drop(columns="folder"), title="Cell types tested for differential expression"))
+    fh.write(html)

@@ -2,20 +2,15 @@
 from _common import setup
 
 setup(snakemake)
-from degflow.bulk.dataset import deg_table
 from degflow.io.tables import read_tsv
 from degflow.pl.base import save
-from degflow.pl.de import volcano
-from degflow.report import html_table
+from degflow.pseudobulk.steps import cell_type_figures
 
-p, th = snakemake.params, snakemake.params.thresholds
+p = snakemake.params
 n = len(p.contrasts)  # outputs: the volcano PNGs, then the DEG pages, in contrast order
-for i, (contrast, path) in enumerate(zip(p.contrasts, snakemake.input, strict=False)):
-    res = read_tsv(path, dtype={"gene_name": str}).set_index("gene_id")
-    title = f"{p.cell_type}: {contrast}"
-    fig = volcano(res, lfc=th["lfc"], padj=th["padj"], top_n=p.plots["top_n_labels"], title=title)
+results = [read_tsv(path, dtype={"gene_name": str}).set_index("gene_id") for path in snakemake.input]
+for i, (fig, html) in enumerate(cell_type_figures(results, cell_type=p.cell_type, contrasts=p.contrasts,
+                                                  thresholds=p.thresholds, top_n=p.plots["top_n_labels"])):
     save(fig, snakemake.output[i], snakemake.output.pdfs[i])
-    caption = (f"Genes with |log2 fold change| > {th['lfc']} and adjusted p-value < {th['padj']} in {p.cell_type}, "
-               "sorted by adjusted p-value. Click a column header to sort; type in the box to filter.")
     with open(snakemake.output[n + i], "w") as fh:
-        fh.write(html_table(deg_table(res.reset_index()), title=f"DEGs: {title}", caption=caption))
+        fh.write(html)

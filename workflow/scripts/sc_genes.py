@@ -3,12 +3,12 @@ from _common import setup
 
 setup(snakemake)
 import pandas as pd
-import scanpy as sc
 
-from degflow.io.singlecell import read_samples, validate_sample_sheet
+from degflow.io import singlecell as sc_io
+from degflow.io.singlecell import validate_sample_sheet
 from degflow.io.tables import write_tsv
+from degflow.singlecell.steps import detected_genes
 
 p = snakemake.params
-adata = read_samples(validate_sample_sheet(pd.DataFrame(p.rows), source=p.sheet))  # genes shared by all samples
-kept, n_cells = sc.pp.filter_genes(adata, min_cells=p.min_cells or 0, inplace=False)
-write_tsv(pd.DataFrame({"gene": adata.var_names, "n_cells": n_cells, "kept": kept}), snakemake.output[0])
+adata = sc_io.read_samples(validate_sample_sheet(pd.DataFrame(p.rows), source=p.sheet))  # genes shared by all samples
+write_tsv(detected_genes(adata, min_cells=p.min_cells), snakemake.output[0])

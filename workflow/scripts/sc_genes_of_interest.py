@@ -1,28 +1,15 @@
 """Genes of interest: UMAP feature plots, dot plot and violins by cell type x condition; which genes were found."""
-from _common import setup, warn
+from _common import setup
 
 setup(snakemake)
-import logging
-
 import anndata as ad
-import pandas as pd
 
 from degflow.io.tables import write_tsv
 from degflow.pl.base import save
-from degflow.pl.singlecell import genes_of_interest_figures
-from degflow.singlecell.genes import match_genes
+from degflow.singlecell.steps import genes_of_interest
 
 p = snakemake.params
-adata = ad.read_h5ad(snakemake.input[0])
-found, missing = match_genes(adata.var_names, p.genes)
-if not found:
-    warn(f"none of the {len(p.genes)} singlecell.genes_of_interest is in the data ({', '.join(p.genes[:10])}"
-         f"{' ...' if len(p.genes) > 10 else ''}): the figures say so, genes_of_interest/genes.tsv lists them as "
-         "not found and the pseudobulk genes_of_interest table, if any, is empty")
-elif missing:
-    logging.getLogger("degflow").warning("genes of interest not in the data (left out): %s", ", ".join(missing))
-write_tsv(pd.DataFrame({"gene": p.genes, "found": [g in found for g in p.genes],
-                        "name_in_data": [found.get(g, "") for g in p.genes]}), snakemake.output.genes)
-figs = genes_of_interest_figures(adata, list(found.values()), groupby=p.groupby, condition_key=p.condition)
+table, figs = genes_of_interest(ad.read_h5ad(snakemake.input[0]), p.genes, groupby=p.groupby, condition=p.condition)
+write_tsv(table, snakemake.output.genes)
 for i, name in enumerate(("umap", "dotplot", "violin")):
     save(figs[name], snakemake.output[name], snakemake.output.pdfs[i])

@@ -3,17 +3,12 @@ from _common import setup
 
 setup(snakemake)
 import anndata as ad
-import pandas as pd
 
 from degflow.io.tables import read_tsv
-from degflow.singlecell.qc import qc_metrics
+from degflow.singlecell.steps import merge_samples
 
 p = snakemake.params
-adata = ad.concat([ad.read_h5ad(f) for f in snakemake.input.cells], join="inner", merge="same", uns_merge="same")
-for col, levels in p.categories.items():  # sheet order, not alphabetical
-    adata.obs[col] = pd.Categorical(adata.obs[col].astype(str), categories=levels)
-qc_metrics(adata)
-genes = read_tsv(snakemake.input.genes, dtype={"gene": str})
-adata.uns.setdefault("degflow", {}).setdefault("qc_filter", {}).update(
-    min_cells=p.min_cells, n_genes_removed=int((~genes["kept"]).sum()))
+cells = [ad.read_h5ad(f) for f in snakemake.input.cells]
+adata = merge_samples(cells, read_tsv(snakemake.input.genes, dtype={"gene": str}), categories=p.categories,
+                      min_cells=p.min_cells)
 adata.write_h5ad(snakemake.output[0])

@@ -5,9 +5,8 @@ setup(snakemake)
 import anndata as ad
 
 from degflow.pl.base import save
-from degflow.pl.singlecell import umap_figure
+from degflow.singlecell.steps import umap_figures
 
 adata = ad.read_h5ad(snakemake.input[0])
-for i, (name, color) in enumerate(snakemake.params.panels.items()):  # outputs in panel order, then the PDFs
-    fig = umap_figure(adata, list(color), ncols=min(2, len(color)), legend_on_data=name == "clusters")
+for i, fig in enumerate(umap_figures(adata, snakemake.params.panels)):  # outputs in panel order, then the PDFs
     save(fig, snakemake.output[i], snakemake.output.pdfs[i])

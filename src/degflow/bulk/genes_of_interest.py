@@ -18,6 +18,8 @@ default_group_by
     The sample-sheet factor(s) the per-gene count plots group samples by.
 report_lines
     One line per test for a gene: ``contrast: log2FC 2.31, padj 1.2e-35``.
+gather
+    The workflow step: found, gathered into one table and page, the missing ones warned about.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,7 +36,10 @@ import pandas as pd
 from degflow.errors import DegflowInputError
 from degflow.io.text import check_text_file
 
-__all__ = ["default_group_by", "match_genes", "read_gene_list", "report_lines", "results_table", "safe_name"]
+if TYPE_CHECKING:
+    import anndata as ad
+
+__all__ = ["default_group_by", "gather", "match_genes", "read_gene_list", "report_lines", "results_table", "safe_name"]
 
 log = logging.getLogger("degflow")
 
@@ -249,3 +255,48 @@ def safe_name(text: str) -> str:
     """A file-system-safe file stem (letters, digits, ``_ . -``)."""
     s = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_.")
     return s or "gene"
+
+
+def gather(genes: Sequence[str], data: ad.AnnData, results: Mapping[str, pd.DataFrame], *,
+           lookup_file: str = "lookup.tsv", not_found_file: str = "not_found.tsv"
+           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """The genes of interest in every test (the ``bulk_genes_of_interest`` step): found, gathered, reported.
+
+    Genes not found are warned about (:func:`degflow.runtime.warn`: the job's log and one terminal line), all
+    of them or the first 20 by name.
+
+    Parameters
+    ----------
+    genes
+        ``bulk.genes_of_interest`` (:func:`read_gene_list`).
+    data
+        The analysis dataset (``var["gene_name"]`` for matching by name).
+    results
+        Test name -> its results table (Wald contrasts, then likelihood-ratio tests).
+    lookup_file, not_found_file
+        Where the lookup and the not-found list are written, named in the warnings.
+
+    Returns
+    -------
+    (lookup, not_found, table, html): :func:`match_genes`, its ``query`` not found, :func:`results_table` and
+    its HTML page.
+    """
+    from degflow.report import html_table
+    from degflow.runtime import warn
+
+    lookup = match_genes(genes, data.var_names, data.var["gene_name"].astype(str))
+    missing = lookup.loc[lookup["matched_by"] == NOT_FOUND, ["query"]]
+    table = results_table(lookup, results)
+    n_found = lookup.loc[lookup["matched_by"] != NOT_FOUND, "query"].nunique()
+    if n_found == 0:
+        warn(f"genes_of_interest: NONE of the {len(genes)} genes was found among the {data.n_vars:,} analysed genes "
+             f"(IDs {', '.join(data.var_names[:2])}, ...): check they are gene IDs or names of these counts (names "
+             f"need bulk.annotation); see {lookup_file}")
+    elif len(missing):
+        warn(f"genes_of_interest: {len(missing)} of {len(genes)} not found among the analysed genes: "
+             f"{', '.join(missing['query'][:20])}{' ...' if len(missing) > 20 else ''} (listed in "
+             f"{not_found_file})")
+    caption = (f"{n_found} of {len(genes)} genes of interest found; every test's log2 fold change, p-value and "
+               "adjusted p-value side by side." + (f" Not found: {', '.join(missing['query'])}." if len(missing)
+                                                   else ""))
+    return lookup, missing, table, html_table(table, title="Genes of interest", caption=caption)

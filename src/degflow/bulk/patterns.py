@@ -38,7 +38,7 @@ def lrt_table(res: pd.DataFrame, gene_names: pd.Series | None, *, padj: float) -
         :func:`degflow.de.results.lrt_results` (its ``attrs["coefficient"]`` names the log2 fold change).
     gene_names
         gene_id -> symbol, or None. Without any name (None, or every name empty) ``gene_name`` is the gene ID,
-        as in :func:`degflow.bulk.dataset.annotate_results`, so the column is always there.
+        as in :func:`degflow.de.tables.annotate_results`, so the column is always there.
     padj
         Genes with ``padj < padj`` are ``significant`` (the LRT has no fold-change threshold: it tests
         all the coefficients the reduced model drops at once).

@@ -1,7 +1,7 @@
 """Treatment rescue: does a compound move the disease genes back toward control?
 
 Compute only (the figure is :func:`degflow.pl.compound.rescue`). Inputs are two DE results
-tables of :func:`degflow.bulk.dataset.annotate_results` (columns ``gene_id, gene_name, log2FoldChange,
+tables of :func:`degflow.de.tables.annotate_results` (columns ``gene_id, gene_name, log2FoldChange,
 padj``): the **disease** contrast (model vs control) and one **treatment** contrast (treated
 model vs model). Nothing here reads files or config.
 

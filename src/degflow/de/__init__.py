@@ -6,4 +6,6 @@ driver     the port's DESeq() steps in R's order (size factors ... Cook's refit)
 reference  the NumPy port of DESeq2's C++ loops (fitDisp, fitDispGrid, fitBeta, optim) + engine dispatch
 rcompat    R functions emulated bit for bit: lowess, loess, hist, quantile, p.adjust, mad, trimmed mean
 inference  NumbaInference: pydeseq2's Inference on the kernels of degflow.kernels.inference
+run        fit_from_config / contrast_tables: the fit and a contrast's tables with the workflow's de block
+tables     the public results table of a contrast (annotated), its DEG table, a summary row
 """

@@ -4,7 +4,7 @@ Cell-level tests treat cells as replicates and inflate significance; the field's
 (Squair et al. 2021, Crowell et al. 2020) is to sum the counts of each cell type in each sample and
 test the sums with a bulk method, the samples being the replicates. degflow does this with its one
 DE engine (:func:`degflow.de.fit.fit_deseq` / :func:`degflow.de.results.contrast_results`, R-faithful
-DESeq2) and writes the bulk tables (:func:`degflow.bulk.dataset.annotate_results`).
+DESeq2) and writes the bulk tables (:func:`degflow.de.tables.annotate_results`).
 
 The steps, each one function a thin Snakemake script calls (the parse-time check of the config against the
 sample sheet is :func:`degflow.plan.pseudobulk.plan_pseudobulk`):

@@ -7,4 +7,5 @@ annotate        marker genes, cell types from a marker YAML, label transfer from
 genes           the genes of interest: the configured list or file, matched to the data's symbols
 composition     differential cell-type composition (propeller)
 make_reference  command line: a labelled reference AnnData for label transfer
+steps           the workflow's single-cell steps that combine several calls (one function per sc_* script)
 """
