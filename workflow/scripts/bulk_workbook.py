@@ -2,7 +2,7 @@
 from _common import setup
 
 setup(snakemake)
-from degflow.compound.steps import workbook_sheets
+from degflow.bulk.de import workbook_sheets
 from degflow.io.tables import read_tsv
 from degflow.report import write_workbook
 

@@ -5,7 +5,7 @@ setup(snakemake)
 import anndata as ad
 
 from degflow.io.tables import write_tsv
-from degflow.pseudobulk.aggregate import aggregate
+from degflow.pseudobulk.steps import aggregate
 
 p, out = snakemake.params, snakemake.output
 pb, cell_types, skipped, html = aggregate(ad.read_h5ad(snakemake.input[0]), groupby=p.groupby,

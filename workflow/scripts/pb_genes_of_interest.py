@@ -3,7 +3,7 @@ from _common import setup
 
 setup(snakemake)
 from degflow.io.tables import read_tsv, write_tsv
-from degflow.singlecell.steps import genes_of_interest
+from degflow.pseudobulk.steps import genes_of_interest
 
 cell_types = read_tsv(snakemake.input.cell_types, dtype={"cell_type": str, "folder": str})
 genes = read_tsv(snakemake.input.genes, dtype={"gene": str, "name_in_data": str})

@@ -6,7 +6,7 @@ import anndata as ad
 
 from degflow.io.tables import write_tsv
 from degflow.pl.base import save
-from degflow.pseudobulk.aggregate import proportions
+from degflow.pseudobulk.steps import proportions
 
 p = snakemake.params
 props, html, fig = proportions(ad.read_h5ad(snakemake.input[0], backed="r").obs, groupby=p.groupby,
