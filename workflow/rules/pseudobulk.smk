@@ -24,6 +24,7 @@ checkpoint pb_aggregate:
         min_replicates=PB["min_replicates"],
         design=PB["design"],
         contrasts=PB["contrasts"],
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/pseudobulk/aggregate.log",
     threads: 1

@@ -64,6 +64,7 @@ rule sc_merge:
     params:
         categories=SC_PLAN.metadata,
         min_cells=SC["qc"]["min_cells"],
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/merge.log",
     threads: 1
@@ -151,6 +152,7 @@ rule sc_process:
         SC_PROCESSED,
     params:
         process=sc_process_params(),
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/process.log",
     threads: 2
@@ -272,6 +274,8 @@ rule sc_markers:
         ),
     params:
         test=SC["marker_test"],
+        scale=SC["scale"],
+        seed=SC["seed"],
     log:
         f"{RESULTS}/logs/singlecell/markers/{{grouping}}.log",
     threads: 1

@@ -1,0 +1,1 @@
+"""Single-cell stages (new home; see degflow.single_cell for the in-memory path)."""
