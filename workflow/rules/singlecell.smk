@@ -16,6 +16,7 @@ rule sc_genes:
         rows=sc_reader_rows(),
         sheet=SC["samples"],
         min_cells=SC["qc"]["min_cells"],
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/genes.log",
     threads: 1

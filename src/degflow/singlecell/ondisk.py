@@ -41,8 +41,8 @@ import scipy.sparse as sp
 from degflow.errors import DegflowInputError
 from degflow.kernels import _jit
 
-__all__ = ["DEFAULT_CHUNK_CELLS", "ON_DISK_AUTO_CELLS", "aggregate", "h5ad_cells", "markers", "merge", "process",
-           "wanted"]
+__all__ = ["DEFAULT_CHUNK_CELLS", "ON_DISK_AUTO_CELLS", "aggregate", "genes_detected", "h5ad_cells", "markers", "merge",
+           "process", "wanted"]
 
 log = logging.getLogger("degflow")
 
@@ -178,13 +178,13 @@ def merge(cells: Sequence[str | Path], out: str | Path, *, categories: Mapping[s
     from degflow import single_cell as scm
 
     start = time.perf_counter()
-    light, n_vars, dtype, var_names = [], None, None, None
+    light, n_vars, dtype, index_dtype, var_names = [], None, None, None, None
     for path in cells:
         with h5py.File(path, "r") as f:
             x = f["X"]
             names = ad.io.read_elem(f["var"]).index
             if var_names is None:
-                var_names, n_vars, dtype = names, len(names), x["data"].dtype
+                var_names, n_vars, dtype, index_dtype = names, len(names), x["data"].dtype, x["indices"].dtype
             elif not names.equals(var_names):
                 raise DegflowInputError(f"{path}: its genes differ from those of {cells[0]}; re-run the samples "
                                         "(every sample keeps the genes of qc/genes.tsv)")
@@ -198,7 +198,7 @@ def merge(cells: Sequence[str | Path], out: str | Path, *, categories: Mapping[s
     n_cells = np.zeros(n_vars, dtype=np.int64)
     tmp = Path(f"{out}.X.tmp")
     with h5py.File(tmp, "w") as f:
-        writer = _CSRWriter(f, "X", n_vars=n_vars, dtype=dtype, index_dtype=np.int64)
+        writer = _CSRWriter(f, "X", n_vars=n_vars, dtype=dtype, index_dtype=index_dtype)
         for path in cells:
             with h5py.File(path, "r") as src:
                 block = sp.csr_matrix(ad.io.read_elem(src["X"]))
@@ -430,7 +430,7 @@ def process(
         lsum, lsq = np.zeros(n_vars), np.zeros(n_vars)
         t0 = time.perf_counter()
         with h5py.File(tmp, "w") as out:
-            writer = _CSRWriter(out, "X", n_vars=n_vars, dtype=np.float32, index_dtype=np.int64)
+            writer = _CSRWriter(out, "X", n_vars=n_vars, dtype=np.float32, index_dtype=counts["indices"].dtype)
             for a, b in _chunks(n_obs, chunk_cells):
                 block = _csr_group_rows(counts, a, b)
                 block.sort_indices()
@@ -642,3 +642,44 @@ def aggregate(path: str | Path, *, groupby: str = "cell_type", sample_key: str =
     light.layers["counts"] = X
     return pseudobulk.aggregate(light, groupby=groupby, sample_key=sample_key, layer="counts",
                                 min_cells=min_cells, min_counts=min_counts)
+
+
+def genes_detected(sheet: pd.DataFrame, *, min_cells: int | None, source: str | Path | None = None) -> pd.DataFrame:
+    """The table of the ``sc_genes`` step (``gene``, ``n_cells``, ``kept``) reading one sample at a time.
+
+    The genes shared by all samples, in the first sample's order (``anndata.concat(join="inner")``), each with the
+    cells (all samples, before cell QC) where it is detected; ``kept`` when ``n_cells >= min_cells``. The same table
+    as ``scanpy.pp.filter_genes`` on :func:`degflow.sc_io.read_samples` of the whole sheet, without holding every
+    sample's counts at once.
+
+    Raises
+    ------
+    DegflowInputError
+        What :func:`degflow.sc_io.read_samples` raises; samples sharing no gene.
+    """
+    from degflow.sc_io import read_samples
+
+    order: pd.Index | None = None
+    counts: dict[str, int] = {}
+    shared: set[str] = set()
+    for i in range(len(sheet)):
+        a = read_samples(sheet.iloc[[i]])
+        x = sp.csr_matrix(a.X)
+        detected = np.bincount(x.indices[x.data > 0], minlength=a.n_vars)
+        names = pd.Index(a.var_names.astype(str))
+        if order is None:
+            order, shared = names, set(names)
+        else:
+            shared &= set(names)
+        for g, c in zip(names, detected, strict=True):
+            counts[g] = counts.get(g, 0) + int(c)
+        del a, x
+    if not shared:
+        raise DegflowInputError(f"{source}: the samples share no gene names; were they quantified against different "
+                                "references (or some with IDs, some with symbols)?")
+    genes = [g for g in order if g in shared]
+    if len(genes) < len(counts):
+        log.warning("%d of %d genes are missing from some samples; keeping the %d shared genes",
+                    len(counts) - len(genes), len(counts), len(genes))
+    n_cells = np.array([counts[g] for g in genes], dtype=np.int64)
+    return pd.DataFrame({"gene": genes, "n_cells": n_cells, "kept": n_cells >= (min_cells or 0)})
