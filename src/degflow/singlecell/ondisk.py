@@ -109,7 +109,8 @@ class _CSRWriter:
         opts = {"chunks": (1 << 18,), "maxshape": (None,)}
         self.data = self.group.create_dataset("data", shape=(0,), dtype=dtype, **opts)
         self.indices = self.group.create_dataset("indices", shape=(0,), dtype=index_dtype, **opts)
-        self.indptr = self.group.create_dataset("indptr", shape=(1,), dtype=np.int64, chunks=(1 << 16,),
+        # indptr in the dtype of indices, as anndata/scipy write it (scanpy fails on int32 indices + int64 indptr)
+        self.indptr = self.group.create_dataset("indptr", shape=(1,), dtype=index_dtype, chunks=(1 << 16,),
                                                 maxshape=(None,))
         self.indptr[0] = 0
 
@@ -119,6 +120,9 @@ class _CSRWriter:
             ds.resize((self.nnz + nnz,))
             ds[self.nnz:] = values
         self.indptr.resize((self.n_obs + block.shape[0] + 1,))
+        if self.nnz + nnz > np.iinfo(self.indptr.dtype).max:
+            raise DegflowInputError(f"more than {np.iinfo(self.indptr.dtype).max} non-zero counts: too many for "
+                                    f"{self.indptr.dtype} indices; write the samples with int64 indices")
         self.indptr[self.n_obs + 1:] = block.indptr[1:].astype(np.int64) + self.nnz
         self.n_obs += block.shape[0]
         self.nnz += nnz
@@ -191,6 +195,12 @@ def merge(cells: Sequence[str | Path], out: str | Path, *, categories: Mapping[s
             obs, var, uns = (ad.io.read_elem(f[k]) if k in f else {} for k in ("obs", "var", "uns"))
         light.append(ad.AnnData(obs=obs, var=var, uns=uns))
     meta = ad.concat(light, join="inner", merge="same", uns_merge="same")
+    nnz = 0
+    for path in cells:
+        with h5py.File(path, "r") as f:
+            nnz += int(f["X"]["data"].shape[0])
+    if nnz > np.iinfo(np.int32).max:
+        index_dtype = np.dtype(np.int64)
     del light
     for col, levels in categories.items():  # sheet order, not alphabetical
         meta.obs[col] = pd.Categorical(meta.obs[col].astype(str), categories=levels)
