@@ -247,6 +247,7 @@ rule sc_umaps:
         pdfs=expand(f"{SC_DIR}/umap/{{name}}.pdf", name=list(SC_UMAPS)),
     params:
         panels=SC_UMAPS,
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/umaps.log",
     threads: 1
@@ -304,6 +305,7 @@ rule sc_dotplots:
         groupings=SC_GROUPINGS,
         annotation_key=SC_PLAN.annotation_key,
         n_genes=SC["marker_test"]["dotplot_genes"],
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/dotplots.log",
     threads: 1
@@ -348,6 +350,7 @@ if SC_GOI:
             genes=SC_GOI,
             groupby=SC_GOI_GROUPBY,
             condition=SC_GOI_CONDITION,
+            scale=SC["scale"],
         log:
             f"{RESULTS}/logs/singlecell/genes_of_interest.log",
         threads: 1

@@ -10,10 +10,15 @@ import pandas as pd
 from degflow import plots
 from degflow import single_cell as scm
 from degflow.io import write_tsv
+from degflow.singlecell import ondisk
 
 p = snakemake.params
-adata = ad.read_h5ad(snakemake.input[0])
-found, missing = scm.match_genes(adata.var_names, p.genes)
+if ondisk.wanted(p.scale["on_disk"], ondisk.h5ad_cells(snakemake.input[0])):  # atlas size: these genes only
+    found, missing = scm.match_genes(ondisk.var_names(snakemake.input[0]), p.genes)
+    adata = ondisk.read_light(snakemake.input[0], genes=list(found.values()), chunk_cells=p.scale["chunk_cells"])
+else:
+    adata = ad.read_h5ad(snakemake.input[0])
+    found, missing = scm.match_genes(adata.var_names, p.genes)
 if not found:
     warn(f"none of the {len(p.genes)} singlecell.genes_of_interest is in the data ({', '.join(p.genes[:10])}"
          f"{' ...' if len(p.genes) > 10 else ''}): the figures say so, genes_of_interest/genes.tsv lists them as "

@@ -42,6 +42,7 @@ from degflow.errors import DegflowInputError
 from degflow.kernels import _jit
 
 __all__ = ["DEFAULT_CHUNK_CELLS", "ON_DISK_AUTO_CELLS", "aggregate", "genes_detected", "h5ad_cells", "markers", "merge",
+           "read_light", "var_names",
            "process", "wanted"]
 
 log = logging.getLogger("degflow")
@@ -693,3 +694,29 @@ def genes_detected(sheet: pd.DataFrame, *, min_cells: int | None, source: str | 
                     len(counts) - len(genes), len(counts), len(genes))
     n_cells = np.array([counts[g] for g in genes], dtype=np.int64)
     return pd.DataFrame({"gene": genes, "n_cells": n_cells, "kept": n_cells >= (min_cells or 0)})
+
+
+def var_names(path: str | Path) -> pd.Index:
+    """The genes (``var_names``) of an ``.h5ad``, nothing else read."""
+    return pd.Index(_read(path, "var")[0].index.astype(str))
+
+
+def read_light(path: str | Path, *, genes: Sequence[str] = (), chunk_cells: int = DEFAULT_CHUNK_CELLS) -> ad.AnnData:
+    """An ``.h5ad`` for figures without its matrices: ``obs``, ``var``, ``obsm``, ``uns``, and ``X`` holding only the
+    columns of ``genes`` (the others empty; same shape).
+
+    What the figure rules of the on-disk path read: the UMAPs need ``obs`` and ``obsm``, the dot plots and the
+    genes-of-interest figures a few genes of ``X``; a million cells' ``X`` and ``layers["counts"]`` stay on disk.
+    Genes not in the data are ignored.
+    """
+    obs, var, uns, obsm = _read(path, "obs", "var", "uns", "obsm")
+    cols = np.unique(var.index.get_indexer(pd.Index([str(g) for g in genes])))
+    cols = cols[cols >= 0]
+    parts = []
+    with h5py.File(path, "r") as f:
+        for a, b in _chunks(len(obs), chunk_cells):
+            block = _csr_group_rows(f["X"], a, b)[:, cols].tocsr() if len(cols) else sp.csr_matrix((b - a, 0))
+            parts.append(block)
+    sub = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(cols)))
+    X = sp.csr_matrix((sub.data.astype(np.float32), cols[sub.indices], sub.indptr), shape=(len(obs), len(var)))
+    return ad.AnnData(X, obs=obs, var=var, uns=uns, obsm=dict(obsm))
