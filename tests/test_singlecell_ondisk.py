@@ -172,8 +172,9 @@ def test_genes_detected_one_sample_at_a_time(repo):
 @pytest.mark.workflow
 def test_workflow_on_disk(repo, tmp_path):
     """The workflow's on-disk path (scale.on_disk: true) on PBMC 3k, 2 cores, up to the annotated AnnData and one
-    marker table: every on-disk step runs, the marker cap is announced, and the clusters are those of the library's
-    in-memory processing of the same merged cells (ARI, as in test_process_matches_in_memory)."""
+    marker dot plot: every on-disk step runs, the marker cap is announced, and the clusters are those of the library's
+    in-memory processing of the same merged cells (ARI, as in test_process_matches_in_memory); the UMAP and dot plot
+    figures are drawn from the light reading (obs, obsm, the plotted genes)."""
     import os
     import subprocess
     import sys
@@ -190,7 +191,8 @@ def test_workflow_on_disk(repo, tmp_path):
     sc_cfg["scale"] = {"on_disk": True, "chunk_cells": 700, "marker_cells_per_group": 300}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "singlecell": sc_cfg}))
     out = tmp_path / "results" / "singlecell"
-    cmd = [str(Path(sys.executable).with_name("snakemake")), str(out / "adata.h5ad"), str(out / "markers/leiden_0.5.tsv"),
+    cmd = [str(Path(sys.executable).with_name("snakemake")), str(out / "adata.h5ad"), str(out / "umap/clusters.png"),
+           str(out / "markers/leiden_0.5_dotplot.png"),
            "-s", str(repo / "Snakefile"), "--configfile", "config.yaml", "--cores", "2"]
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})

@@ -29,7 +29,7 @@ checkpoint pb_aggregate:
         f"{RESULTS}/logs/pseudobulk/aggregate.log",
     threads: 1
     resources:
-        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        mem_mb=scaled(3000, 1000 if SC_ON_DISK else 10000, SC_INPUT_GB),
         runtime=scaled(10, 10, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"

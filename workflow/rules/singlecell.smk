@@ -70,7 +70,7 @@ rule sc_merge:
         f"{RESULTS}/logs/singlecell/merge.log",
     threads: 1
     resources:
-        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        mem_mb=scaled(3000, 1000 if SC_ON_DISK else 10000, SC_INPUT_GB),
         runtime=scaled(10, 20, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"
@@ -158,7 +158,7 @@ rule sc_process:
         f"{RESULTS}/logs/singlecell/process.log",
     threads: 2
     resources:
-        mem_mb=scaled(4000, 16000, SC_INPUT_GB),
+        mem_mb=scaled(4000, 3000 if SC_ON_DISK else 16000, SC_INPUT_GB),
         runtime=scaled(20, 60, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"
@@ -282,7 +282,7 @@ rule sc_markers:
         f"{RESULTS}/logs/singlecell/markers/{{grouping}}.log",
     threads: 1
     resources:
-        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        mem_mb=scaled(3000, 1000 if SC_ON_DISK else 10000, SC_INPUT_GB),
         runtime=scaled(10, 30, SC_INPUT_GB),
     group:
         "sc_figures"

@@ -21,6 +21,9 @@ SC_SAMPLE_GB = {
     s: sum(Path(f).stat().st_size for f in SC_PLAN.files[s] if Path(f).is_file()) / 1e9 for s in SC_PLAN.samples
 }
 SC_INPUT_GB = sum(SC_SAMPLE_GB.values())
+#: singlecell.scale.on_disk: true: the heavy rules request memory for the on-disk path (measured ~10x less per GB of
+#: input, benchmarks/singlecell_scale.py); with auto the in-memory requests stay (the cell count is known only later).
+SC_ON_DISK = SC["scale"]["on_disk"] is True
 
 #: obs columns with one marker table and dot plot each: every Leiden clustering, and cell_type when annotated.
 SC_GROUPINGS = SC_PLAN.clusterings + (["cell_type"] if SC_PLAN.annotation_key else [])
