@@ -30,6 +30,7 @@ scale to 10, ARPACK PCA, neighbours, Leiden, UMAP) on the first M merged cells, 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -178,11 +179,13 @@ def run_workflow(sheet: Path, out: Path, *, cores: int, chunk_cells: int, max_rs
           f"(log: {out / 'snakemake.log'})", flush=True)
     if code != 0:
         raise SystemExit(f"the workflow failed (exit code {code}); see {out / 'snakemake.log'}")
+    (out / "workflow.json").write_text(json.dumps({"peak": peak, "wall": wall}))
     return peak, wall
 
 
 _SCANPY = """
 import sys, time, h5py, numpy as np, pandas as pd, anndata as ad, scanpy as sc, scipy.sparse as sp
+sys.path.insert(0, sys.argv[3])
 path, n = sys.argv[1], int(sys.argv[2])
 t = time.time()
 with h5py.File(path, "r") as f:
@@ -195,7 +198,10 @@ sc.pp.normalize_total(a, target_sum=1e4); sc.pp.log1p(a)
 sc.pp.highly_variable_genes(a, flavor="seurat_v3", n_top_genes=2000, layer="counts", batch_key="sample", span=0.5)
 b = a[:, a.var.highly_variable].copy()
 sc.pp.scale(b, max_value=10); sc.pp.pca(b, n_comps=50, svd_solver="arpack")
-sc.pp.neighbors(b, n_neighbors=10, n_pcs=40); sc.tl.leiden(b, flavor="igraph", n_iterations=2); sc.tl.umap(b)
+# scanpy's pynndescent path fails with the pinned scanpy 1.11.5 + scipy 1.17 ('csr_array' has no 'getnnz'):
+# degflow's transformer (the same pynndescent parameters, CSR output) is the workaround
+from degflow.single_cell import _pynndescent_transformer
+sc.pp.neighbors(b, n_neighbors=10, n_pcs=40, transformer=_pynndescent_transformer(b.n_obs, 10, 0)); sc.tl.leiden(b, flavor="igraph", n_iterations=2); sc.tl.umap(b)
 print(f"scanpy done {n} {time.time() - t:.1f}")
 """
 
@@ -214,7 +220,7 @@ def scanpy_recipe(merged: Path, *, upto: int, max_rss: float, out: Path) -> tupl
     sizes.append(total)
     best, best_wall = 0, float("nan")
     for m in sizes:
-        code, jobs, peak, wall = watch([sys.executable, str(script), str(merged), str(m)], cwd=out,
+        code, jobs, peak, wall = watch([sys.executable, str(script), str(merged), str(m), str(REPO / "src")], cwd=out,
                                        log=out / f"scanpy_{m}.log", max_rss=max_rss)
         # the recipe's own process is not a snakemake script: its peak is the tree's peak
         ok = code == 0
@@ -236,12 +242,18 @@ def main() -> None:
     ap.add_argument("--max-rss-gib", type=float, default=20.0)
     ap.add_argument("--scanpy-max", type=int, default=None, help="largest M for scanpy (default N; 0 = skip)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-workflow", action="store_true", help="reuse the workflow run already in --out")
     args = ap.parse_args()
     out = (args.out or Path(f"/tmp/degflow_scale_{args.cells}")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     print(f"load before: {os.getloadavg()}; {os.cpu_count()} cores", flush=True)
-    sheet = build_input(args.cells, out, per_sample=args.cells_per_sample, seed=args.seed)
-    peak, wall = run_workflow(sheet, out, cores=args.cores, chunk_cells=args.chunk_cells, max_rss=args.max_rss_gib)
+    if args.skip_workflow:
+        saved = json.loads((out / "workflow.json").read_text())
+        peak, wall = saved["peak"], saved["wall"]
+    else:
+        sheet = build_input(args.cells, out, per_sample=args.cells_per_sample, seed=args.seed)
+        peak, wall = run_workflow(sheet, out, cores=args.cores, chunk_cells=args.chunk_cells,
+                                  max_rss=args.max_rss_gib)
     merged = out / "results" / "singlecell" / "merged.h5ad"
     upto = args.cells if args.scanpy_max is None else args.scanpy_max
     best, best_wall = (scanpy_recipe(merged, upto=upto, max_rss=args.max_rss_gib, out=out) if upto

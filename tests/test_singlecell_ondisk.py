@@ -212,3 +212,35 @@ def test_workflow_on_disk(repo, tmp_path):
                 resolutions=p["leiden_resolutions"], seed=p["seed"], run_umap=False, n_threads=2)
     assert merged.var["highly_variable"].equals(adata.var["highly_variable"])
     assert adjusted_rand_score(merged.obs["leiden_0.5"], adata.obs["leiden_0.5"]) >= 0.8
+
+
+def test_on_disk_config_checked_before_the_dag(repo, tmp_path):
+    """on_disk: true with a flavour or a regression the on-disk path lacks stops at parse time, in one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from degflow.config import validate_config
+
+    base = {"samples": str(repo / "config/singlecell_samples.tsv"), "scale": {"on_disk": True}}
+    cfg = validate_config({"singlecell": {**base, "hvg": {"flavor": "seurat"}}})
+    with pytest.raises(DegflowInputError, match="flavor seurat_v3 only"):
+        ondisk.check_config(cfg["singlecell"])
+    cfg = validate_config({"singlecell": {**base, "pca": {"regress_out": ["total_counts"]}}})
+    with pytest.raises(DegflowInputError, match="has no regress_out"):
+        ondisk.check_config(cfg["singlecell"])
+    ondisk.check_config(validate_config({"singlecell": base})["singlecell"])  # the defaults are fine
+    sheet = tmp_path / "samples.tsv"
+    pd.DataFrame([{"sample": "pbmc3k", "path": str(repo / "resources/pbmc3k/filtered_min3cells_v3"),
+                   "format": "10x_mtx"}]).to_csv(sheet, sep="\t", index=False)
+    sc_cfg = {**base, "samples": str(sheet), "markers": None,
+              "hvg": {"flavor": "seurat", "n_top_genes": None}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "singlecell": sc_cfg}))
+    res = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-n", "-s", str(repo / "Snakefile"),
+                          "--configfile", "config.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("degflow:")]
+    assert len(lines) == 1 and "singlecell.scale.on_disk" in lines[0] and "Traceback" not in res.stderr
+    assert not (tmp_path / "results").exists()

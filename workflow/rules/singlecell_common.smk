@@ -4,6 +4,7 @@ import re
 
 from degflow.config import plan_singlecell
 from degflow.single_cell import read_genes_of_interest
+from degflow.singlecell.ondisk import check_config as check_on_disk
 
 SC = CFG["singlecell"]
 SC_DIR = f"{RESULTS}/singlecell"
@@ -24,6 +25,10 @@ SC_INPUT_GB = sum(SC_SAMPLE_GB.values())
 #: singlecell.scale.on_disk: true: the heavy rules request memory for the on-disk path (measured ~10x less per GB of
 #: input, benchmarks/singlecell_scale.py); with auto the in-memory requests stay (the cell count is known only later).
 SC_ON_DISK = SC["scale"]["on_disk"] is True
+try:
+    check_on_disk(SC)
+except DegflowInputError as err:
+    _stop(err)
 
 #: obs columns with one marker table and dot plot each: every Leiden clustering, and cell_type when annotated.
 SC_GROUPINGS = SC_PLAN.clusterings + (["cell_type"] if SC_PLAN.annotation_key else [])

@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from degflow.errors import DegflowInputError
 from degflow.kernels import _jit
 
-__all__ = ["DEFAULT_CHUNK_CELLS", "ON_DISK_AUTO_CELLS", "aggregate", "genes_detected", "h5ad_cells", "markers", "merge",
+__all__ = ["DEFAULT_CHUNK_CELLS", "ON_DISK_AUTO_CELLS", "aggregate", "check_config", "genes_detected", "h5ad_cells", "markers", "merge",
            "read_light", "var_names",
            "process", "wanted"]
 
@@ -86,6 +86,26 @@ def wanted(setting: str | bool, n_cells: int) -> bool:
     if setting == "auto":
         return n_cells > ON_DISK_AUTO_CELLS
     raise DegflowInputError(f"singlecell.scale.on_disk must be auto, true or false, not {setting!r}")
+
+
+def check_config(sc: Mapping[str, Any]) -> None:
+    """Stop before the DAG when ``singlecell.scale.on_disk: true`` asks for what the on-disk path cannot do.
+
+    Raises
+    ------
+    DegflowInputError
+        ``hvg.flavor`` other than ``seurat_v3``, or a non-empty ``pca.regress_out``, with ``on_disk: true``.
+    """
+    if sc.get("scale", {}).get("on_disk") is not True:
+        return
+    if sc["hvg"]["flavor"] != "seurat_v3":
+        raise DegflowInputError(f"config key 'singlecell.scale.on_disk': true computes HVGs with flavor seurat_v3 only, "
+                                f"but singlecell.hvg.flavor is {sc['hvg']['flavor']}; set the flavor to seurat_v3 or "
+                                "on_disk to auto/false")
+    if sc["pca"]["regress_out"]:
+        raise DegflowInputError("config key 'singlecell.scale.on_disk': true has no regress_out, but "
+                                f"singlecell.pca.regress_out is {list(sc['pca']['regress_out'])}; set it to [] or "
+                                "on_disk to auto/false")
 
 
 def _csr_group_rows(group: h5py.Group, start: int, stop: int) -> sp.csr_matrix:
