@@ -24,11 +24,12 @@ checkpoint pb_aggregate:
         min_replicates=PB["min_replicates"],
         design=PB["design"],
         contrasts=PB["contrasts"],
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/pseudobulk/aggregate.log",
     threads: 1
     resources:
-        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        mem_mb=scaled(3000, 1000 if SC_ON_DISK else 10000, SC_INPUT_GB),
         runtime=scaled(10, 10, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"

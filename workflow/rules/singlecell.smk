@@ -16,6 +16,7 @@ rule sc_genes:
         rows=SC_READER_ROWS,
         sheet=SC["samples"],
         min_cells=SC["qc"]["min_cells"],
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/genes.log",
     threads: 1
@@ -64,11 +65,12 @@ rule sc_merge:
     params:
         categories=SC_PLAN.metadata,
         min_cells=SC["qc"]["min_cells"],
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/merge.log",
     threads: 1
     resources:
-        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        mem_mb=scaled(3000, 1000 if SC_ON_DISK else 10000, SC_INPUT_GB),
         runtime=scaled(10, 20, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"
@@ -151,11 +153,12 @@ rule sc_process:
         SC_PROCESSED,
     params:
         process=SC_PROCESS_PARAMS,
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/process.log",
     threads: 2
     resources:
-        mem_mb=scaled(4000, 16000, SC_INPUT_GB),
+        mem_mb=scaled(4000, 3000 if SC_ON_DISK else 16000, SC_INPUT_GB),
         runtime=scaled(20, 60, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"
@@ -244,6 +247,7 @@ rule sc_umaps:
         pdfs=expand(f"{SC_DIR}/umap/{{name}}.pdf", name=list(SC_UMAPS)),
     params:
         panels=SC_UMAPS,
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/umaps.log",
     threads: 1
@@ -272,11 +276,13 @@ rule sc_markers:
         ),
     params:
         test=SC["marker_test"],
+        scale=SC["scale"],
+        seed=SC["seed"],
     log:
         f"{RESULTS}/logs/singlecell/markers/{{grouping}}.log",
     threads: 1
     resources:
-        mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+        mem_mb=scaled(3000, 1000 if SC_ON_DISK else 10000, SC_INPUT_GB),
         runtime=scaled(10, 30, SC_INPUT_GB),
     group:
         "sc_figures"
@@ -299,6 +305,7 @@ rule sc_dotplots:
         groupings=SC_GROUPINGS,
         annotation_key=SC_PLAN.annotation_key,
         n_genes=SC["marker_test"]["dotplot_genes"],
+        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/dotplots.log",
     threads: 1
@@ -343,6 +350,7 @@ if SC_GOI:
             genes=SC_GOI,
             groupby=SC_GOI_GROUPBY,
             condition=SC_GOI_CONDITION,
+            scale=SC["scale"],
         log:
             f"{RESULTS}/logs/singlecell/genes_of_interest.log",
         threads: 1

@@ -29,6 +29,9 @@ except DegflowInputError as err:
 #: GB of raw count files per sample and in all (directories: their files): what single-cell memory and time grow with.
 SC_SAMPLE_GB = sample_gb(SC_PLAN)
 SC_INPUT_GB = sum(SC_SAMPLE_GB.values())
+#: singlecell.scale.on_disk: true: the heavy rules request memory for the on-disk path (measured ~10x less per GB of
+#: input, benchmarks/singlecell_scale.py); with auto the in-memory requests stay (the cell count is known only later).
+SC_ON_DISK = SC["scale"]["on_disk"] is True
 #: singlecell.reference: labels transferred from a labelled reference (obs cell_type_reference), or None.
 SC_REFERENCE = SC.get("reference")
 #: obs columns with one marker table and dot plot each: every Leiden clustering, cell_type(_reference) when made.

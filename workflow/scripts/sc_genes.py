@@ -4,11 +4,10 @@ from _common import setup
 setup(snakemake)
 import pandas as pd
 
-from degflow.io import singlecell as sc_io
 from degflow.io.singlecell import validate_sample_sheet
 from degflow.io.tables import write_tsv
-from degflow.singlecell.steps import detected_genes
+from degflow.singlecell.scale import detected_genes
 
 p = snakemake.params
-adata = sc_io.read_samples(validate_sample_sheet(pd.DataFrame(p.rows), source=p.sheet))  # genes shared by all samples
-write_tsv(detected_genes(adata, min_cells=p.min_cells), snakemake.output[0])
+sheet = validate_sample_sheet(pd.DataFrame(p.rows), source=p.sheet)  # genes shared by all samples
+write_tsv(detected_genes(sheet, min_cells=p.min_cells, scale=p.scale, source=p.sheet), snakemake.output[0])

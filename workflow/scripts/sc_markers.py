@@ -2,15 +2,12 @@
 from _common import setup
 
 setup(snakemake)
-import anndata as ad
-
 from degflow.io.tables import write_tsv
 from degflow.report import html_table
-from degflow.singlecell.annotate import markers
+from degflow.singlecell.scale import markers
 
-t, grouping = snakemake.params.test, snakemake.wildcards.grouping
-adata = ad.read_h5ad(snakemake.input[0])
-table = markers(adata, grouping, method=t["method"], n_genes=t["n_genes"])
+p, grouping = snakemake.params, snakemake.wildcards.grouping
+table = markers(snakemake.input[0], grouping, test=p.test, scale=p.scale, seed=p.seed)
 write_tsv(table, snakemake.output.table)
 with open(snakemake.output.html, "w") as fh:
     fh.write(html_table(table, title=f"Marker genes: {grouping}"))

@@ -2,10 +2,7 @@
 from _common import setup
 
 threads = setup(snakemake)
-import anndata as ad
+from degflow.singlecell.scale import process
 
-from degflow.singlecell.process import process
-
-adata = ad.read_h5ad(snakemake.input[0])
-process(adata, **snakemake.params.process, n_threads=threads)
-adata.write_h5ad(snakemake.output[0])
+process(snakemake.input[0], snakemake.output[0], process=snakemake.params.process, scale=snakemake.params.scale,
+        n_threads=threads)

@@ -2,11 +2,10 @@
 from _common import setup
 
 setup(snakemake)
-import anndata as ad
-
 from degflow.pl.base import save
+from degflow.singlecell.scale import read_for_figures
 from degflow.singlecell.steps import umap_figures
 
-adata = ad.read_h5ad(snakemake.input[0])
+adata = read_for_figures(snakemake.input[0], scale=snakemake.params.scale)
 for i, fig in enumerate(umap_figures(adata, snakemake.params.panels)):  # outputs in panel order, then the PDFs
     save(fig, snakemake.output[i], snakemake.output.pdfs[i])

@@ -170,6 +170,9 @@ def plan_singlecell(sc_cfg: Mapping) -> SingleCellPlan:
     reference = sc_cfg.get("reference")
     if reference:
         check_reference(reference["path"], reference["label_key"])
+    from degflow.singlecell.ondisk import check_config as check_on_disk
+
+    check_on_disk(sc_cfg)  # singlecell.scale.on_disk: true with a step the on-disk path lacks
     return SingleCellPlan(samples=metadata["sample"], sheet=sheet, files=files, metadata=metadata,
                           clusterings=clusterings, annotation_key=annotation_key, reference=bool(reference))
 

@@ -9,6 +9,7 @@ writes what it returns): ``pb_aggregate``, ``pb_de``, ``pb_figures``, ``pb_summa
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -98,25 +99,37 @@ def summary(cell_types: pd.DataFrame, results: Sequence[pd.DataFrame], *,
     return table, html, pl_pb.deg_count_heatmap(table, skipped=skipped)
 
 
-def aggregate(adata: ad.AnnData, *, groupby: str, sample_key: str, min_cells: int, min_counts: int, design: str,
-              contrasts: Mapping[str, Sequence[str]], min_replicates: int
+def aggregate(path: str | Path, *, groupby: str, sample_key: str, min_cells: int, min_counts: int, design: str,
+              contrasts: Mapping[str, Sequence[str]], min_replicates: int, scale: Mapping[str, Any]
               ) -> tuple[ad.AnnData, pd.DataFrame, pd.DataFrame, str]:
     """Raw counts summed per sample x cell type; which cell types can be tested, and why not.
 
     Parameters
     ----------
-    adata
+    path
         The annotated cells (``singlecell/annotated.h5ad``).
     groupby, sample_key, min_cells, min_counts, design, contrasts, min_replicates
         The ``singlecell.pseudobulk`` keys (:func:`degflow.pseudobulk.aggregate.aggregate` and
         :func:`~degflow.pseudobulk.aggregate.testable`).
+    scale
+        ``singlecell.scale``: at atlas size the counts are streamed from disk
+        (:func:`degflow.singlecell.ondisk.aggregate`, the same sums).
 
     Returns
     -------
     (pseudobulk dataset, cell types table, the cell types left out, the cell types' HTML page).
     """
-    pb = pb_aggregate.aggregate(adata, groupby=groupby, sample_key=sample_key, min_cells=min_cells,
-                                min_counts=min_counts)
+    from degflow.singlecell import ondisk
+    from degflow.singlecell.scale import on_disk
+
+    if on_disk(scale, path):
+        pb = ondisk.aggregate(path, groupby=groupby, sample_key=sample_key, min_cells=min_cells,
+                              min_counts=min_counts, chunk_cells=scale["chunk_cells"])
+    else:
+        import anndata as ad
+
+        pb = pb_aggregate.aggregate(ad.read_h5ad(path), groupby=groupby, sample_key=sample_key, min_cells=min_cells,
+                                    min_counts=min_counts)
     cell_types = pb_aggregate.testable(pb, design=design, contrasts=contrasts, groupby=groupby,
                                        min_replicates=min_replicates)
     skipped = cell_types.loc[~cell_types["tested"], ["cell_type", "n_cells", "n_pseudo_samples", "replicates",

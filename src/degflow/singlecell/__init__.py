@@ -8,4 +8,6 @@ genes           the genes of interest: the configured list or file, matched to t
 composition     differential cell-type composition (propeller)
 make_reference  command line: a labelled reference AnnData for label transfer
 steps           the workflow's single-cell steps that combine several calls (one function per sc_* script)
+scale           in memory or on disk: each step's switch by the cell count (singlecell.scale.on_disk)
+ondisk          the on-disk path for atlas size: streamed merge, chunked normalise/HVG/PCA, capped markers, sums
 """
