@@ -16,6 +16,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ print(time.perf_counter() - t)
 
 
 def run(code: str, root: Path) -> float:
-    env = {**os.environ, "PYTHONPATH": str(root / "src"), "NUMBA_CACHE_DIR": str(root / ".numba_cache_ab")}
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "NUMBA_CACHE_DIR": str(Path(tempfile.gettempdir()) / f"degflow_ab_{abs(hash(str(root)))}")}
     out = subprocess.run([sys.executable, "-c", code.format(repo=root)], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"{root}: {out.stderr[-2000:]}")
