@@ -678,7 +678,7 @@ def test_resolve_threads():
 
 
 def test_configure_runtime(tmp_path, monkeypatch):
-    for var in ("NUMBA_CACHE_DIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("NUMBA_CACHE_DIR", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
     before = numba.get_num_threads()
@@ -691,6 +691,8 @@ def test_configure_runtime(tmp_path, monkeypatch):
             assert (tmp_path / "numba_cache").is_dir()
             assert numba.config.CACHE_DIR == os.environ["NUMBA_CACHE_DIR"]
             assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and numba.get_num_threads() == 1
+            # numba's pool is running: the env var is left alone (changing it would break numba's next compile)
+            assert "NUMBA_NUM_THREADS" not in os.environ
         finally:
             numba.set_num_threads(before)
 

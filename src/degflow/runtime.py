@@ -74,7 +74,7 @@ def configure_runtime(
     ----------
     n_threads
         Thread budget of the process (``snakemake.threads``) for numba kernels: sets
-        ``NUMBA_NUM_THREADS`` (read when numba is imported) and, if numba is imported already,
+        ``NUMBA_NUM_THREADS`` (read when numba is imported) if numba is not imported yet, else
         ``numba.set_num_threads``. ``None`` leaves numba alone.
     cache_dir
         Writable folder for numba's on-disk cache (created if missing); exported as
@@ -102,9 +102,10 @@ def configure_runtime(
             os.environ[var] = str(b)
     if n_threads is not None:
         n = _check_n(n_threads)
-        os.environ["NUMBA_NUM_THREADS"] = str(n)
-        if "numba" in sys.modules:
-            set_threads(n, blas_threads=None)
+        if "numba" in sys.modules:  # its pool size is fixed at import: a changed NUMBA_NUM_THREADS would only make
+            set_threads(n, blas_threads=None)  # numba's next config reload fail ("Cannot set NUMBA_NUM_THREADS ...")
+        else:
+            os.environ["NUMBA_NUM_THREADS"] = str(n)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if cache_dir is not None:
         path = Path(cache_dir).resolve()
