@@ -63,7 +63,9 @@ def main() -> None:
     hv_m, hv_d = mem.var["highly_variable"], disk.var["highly_variable"]
     print(f"HVGs: {int(hv_m.sum())} in memory, {int(hv_d.sum())} on disk, {int((hv_m & hv_d).sum())} shared")
     r = [abs(np.corrcoef(mem.obsm["X_pca"][:, k], disk.obsm["X_pca"][:, k])[0, 1]) for k in range(40)]
-    print(f"PCA: min |correlation| of the first 40 components {min(r):.6f}")
+    diff = float(np.abs(mem.obsm["X_pca"] - disk.obsm["X_pca"]).max())
+    print(f"PCA: min |correlation| of the first 40 components {min(r):.6f}; largest |difference| {diff:.2e} "
+          f"(of values up to {float(np.abs(mem.obsm['X_pca']).max()):.1f})")
     for key in ("leiden_0.5", "leiden_1.0"):
         print(f"{key}: ARI on disk vs in memory {adjusted_rand_score(mem.obs[key], disk.obs[key]):.4f} "
               f"({mem.obs[key].nunique()} vs {disk.obs[key].nunique()} clusters)")

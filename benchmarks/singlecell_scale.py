@@ -244,6 +244,7 @@ def main() -> None:
     ap.add_argument("--scanpy-max", type=int, default=None, help="largest M for scanpy (default N; 0 = skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-workflow", action="store_true", help="reuse the workflow run already in --out")
+    ap.add_argument("--reuse-input", action="store_true", help="reuse the input already built in --out")
     args = ap.parse_args()
     out = (args.out or Path(f"/tmp/degflow_scale_{args.cells}")).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +253,11 @@ def main() -> None:
         saved = json.loads((out / "workflow.json").read_text())
         peak, wall = saved["peak"], saved["wall"]
     else:
-        sheet = build_input(args.cells, out, per_sample=args.cells_per_sample, seed=args.seed)
+        sheet = out / "samples.tsv"
+        if args.reuse_input and sheet.exists():
+            print(f"benchmark input (NOT a result): reusing {sheet}", flush=True)
+        else:
+            sheet = build_input(args.cells, out, per_sample=args.cells_per_sample, seed=args.seed)
         peak, wall = run_workflow(sheet, out, cores=args.cores, chunk_cells=args.chunk_cells,
                                   max_rss=args.max_rss_gib)
     merged = out / "results" / "singlecell" / "merged.h5ad"

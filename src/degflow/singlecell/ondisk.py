@@ -363,18 +363,6 @@ def _seurat_v3_streamed(counts: h5py.Group, obs: pd.DataFrame, var_names: pd.Ind
     return out, used, len(names) > 1
 
 
-def _scaled_hvg(norm: sp.csr_matrix, hvg: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                scale_max: float | None) -> np.ndarray:
-    """The HVG columns of a log-normalised chunk as scanpy's ``scale(max_value=scale_max)`` makes them (dense)."""
-    z = norm[:, hvg].toarray().astype(np.float64)
-    if scale_max is None:  # the in-memory pca() does not scale then: PCA of the log-normalised values
-        return z
-    z -= mean
-    z /= std
-    np.clip(z, -scale_max, scale_max, out=z)
-    return z
-
-
 def process(
     src: str | Path,
     dst: str | Path,
@@ -409,9 +397,9 @@ def process(
     Options are those of :func:`degflow.singlecell.process.process`.
 
     The same numbers as the in-memory path up to float rounding: normalisation by the same numba kernel; the
-    HVG statistics summed in float64 in another order; PCA by the eigen-decomposition of the covariance of the
-    scaled HVG matrix (accumulated chunk by chunk in float64) instead of ARPACK on it, with the signs of
-    scikit-learn's ``svd_flip``. No result depends on ``chunk_cells`` beyond float rounding of sums.
+    HVG statistics summed in float64 in another order; the PCA of the in-memory path
+    (:func:`degflow.singlecell.process.covariance_pca`: the covariance of the scaled HVG matrix accumulated chunk by
+    chunk in float64, then ``eigh``). No result depends on ``chunk_cells`` beyond float rounding of sums.
 
     Returns
     -------
@@ -423,8 +411,6 @@ def process(
         An HVG flavour other than ``seurat_v3`` or a ``regress_out`` (not available on disk: the in-memory path
         has them, ``singlecell.scale.on_disk: false``); a non-positive ``chunk_cells``.
     """
-    from threadpoolctl import threadpool_limits
-
     from degflow.kernels.sparse import normalize_log1p
     from degflow.singlecell import process as scm
     from degflow.singlecell.common import record
@@ -489,36 +475,21 @@ def process(
                  int(hvg.sum()))
         # PCA: covariance of the scaled HVG matrix, chunk by chunk
         t0 = time.perf_counter()
-        lmean = lsum / n_obs
-        lvar = (lsq / n_obs - lmean**2) * (n_obs / (n_obs - 1))
-        mean_h, std_h = lmean[hvg], np.sqrt(lvar[hvg])
-        std_h[std_h == 0] = 1
+        mean_h = std_h = None
+        if scale_max is not None:  # as the in-memory pca(): no scaling without scale_max (and no regress_out here)
+            mean_h, std_h = scm.scaled_moments(lsum[hvg], lsq[hvg], n_obs)
         n_h = int(hvg.sum())
         n = min(n_comps, n_obs - 1, n_h - 1)
         if n < n_comps:
             log.warning("pca: n_comps lowered from %d to %d (%d cells, %d HVGs)", n_comps, n, n_obs, n_h)
-        gram, colsum = np.zeros((n_h, n_h)), np.zeros(n_h)
 
         def scaled_chunks() -> Iterator[tuple[int, int, np.ndarray]]:
             for a, b in _chunks(n_obs, chunk_cells):
                 block = _csr_group_rows(counts, a, b)
                 norm = normalize_log1p(block.astype(np.float32), target_sum=ts, n_threads=n_threads)
-                yield a, b, _scaled_hvg(norm, hvg, mean_h, std_h, scale_max)
+                yield a, b, scm.scale_block(norm[:, hvg], mean_h, std_h, scale_max)
 
-        with threadpool_limits(limits=1):  # BLAS sums in a fixed order: the same PCA whatever the thread count
-            for _, _, z in scaled_chunks():
-                gram += z.T @ z
-                colsum += z.sum(axis=0)
-            zmean = colsum / n_obs
-            cov = (gram - n_obs * np.outer(zmean, zmean)) / (n_obs - 1)
-            w, v = np.linalg.eigh(cov)
-            top = np.argsort(w)[::-1][:n]
-            w, comps = w[top], v[:, top].T  # components x HVGs
-            signs = np.sign(comps[np.arange(n), np.argmax(np.abs(comps), axis=1)])  # svd_flip(u_based=False)
-            comps *= signs[:, None]
-            x_pca = np.empty((n_obs, n), dtype=np.float32)
-            for a, b, z in scaled_chunks():
-                x_pca[a:b] = (z - zmean) @ comps.T
+        x_pca, comps, w, total_var = scm.covariance_pca(scaled_chunks, n_obs=n_obs, n_comps=n)
         log.info("pca (on disk, covariance + eigh) finished in %.2fs", time.perf_counter() - t0)
     pcs = np.zeros((n_vars, n), dtype=np.float32)
     pcs[hvg] = comps.T
@@ -527,7 +498,7 @@ def process(
     meta.varm["PCs"] = pcs
     meta.uns["log1p"] = {"base": None}
     meta.uns["hvg"] = {"flavor": "seurat_v3"}
-    meta.uns["pca"] = {"variance": w, "variance_ratio": w / np.trace(cov),
+    meta.uns["pca"] = {"variance": w, "variance_ratio": w / total_var,
                        "params": {"zero_center": True, "use_highly_variable": True, "mask_var": "highly_variable"}}
     record(meta, "normalize", {"target_sum": target_sum, "log": "natural log1p", "on_disk": True,
                                     "chunk_cells": chunk_cells,
@@ -537,7 +508,7 @@ def process(
                                           "batch_key": batch_key if batched else None, "span": span,
                                           "n_highly_variable": int(hvg.sum()), "on_disk": True})
     record(meta, "pca", {"n_comps": n, "regress_out": [], "scale_max": scale_max, "seed": seed,
-                              "svd_solver": "covariance eigh (on disk)", "on_disk": True})
+                              "svd_solver": "covariance eigh", "on_disk": True})
     rep = "X_pca"
     if integration == "harmony":
         scm.harmony(meta, batch_key=batch_key or "sample", seed=seed, n_threads=n_threads)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import anndata as ad
@@ -28,14 +28,18 @@ from degflow.singlecell.common import record, thread_cap, timed
 __all__ = [
     "EXACT_KNN_MAX_CELLS",
     "HVG_FLAVORS",
+    "PCA_BLOCK_CELLS",
     "harmony",
     "highly_variable",
     "leiden",
     "leiden_key",
     "neighbors",
     "normalize",
+    "covariance_pca",
     "pca",
     "process",
+    "scale_block",
+    "scaled_moments",
     "umap",
 ]
 
@@ -174,6 +178,95 @@ def _failing_batches(adata: ad.AnnData, n_top_genes: int, batch_key: str | None,
     return f" for batch {', '.join(bad)}" if bad else ""
 
 
+def scaled_moments(total: np.ndarray, total_sq: np.ndarray, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean and standard deviation (``ddof=1``; 0 → 1) from sums and sums of squares, as scanpy's ``scale``."""
+    mean = total / n_obs
+    var = (total_sq / n_obs - mean**2) * (n_obs / (n_obs - 1)) if n_obs > 1 else np.zeros_like(mean)
+    std = np.sqrt(np.maximum(var, 0))
+    std[std == 0] = 1
+    return mean, std
+
+
+def scale_block(x: sp.spmatrix | np.ndarray, mean: np.ndarray | None, std: np.ndarray | None,
+                clip: float | None) -> np.ndarray:
+    """A block of cells (HVG columns) scaled as scanpy's ``scale(max_value=clip)``, dense float64.
+
+    ``mean``/``std`` ``None``: the block as it is (no scaling; the PCA still centres).
+    """
+    z = x.toarray().astype(np.float64) if sp.issparse(x) else np.array(x, dtype=np.float64)
+    if mean is None or std is None:
+        return z
+    z -= mean
+    z /= std
+    if clip is not None:
+        np.clip(z, -clip, clip, out=z)
+    return z
+
+
+def covariance_pca(
+    blocks: Callable[[], Iterator[tuple[int, int, np.ndarray]]],
+    *,
+    n_obs: int,
+    n_comps: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """PCA by the eigen-decomposition of the covariance, accumulated over blocks of cells in float64.
+
+    Parameters
+    ----------
+    blocks
+        Called twice (covariance, then projection); yields ``(start, stop, z)`` with ``z`` the dense
+        (scaled) values of cells ``start:stop``, in cell order.
+    n_obs
+        Number of cells.
+    n_comps
+        Number of components.
+
+    Returns
+    -------
+    x_pca
+        Cells × components, float32 (the centred data projected on the components).
+    components
+        Components × genes, float64, signs as scikit-learn's ``svd_flip(u_based_decision=False)``.
+    variance
+        Variance explained by each component.
+    total_variance
+        Sum of the per-gene variances (``variance / total_variance`` is scanpy's ``variance_ratio``).
+
+    Notes
+    -----
+    The same numbers as an exact SVD of the centred matrix (ARPACK/LAPACK) to float64 rounding, on one BLAS
+    thread so that no sum depends on the thread count; memory is one block plus genes × genes. The in-memory
+    and the on-disk paths both use it, so they give the same PCA for the same cells.
+    """
+    from threadpoolctl import threadpool_limits
+
+    gram: np.ndarray | None = None
+    colsum: np.ndarray | None = None
+    with threadpool_limits(limits=1):
+        for _, _, z in blocks():
+            if gram is None:
+                gram, colsum = np.zeros((z.shape[1], z.shape[1])), np.zeros(z.shape[1])
+            gram += z.T @ z
+            colsum += z.sum(axis=0)
+        if gram is None or colsum is None:
+            raise DegflowInputError("pca: no cells")
+        zmean = colsum / n_obs
+        cov = (gram - n_obs * np.outer(zmean, zmean)) / (n_obs - 1)
+        w, v = np.linalg.eigh(cov)
+        top = np.argsort(w)[::-1][:n_comps]
+        w, comps = w[top], v[:, top].T
+        signs = np.sign(comps[np.arange(len(top)), np.argmax(np.abs(comps), axis=1)])
+        comps *= signs[:, None]
+        x_pca = np.empty((n_obs, len(top)), dtype=np.float32)
+        for a, b, z in blocks():
+            x_pca[a:b] = (z - zmean) @ comps.T
+    return x_pca, comps, w, float(np.trace(cov))
+
+
+#: Cells per block of :func:`pca` in memory (the dense scaled HVG values of one block: ~320 MB for 2,000 HVGs).
+PCA_BLOCK_CELLS = 20_000
+
+
 def pca(
     adata: ad.AnnData,
     *,
@@ -185,17 +278,18 @@ def pca(
 ) -> None:
     """PCA of the highly variable genes (scaled, optionally after regressing out ``obs`` covariates).
 
-    Works on a copy of the HVG columns of ``X`` (``X`` itself stays log-normalised, all genes):
-    regress out ``regress_out`` (e.g. ``["total_counts", "pct_counts_mt"]`` as the tutorial),
-    scale each gene to unit variance clipping at ``scale_max``, then ARPACK PCA seeded with
-    ``seed`` on one BLAS thread (ARPACK's result otherwise depends on the thread count).
-    ``n_comps`` is lowered (with a warning) for data with fewer cells or genes.
+    Works on the HVG columns of ``X`` (``X`` itself stays log-normalised, all genes): regress out
+    ``regress_out`` (e.g. ``["total_counts", "pct_counts_mt"]`` as the tutorial; a dense copy), scale each
+    gene to unit variance clipping at ``scale_max`` as scanpy's ``scale`` (no scaling when ``scale_max`` is
+    ``None`` and nothing is regressed out), then the exact PCA of :func:`covariance_pca` (float64, one BLAS
+    thread, block by block: no dense copy without ``regress_out``). Deterministic whatever the thread count,
+    and the same numbers as the on-disk path (:func:`degflow.singlecell.ondisk.process`). ``seed`` is recorded
+    (the PCA itself has no randomness). ``n_comps`` is lowered (with a warning) for data with fewer cells or genes.
 
     Writes ``obsm["X_pca"]`` (float32, cells × n_comps), ``varm["PCs"]`` (loadings; 0 for non-HVGs),
     ``uns["pca"]`` (``variance``, ``variance_ratio``), ``uns["degflow"]["pca"]``.
     """
     import scanpy as sc
-    from threadpoolctl import threadpool_limits
 
     if "highly_variable" not in adata.var.columns:
         raise DegflowInputError("pca needs var['highly_variable']: run highly_variable first")
@@ -207,25 +301,38 @@ def pca(
     n = min(n_comps, adata.n_obs - 1, int(hvg.sum()) - 1)
     if n < n_comps:
         log.warning("pca: n_comps lowered from %d to %d (%d cells, %d HVGs)", n_comps, n, adata.n_obs, hvg.sum())
+    n_obs = adata.n_obs
     with timed("pca"), thread_cap(n_threads):
         X = adata.X[:, hvg]
-        sub = ad.AnnData(X.toarray() if sp.issparse(X) else np.array(X), obs=adata.obs[list(regress_out)].copy())
         if regress_out:
+            sub = ad.AnnData(X.toarray().astype(np.float64) if sp.issparse(X) else np.array(X, dtype=np.float64),
+                             obs=adata.obs[list(regress_out)].copy())
             sc.pp.regress_out(sub, list(regress_out))
+            X = sub.X
+        X = X.tocsr() if sp.issparse(X) else X
+        mean = std = None
         if scale_max is not None or regress_out:
-            sc.pp.scale(sub, max_value=scale_max)
-        # ARPACK's result depends on the BLAS thread count (summation order; up to 3e-2 on PBMC 3k's
-        # last components), which would change the kNN graph and the clusters: one BLAS thread here.
-        with threadpool_limits(limits=1):
-            sc.pp.pca(sub, n_comps=n, svd_solver="arpack", random_state=seed)
-    adata.obsm["X_pca"] = sub.obsm["X_pca"]
-    pcs = np.zeros((adata.n_vars, n), dtype=sub.varm["PCs"].dtype)
-    pcs[hvg] = sub.varm["PCs"]
+            if sp.issparse(X):
+                total = np.bincount(X.indices, weights=X.data, minlength=X.shape[1])
+                total_sq = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64), minlength=X.shape[1])
+            else:
+                total, total_sq = X.sum(axis=0, dtype=np.float64), np.square(X, dtype=np.float64).sum(axis=0)
+            mean, std = scaled_moments(total, total_sq, n_obs)
+
+        def blocks() -> Iterator[tuple[int, int, np.ndarray]]:
+            for a in range(0, n_obs, PCA_BLOCK_CELLS):
+                b = min(a + PCA_BLOCK_CELLS, n_obs)
+                yield a, b, scale_block(X[a:b], mean, std, scale_max)
+
+        x_pca, comps, variance, total_var = covariance_pca(blocks, n_obs=n_obs, n_comps=n)
+    adata.obsm["X_pca"] = x_pca
+    pcs = np.zeros((adata.n_vars, len(variance)), dtype=np.float32)
+    pcs[hvg] = comps.T
     adata.varm["PCs"] = pcs
-    adata.uns["pca"] = {k: v for k, v in sub.uns["pca"].items() if k in ("variance", "variance_ratio")}
-    adata.uns["pca"]["params"] = {"zero_center": True, "use_highly_variable": True, "mask_var": "highly_variable"}
+    adata.uns["pca"] = {"variance": variance, "variance_ratio": variance / total_var,
+                        "params": {"zero_center": True, "use_highly_variable": True, "mask_var": "highly_variable"}}
     record(adata, "pca", {"n_comps": n, "regress_out": list(regress_out), "scale_max": scale_max, "seed": seed,
-                          "svd_solver": "arpack"})
+                          "svd_solver": "covariance eigh"})
 
 
 def harmony(adata: ad.AnnData, *, batch_key: str = "sample", seed: int = 0, max_iter: int = 10,
