@@ -156,17 +156,26 @@ def test_on_disk_refuses_what_it_cannot_do(samples):
     assert ondisk.wanted("auto", ondisk.ON_DISK_AUTO_CELLS + 1) and not ondisk.wanted("auto", 1000)
 
 
-def test_genes_detected_one_sample_at_a_time(repo):
+def test_genes_detected_one_sample_at_a_time(repo, tmp_path):
+    """sc_genes reads one sample at a time: the table of scanpy's filter_genes on all samples read together, with
+    the genes shared by all samples (a gene missing from one sample is dropped, as anndata's inner join)."""
     import scanpy as sc
 
-    path = str(repo / "resources/pbmc3k/filtered_min3cells_v3")
-    sheet = validate_sample_sheet(pd.DataFrame([{"sample": "pbmc3k", "path": path, "format": "10x_mtx"}]),
-                                  source="sheet")
-    got = ondisk.genes_detected(sheet, min_cells=3)
+    from degflow.singlecell.steps import detected_genes
+
+    pbmc = sc_io.read_sample(repo / "resources/pbmc3k/filtered_min3cells_v3", sample="pbmc3k")
+    first, second = pbmc[:1200].copy(), pbmc[1200:, 5:].copy()  # the second lacks the first 5 genes
+    rows = []
+    for name, part in (("a", first), ("b", second)):
+        part.write_h5ad(tmp_path / f"{name}.h5ad")
+        rows.append({"sample": name, "path": str(tmp_path / f"{name}.h5ad"), "format": "h5ad"})
+    sheet = validate_sample_sheet(pd.DataFrame(rows), source="sheet")
+    got = detected_genes(sheet, min_cells=10)  # the bundled genes are those of >= 3 cells already
     adata = sc_io.read_samples(sheet)
-    kept, n_cells = sc.pp.filter_genes(adata, min_cells=3, inplace=False)
-    assert list(got["gene"]) == list(adata.var_names)
+    kept, n_cells = sc.pp.filter_genes(adata, min_cells=10, inplace=False)
+    assert len(got) == pbmc.n_vars - 5 and list(got["gene"]) == list(adata.var_names)
     assert (got["n_cells"].to_numpy() == n_cells).all() and (got["kept"].to_numpy() == kept).all()
+    assert 0 < got["kept"].sum() < len(got)
 
 
 @pytest.mark.workflow

@@ -16,12 +16,11 @@ rule sc_genes:
         rows=SC_READER_ROWS,
         sheet=SC["samples"],
         min_cells=SC["qc"]["min_cells"],
-        scale=SC["scale"],
     log:
         f"{RESULTS}/logs/singlecell/genes.log",
     threads: 1
     resources:
-        mem_mb=scaled(2000, 6000, SC_INPUT_GB),
+        mem_mb=scaled(2000, 6000, max(SC_SAMPLE_GB.values(), default=0)),  # one sample at a time
         runtime=scaled(10, 20, SC_INPUT_GB),
     conda:
         "../../envs/singlecell.yaml"

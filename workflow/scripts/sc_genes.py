@@ -6,8 +6,8 @@ import pandas as pd
 
 from degflow.io.singlecell import validate_sample_sheet
 from degflow.io.tables import write_tsv
-from degflow.singlecell.scale import detected_genes
+from degflow.singlecell.steps import detected_genes
 
 p = snakemake.params
 sheet = validate_sample_sheet(pd.DataFrame(p.rows), source=p.sheet)  # genes shared by all samples
-write_tsv(detected_genes(sheet, min_cells=p.min_cells, scale=p.scale, source=p.sheet), snakemake.output[0])
+write_tsv(detected_genes(sheet, min_cells=p.min_cells, source=p.sheet), snakemake.output[0])

@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from degflow.errors import DegflowInputError
 from degflow.kernels.jit import jit
 
-__all__ = ["DEFAULT_CHUNK_CELLS", "ON_DISK_AUTO_CELLS", "aggregate", "check_config", "genes_detected", "h5ad_cells", "markers", "merge",
+__all__ = ["DEFAULT_CHUNK_CELLS", "ON_DISK_AUTO_CELLS", "aggregate", "check_config", "h5ad_cells", "markers", "merge",
            "read_light", "var_names",
            "process", "wanted"]
 
@@ -645,47 +645,6 @@ def aggregate(path: str | Path, *, groupby: str = "cell_type", sample_key: str =
     light.layers["counts"] = X
     return pb.aggregate(light, groupby=groupby, sample_key=sample_key, layer="counts",
                                 min_cells=min_cells, min_counts=min_counts)
-
-
-def genes_detected(sheet: pd.DataFrame, *, min_cells: int | None, source: str | Path | None = None) -> pd.DataFrame:
-    """The table of the ``sc_genes`` step (``gene``, ``n_cells``, ``kept``) reading one sample at a time.
-
-    The genes shared by all samples, in the first sample's order (``anndata.concat(join="inner")``), each with the
-    cells (all samples, before cell QC) where it is detected; ``kept`` when ``n_cells >= min_cells``. The same table
-    as ``scanpy.pp.filter_genes`` on :func:`degflow.io.singlecell.read_samples` of the whole sheet, without holding every
-    sample's counts at once.
-
-    Raises
-    ------
-    DegflowInputError
-        What :func:`degflow.io.singlecell.read_samples` raises; samples sharing no gene.
-    """
-    from degflow.io.singlecell import read_samples
-
-    order: pd.Index | None = None
-    counts: dict[str, int] = {}
-    shared: set[str] = set()
-    for i in range(len(sheet)):
-        a = read_samples(sheet.iloc[[i]])
-        x = sp.csr_matrix(a.X)
-        detected = np.bincount(x.indices[x.data > 0], minlength=a.n_vars)
-        names = pd.Index(a.var_names.astype(str))
-        if order is None:
-            order, shared = names, set(names)
-        else:
-            shared &= set(names)
-        for g, c in zip(names, detected, strict=True):
-            counts[g] = counts.get(g, 0) + int(c)
-        del a, x
-    if not shared:
-        raise DegflowInputError(f"{source}: the samples share no gene names; were they quantified against different "
-                                "references (or some with IDs, some with symbols)?")
-    genes = [g for g in order if g in shared]
-    if len(genes) < len(counts):
-        log.warning("%d of %d genes are missing from some samples; keeping the %d shared genes",
-                    len(counts) - len(genes), len(counts), len(genes))
-    n_cells = np.array([counts[g] for g in genes], dtype=np.int64)
-    return pd.DataFrame({"gene": genes, "n_cells": n_cells, "kept": n_cells >= (min_cells or 0)})
 
 
 def var_names(path: str | Path) -> pd.Index:

@@ -34,32 +34,6 @@ def on_disk(scale: Mapping[str, Any], paths: str | Path | Sequence[str | Path]) 
     return ondisk.wanted(scale["on_disk"], ondisk.h5ad_cells(paths))
 
 
-def detected_genes(sheet: pd.DataFrame, *, min_cells: int | None, scale: Mapping[str, Any],
-                   source: str | Path | None = None) -> pd.DataFrame:
-    """The ``sc_genes`` table: genes shared by all samples, their cell counts, kept or not.
-
-    With ``on_disk: true`` one sample at a time (``auto`` cannot know the cells before reading them: all samples
-    are read together, as in memory).
-
-    Parameters
-    ----------
-    sheet
-        The validated single-cell sample sheet.
-    min_cells
-        ``singlecell.qc.min_cells``.
-    scale
-        The ``singlecell.scale`` block.
-    source
-        The sheet's path, for messages.
-    """
-    if scale["on_disk"] is True:
-        return ondisk.genes_detected(sheet, min_cells=min_cells, source=source)
-    from degflow.io.singlecell import read_samples
-    from degflow.singlecell.steps import detected_genes as in_memory
-
-    return in_memory(read_samples(sheet), min_cells=min_cells)
-
-
 def merge(cells: Sequence[str | Path], genes: pd.DataFrame, out: str | Path, *,
           categories: Mapping[str, Sequence[str]], min_cells: int | None, scale: Mapping[str, Any]) -> None:
     """Merge the samples' QC-passed cells into ``out`` (in memory, or one sample at a time on disk).

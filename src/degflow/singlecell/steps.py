@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from degflow.errors import DegflowInputError
 from degflow.pl import singlecell as pl_sc
 from degflow.report import html_table
 from degflow.runtime import note, warn
@@ -31,24 +35,61 @@ __all__ = ["annotate_with_markers", "cells_removed", "composition_tests", "detec
 log = logging.getLogger("degflow")
 
 
-def detected_genes(adata: ad.AnnData, *, min_cells: int | None) -> pd.DataFrame:
+def detected_genes(sheet: pd.DataFrame, *, min_cells: int | None, source: str | Path | None = None) -> pd.DataFrame:
     """Genes detected in >= ``min_cells`` cells over all samples, before cell QC (the tutorials' order).
+
+    The table of the ``sc_genes`` step (``gene``, ``n_cells``, ``kept``), reading one sample at a time (memory:
+    the largest sample, at any number of samples).
+
+    The genes shared by all samples, in the first sample's order (``anndata.concat(join="inner")``), each with the
+    cells (all samples, before cell QC) where it is detected; ``kept`` when ``n_cells >= min_cells``. The same table
+    as ``scanpy.pp.filter_genes`` on :func:`degflow.io.singlecell.read_samples` of the whole sheet, without holding every
+    sample's counts at once.
 
     Parameters
     ----------
-    adata
-        Every sample's cells (:func:`degflow.io.singlecell.read_samples`: the genes shared by all samples).
+    sheet
+        The validated single-cell sample sheet.
     min_cells
         ``singlecell.qc.min_cells`` (``None``: 0).
+    source
+        The sheet's path, for messages.
 
     Returns
     -------
     ``gene``, ``n_cells``, ``kept``.
-    """
-    import scanpy as sc
 
-    kept, n_cells = sc.pp.filter_genes(adata, min_cells=min_cells or 0, inplace=False)
-    return pd.DataFrame({"gene": adata.var_names, "n_cells": n_cells, "kept": kept})
+    Raises
+    ------
+    DegflowInputError
+        What :func:`degflow.io.singlecell.read_samples` raises; samples sharing no gene.
+    """
+    from degflow.io.singlecell import read_samples
+
+    order: pd.Index | None = None
+    counts: dict[str, int] = {}
+    shared: set[str] = set()
+    for i in range(len(sheet)):
+        a = read_samples(sheet.iloc[[i]])
+        x = sp.csr_matrix(a.X)
+        detected = np.bincount(x.indices[x.data > 0], minlength=a.n_vars)
+        names = pd.Index(a.var_names.astype(str))
+        if order is None:
+            order, shared = names, set(names)
+        else:
+            shared &= set(names)
+        for g, c in zip(names, detected, strict=True):
+            counts[g] = counts.get(g, 0) + int(c)
+        del a, x
+    if not shared:
+        raise DegflowInputError(f"{source}: the samples share no gene names; were they quantified against different "
+                                "references (or some with IDs, some with symbols)?")
+    genes = [g for g in order if g in shared]
+    if len(genes) < len(counts):
+        log.warning("%d of %d genes are missing from some samples; keeping the %d shared genes",
+                    len(counts) - len(genes), len(counts), len(genes))
+    n_cells = np.array([counts[g] for g in genes], dtype=np.int64)
+    return pd.DataFrame({"gene": genes, "n_cells": n_cells, "kept": n_cells >= (min_cells or 0)})
 
 
 def sample_qc(adata: ad.AnnData, genes: pd.DataFrame, *, overrides: Mapping[str, Any] | None,
@@ -302,7 +343,6 @@ def composition_tests(obs: pd.DataFrame, *, metadata: Any, tests: Any, groupby: 
     -------
     (cell counts per sample x cell type, [(results, HTML page, figure) per test, in test order]).
     """
-    from degflow.pl import singlecell as pl_sc
     from degflow.plan import composition as comp_plan
     from degflow.singlecell import composition
 
