@@ -21,6 +21,7 @@ from degflow.errors import DegflowInputError
 from degflow.io import singlecell as sc_io
 from degflow.io.singlecell import validate_sample_sheet
 from degflow.pseudobulk import aggregate as pseudobulk
+from degflow.singlecell.annotate import annotate, load_markers
 from degflow.singlecell import annotate as sc_annotate
 from degflow.singlecell import ondisk
 from degflow.singlecell import process as scm
@@ -211,6 +212,16 @@ def test_workflow_on_disk(repo, tmp_path):
     assert adata.uns["degflow"]["normalize"]["on_disk"] and adata.uns["degflow"]["normalize"]["chunk_cells"] == 700
     assert "counts" in adata.layers and adata.obsm["X_umap"].shape == (adata.n_obs, 2)
     assert "cell_type" in adata.obs.columns
+    # sc_annotate read the marker genes only and wrote a copy of processed.h5ad with the new obs and uns: the same
+    # matrices, and the cell types of the library's annotate() on the whole in-memory AnnData
+    processed = ad.read_h5ad(out / "processed.h5ad")
+    assert (adata.X != processed.X).nnz == 0 and (adata.layers["counts"] != processed.layers["counts"]).nnz == 0
+    assert adata.obs.drop(columns="cell_type").equals(processed.obs)
+    used = adata.uns["degflow"]["annotate"]
+    annotate(processed, load_markers(sc_cfg["markers"]), groupby=used["groupby"], min_score=used["min_score"],
+             min_margin=used["min_margin"])
+    assert (processed.obs["cell_type"] == adata.obs["cell_type"]).all()
+    assert adata.uns["degflow"]["annotate"]["assignment"] == processed.uns["degflow"]["annotate"]["assignment"]
     markers = pd.read_csv(out / "markers/leiden_0.5.tsv", sep="\t")
     assert set(markers["group"].astype(str)) == set(adata.obs["leiden_0.5"].astype(str))
     merged = ad.read_h5ad(out / "merged.h5ad")

@@ -204,11 +204,12 @@ if SC_ANNOTATED:
             groupby=SC_PLAN.annotation_key,
             min_score=SC["annotation"]["min_score"],
             min_margin=SC["annotation"]["min_margin"],
+            scale=SC["scale"],
         log:
             f"{RESULTS}/logs/singlecell/annotate.log",
         threads: 1
         resources:
-            mem_mb=scaled(3000, 10000, SC_INPUT_GB),
+            mem_mb=scaled(3000, 1000 if SC_ON_DISK else 10000, SC_INPUT_GB),
             runtime=scaled(10, 20, SC_INPUT_GB),
         conda:
             "../../envs/singlecell.yaml"

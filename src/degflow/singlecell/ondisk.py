@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from degflow.errors import DegflowInputError
 from degflow.kernels.jit import jit
 
-__all__ = ["DEFAULT_CHUNK_CELLS", "ON_DISK_AUTO_CELLS", "aggregate", "check_config", "h5ad_cells", "markers", "merge",
+__all__ = ["DEFAULT_CHUNK_CELLS", "ON_DISK_AUTO_CELLS", "aggregate", "check_config", "copy_with", "h5ad_cells", "markers", "merge",
            "read_light", "var_names",
            "process", "wanted"]
 
@@ -645,6 +645,29 @@ def aggregate(path: str | Path, *, groupby: str = "cell_type", sample_key: str =
     light.layers["counts"] = X
     return pb.aggregate(light, groupby=groupby, sample_key=sample_key, layer="counts",
                                 min_cells=min_cells, min_counts=min_counts)
+
+
+def copy_with(src: str | Path, dst: str | Path, *, obs: pd.DataFrame, uns: Mapping[str, Any]) -> None:
+    """Copy the ``.h5ad`` ``src`` to ``dst`` with ``obs`` and ``uns`` replaced (the matrices copied byte for byte).
+
+    ``obs`` must hold the same cells in the same order. Written to a temporary file renamed at the end: no
+    half-written ``dst``.
+    """
+    import shutil
+
+    from anndata.io import write_elem
+
+    names = pd.Index(_read(src, "obs")[0].index.astype(str))
+    if not names.equals(pd.Index(obs.index.astype(str))):
+        raise AssertionError(f"copy_with: the obs given are not the cells of {src} in order")
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    with h5py.File(tmp, "r+") as f:
+        for key, value in (("obs", obs), ("uns", dict(uns))):
+            del f[key]
+            write_elem(f, key, value)
+    tmp.replace(dst)
 
 
 def var_names(path: str | Path) -> pd.Index:

@@ -144,6 +144,41 @@ def read_for_figures(path: str | Path, *, scale: Mapping[str, Any], genes: Seque
     return ad.read_h5ad(path)
 
 
+def annotation_cells(path: str | Path, *, scale: Mapping[str, Any], genes: Sequence[str]) -> ad.AnnData:
+    """The cells ``sc_annotate`` names: all of it in memory; on disk obs, obsm and only the marker genes' columns.
+
+    Parameters
+    ----------
+    path
+        The processed ``.h5ad``.
+    scale
+        The ``singlecell.scale`` block.
+    genes
+        The marker YAML's genes (the cluster scores read no other column of ``X``).
+    """
+    return read_for_figures(path, scale=scale, genes=genes)
+
+
+def write_annotated(adata: ad.AnnData, src: str | Path, dst: str | Path, *, scale: Mapping[str, Any]) -> None:
+    """Write the annotated cells: the whole AnnData in memory; on disk a copy of ``src`` with ``adata``'s obs and uns.
+
+    Parameters
+    ----------
+    adata
+        What :func:`annotation_cells` returned, annotated (``obs`` and ``uns`` changed only).
+    src
+        The processed ``.h5ad`` it was read from.
+    dst
+        The annotated ``.h5ad`` written.
+    scale
+        The ``singlecell.scale`` block.
+    """
+    if on_disk(scale, src):
+        ondisk.copy_with(src, dst, obs=adata.obs, uns=adata.uns)
+    else:
+        adata.write_h5ad(dst)
+
+
 def var_names(path: str | Path) -> pd.Index:
     """The genes of an ``.h5ad`` without reading its matrix.
 
