@@ -21,11 +21,11 @@ from degflow.errors import DegflowInputError
 from degflow.io import singlecell as sc_io
 from degflow.io.singlecell import validate_sample_sheet
 from degflow.pseudobulk import aggregate as pseudobulk
-from degflow.singlecell.annotate import annotate, load_markers
 from degflow.singlecell import annotate as sc_annotate
 from degflow.singlecell import ondisk
 from degflow.singlecell import process as scm
 from degflow.singlecell import qc as sc_qc
+from degflow.singlecell.annotate import annotate, load_markers
 
 PARAMS = {"target_sum": 1e4, "hvg_flavor": "seurat_v3", "n_top_genes": 2000, "batch_key": "sample",
           "scale_max": 10.0, "n_comps": 50, "n_neighbors": 10, "n_pcs": 40, "knn": "exact",
