@@ -437,8 +437,8 @@ def test_scrublet_finds_demuxlet_doublets(shared_data):
 
 def test_pbmc3k_hvg_and_clusters(pbmc, seurat_labels):
     assert pbmc.var["highly_variable"].sum() == 1838
-    # scanpy's own normalisation gives 8 clusters (ARI 0.662); degflow's kernel differs from it by <= 1 ulp
-    # (4.8e-7) in float32, which is enough for Leiden at resolution 1.0 to split one more cluster (ARI 0.646)
+    # Leiden at resolution 1.0 moves between 8 and 9 clusters with last-bit changes (scanpy's own normalisation, 1 ulp
+    # from degflow's kernel, or the seed): 9, 9, 8 clusters with seeds 0, 1, 2 (ARI 0.636, 0.623, 0.661)
     assert pbmc.obs["leiden_1.0"].nunique() in (8, 9)
     assert pbmc.obs["leiden_0.5"].nunique() == 6
     ari = adjusted_rand_score(_seurat(seurat_labels, pbmc), pbmc.obs["leiden_1.0"])

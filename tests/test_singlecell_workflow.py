@@ -106,7 +106,7 @@ def test_pbmc3k_reproduces_the_tutorial(run, repo):
     seurat = pd.read_csv(repo / "resources/pbmc3k/seurat_pbmc3k_final_annotations.csv", index_col=0)
     truth = seurat["seurat_annotation"].reindex(adata.obs_names.str.removeprefix("pbmc3k_"))
     assert truth.notna().all()  # the kept cells are exactly the tutorial's
-    assert adjusted_rand_score(truth, adata.obs["cell_type"]) >= 0.75  # 0.892 measured (0.87-0.89 over seeds 0-2)
+    assert adjusted_rand_score(truth, adata.obs["cell_type"]) >= 0.75  # 0.892 measured (0.815-0.892 over seeds 0-2)
     got = adata.obs["cell_type"].astype(str).to_numpy()
     for t in ("B", "CD14+ Mono", "NK", "CD8 T", "FCGR3A+ Mono", "DC", "Platelet", "Naive CD4 T", "Memory CD4 T"):
         assert (got[truth.to_numpy() == t] == t).mean() > 0.75, t  # >= 0.905 measured
