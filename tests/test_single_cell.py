@@ -450,6 +450,24 @@ def test_pbmc3k_hvg_and_clusters(pbmc, seurat_labels):
     assert params["highly_variable"]["n_highly_variable"] == 1838
 
 
+def test_umap_starts_from_the_pca_above_the_cap(pbmc, monkeypatch):
+    """Above UMAP_SPECTRAL_MAX_CELLS the UMAP starts from the representation's first two columns (the spectral
+    layout's ARPACK does not finish on a million cells); both starts keep each cluster together."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from degflow.singlecell import process as scm
+
+    a = pbmc.copy()
+    monkeypatch.setattr(scm, "UMAP_SPECTRAL_MAX_CELLS", 1000)
+    scm.umap(a, seed=0)
+    assert pbmc.uns["degflow"]["umap"]["init"] == "spectral" and a.uns["degflow"]["umap"]["init"] == "pca"
+    assert not np.allclose(a.obsm["X_umap"], pbmc.obsm["X_umap"])
+    labels = pbmc.obs["leiden_1.0"].to_numpy()
+    for emb in (pbmc.obsm["X_umap"], a.obsm["X_umap"]):
+        nn = NearestNeighbors(n_neighbors=16).fit(emb).kneighbors(emb, return_distance=False)[:, 1:]
+        assert (labels[nn] == labels[:, None]).mean() > 0.85
+
+
 def test_pbmc3k_published_markers(pbmc_markers):
     m = pbmc_markers
     top5 = m[m["rank"] <= 5].groupby("group")["gene"].apply(set)

@@ -29,6 +29,7 @@ __all__ = [
     "EXACT_KNN_MAX_CELLS",
     "HVG_FLAVORS",
     "PCA_BLOCK_CELLS",
+    "UMAP_SPECTRAL_MAX_CELLS",
     "harmony",
     "highly_variable",
     "leiden",
@@ -470,8 +471,19 @@ def leiden(adata: ad.AnnData, *, resolutions: Sequence[float] = (0.5, 1.0), seed
                              "n_iterations": n_iterations, "flavor": "igraph", "n_clusters": found})
 
 
+#: Above this many cells UMAP starts from the first two components of the neighbour graph's representation
+#: (umap-learn's ``init="pca"`` recipe) instead of the spectral layout: ARPACK on the graph Laplacian of a million
+#: cells ran over 40 minutes on one core (benchmarks/singlecell_scale.py), the PCA start costs nothing.
+UMAP_SPECTRAL_MAX_CELLS = 200_000
+
+
 def umap(adata: ad.AnnData, *, seed: int = 0, min_dist: float = 0.5, n_threads: int | None = None) -> None:
     """UMAP embedding of the neighbour graph, seeded (umap-learn then runs single-threaded).
+
+    Starts from the spectral layout of the graph (scanpy's default) up to :data:`UMAP_SPECTRAL_MAX_CELLS` cells,
+    above from the first two columns of the graph's representation (``X_pca`` or ``X_pca_harmony``) scaled as
+    umap-learn's ``init="pca"`` (largest coordinate 10, seeded noise of 1e-4); the log and
+    ``uns["degflow"]["umap"]["init"]`` say which.
 
     Writes ``obsm["X_umap"]`` (cells × 2), ``uns["umap"]``, ``uns["degflow"]["umap"]``.
     """
@@ -479,9 +491,19 @@ def umap(adata: ad.AnnData, *, seed: int = 0, min_dist: float = 0.5, n_threads: 
 
     if "neighbors" not in adata.uns:
         raise DegflowInputError("umap needs the neighbour graph: run neighbors first")
+    init: str | np.ndarray = "spectral"
+    if adata.n_obs > UMAP_SPECTRAL_MAX_CELLS:
+        rep = adata.uns["neighbors"].get("params", {}).get("use_rep", "X_pca")
+        start = np.asarray(adata.obsm[rep][:, :2], dtype=np.float64)
+        start = (start * (10.0 / np.abs(start).max())).astype(np.float32)
+        start += np.random.RandomState(seed).normal(scale=1e-4, size=start.shape).astype(np.float32)
+        init = start
+        log.info("umap: %d cells > %d: starting from the first two columns of %s (umap-learn's pca init) instead "
+                 "of the spectral layout", adata.n_obs, UMAP_SPECTRAL_MAX_CELLS, rep)
     with timed("umap"), thread_cap(n_threads):
-        sc.tl.umap(adata, random_state=seed, min_dist=min_dist)
-    record(adata, "umap", {"seed": seed, "min_dist": min_dist})
+        sc.tl.umap(adata, random_state=seed, min_dist=min_dist, init_pos=init)
+    record(adata, "umap", {"seed": seed, "min_dist": min_dist,
+                           "init": "spectral" if isinstance(init, str) else "pca"})
 
 
 def process(
