@@ -207,14 +207,15 @@ print(f"scanpy done {n} {time.time() - t:.1f}")
 """
 
 
-def scanpy_recipe(merged: Path, *, upto: int, max_rss: float, out: Path) -> tuple[int, float]:
-    """scanpy in memory on the first M merged cells, M doubling from 100k (and upto); (largest M that fit, its wall)."""
+def scanpy_recipe(merged: Path, *, upto: int, max_rss: float, out: Path, start: int = 100_000) -> tuple[int, float]:
+    """scanpy in memory on the first M merged cells, M doubling from ``start`` (and upto); (largest M that fit, its
+    wall)."""
     script = out / "scanpy_recipe.py"
     script.write_text(_SCANPY)
     from degflow.singlecell.ondisk import h5ad_cells
 
     total = min(upto, h5ad_cells(merged))
-    sizes, m = [], min(100_000, total)
+    sizes, m = [], min(start, total)
     while m < total:
         sizes.append(m)
         m *= 2
@@ -245,6 +246,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-workflow", action="store_true", help="reuse the workflow run already in --out")
     ap.add_argument("--reuse-input", action="store_true", help="reuse the input already built in --out")
+    ap.add_argument("--scanpy-start", type=int, default=100_000, help="smallest M for scanpy (then doubled)")
     args = ap.parse_args()
     out = (args.out or Path(f"/tmp/degflow_scale_{args.cells}")).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +264,8 @@ def main() -> None:
                                   max_rss=args.max_rss_gib)
     merged = out / "results" / "singlecell" / "merged.h5ad"
     upto = args.cells if args.scanpy_max is None else args.scanpy_max
-    best, best_wall = (scanpy_recipe(merged, upto=upto, max_rss=args.max_rss_gib, out=out) if upto
+    best, best_wall = (scanpy_recipe(merged, upto=upto, max_rss=args.max_rss_gib, out=out,
+                                   start=args.scanpy_start) if upto
                        else (0, float("nan")))
     print(f"load after: {os.getloadavg()}", flush=True)
     print(f"cells={args.cells} peak_rss_gib={peak / GIB:.2f} wall_s={wall:.0f} scanpy_max_cells={best} "
