@@ -116,7 +116,8 @@ def _script_of(proc) -> str | None:
     return None
 
 
-def watch(cmd: list[str], *, cwd: Path, log: Path, max_rss: float) -> tuple[int, dict, float, float]:
+def watch(cmd: list[str], *, cwd: Path, log: Path, max_rss: float, root_name: str = "snakemake (scheduler)"
+          ) -> tuple[int, dict, float, float]:
     """Run ``cmd``, polling its process tree; returns (exit code, {pid: (script, start, end, peak)}, peak, wall)."""
     import psutil
 
@@ -140,7 +141,7 @@ def watch(cmd: list[str], *, cwd: Path, log: Path, max_rss: float) -> tuple[int,
             peak = max(peak, rss)
             job = jobs.get(p.pid)
             if job is None:
-                name = "snakemake (scheduler)" if p.pid == root.pid else _script_of(p)
+                name = root_name if p.pid == root.pid else _script_of(p)
                 if name is None:
                     continue
                 job = jobs[p.pid] = [name, now, now, 0]
@@ -223,7 +224,7 @@ def scanpy_recipe(merged: Path, *, upto: int, max_rss: float, out: Path, start: 
     best, best_wall = 0, float("nan")
     for m in sizes:
         code, jobs, peak, wall = watch([sys.executable, str(script), str(merged), str(m), str(REPO / "src")], cwd=out,
-                                       log=out / f"scanpy_{m}.log", max_rss=max_rss)
+                                       log=out / f"scanpy_{m}.log", max_rss=max_rss, root_name="scanpy recipe")
         # the recipe's own process is not a snakemake script: its peak is the tree's peak
         ok = code == 0
         print(f"scanpy in memory, {m} cells: {'done' if ok else 'stopped/failed'} in {wall:.0f} s, peak RSS "
