@@ -15,6 +15,7 @@ things from an ``.h5ad`` on disk, reading ``chunk_cells`` rows of the CSR counts
                        PCA (cells x 50) and the graph, with the functions of the in-memory path
 :func:`markers`        ``rank_genes_groups`` on at most ``max_cells_per_group`` cells of each group (seeded sample;
                        every cell when no group is larger: then the in-memory answer)
+:func:`copy_with`      the annotated ``.h5ad``: a copy of the processed one with new obs/uns (matrices untouched)
 :func:`aggregate`      pseudobulk sums streamed from ``layers/counts``: the same integers as
                        :func:`degflow.pseudobulk.aggregate.aggregate` (sums of integers in float64 are exact)
 =====================  =========================================================================================
