@@ -173,7 +173,9 @@ def test_cell_type_without_markers_in_the_data_is_told(repo, tmp_path):
         "    def keys(self):\n"
         "        return self.__dict__.keys()\n"
         f"smk = ns(input=NL(h5ad={str(tmp_path / 'processed.h5ad')!r}, markers={str(tmp_path / 'markers.yaml')!r}),\n"
-        "          params=ns(groupby='leiden_1.0', min_score=0, min_margin=0.5), threads=1, rule='sc_annotate',\n"
+        "          params=ns(groupby='leiden_1.0', min_score=0, min_margin=0.5,\n"
+        "                    scale={'on_disk': 'auto', 'chunk_cells': 20000, 'marker_cells_per_group': 2000}),\n"
+        "          threads=1, rule='sc_annotate',\n"
         f"          output=NL(scores={str(out / 'scores.tsv')!r}, html={str(out / 'scores.html')!r},\n"
         f"                    h5ad={str(out / 'annotated.h5ad')!r}), log=[{str(out / 'annotate.log')!r}])\n"
         f"runpy.run_path({str(repo / 'workflow' / 'scripts' / 'sc_annotate.py')!r}, init_globals={{'snakemake': smk}})\n")
